@@ -1,0 +1,56 @@
+"""trioqueue: durable background jobs for Trio.
+
+Push tasks into a backend (memory, SQLite, PostgreSQL) through bounded
+channels; run them with workers built from a tower-style middleware stack.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend as Backend
+from ._backend import BackendStatistics as BackendStatistics
+from ._backend import Consumer as Consumer
+from ._backoff import Backoff as Backoff
+from ._backoff import Exponential as Exponential
+from ._backoff import Fixed as Fixed
+from ._backoff import Linear as Linear
+from ._codec import CborCodec as CborCodec
+from ._codec import Codec as Codec
+from ._codec import JsonCodec as JsonCodec
+from ._context import EventKind as EventKind
+from ._context import WorkerContext as WorkerContext
+from ._context import WorkerEvent as WorkerEvent
+from ._context import WorkerStatistics as WorkerStatistics
+from ._driver import Driver as Driver
+from ._driver import Outcome as Outcome
+from ._driver import StoredTask as StoredTask
+from ._errors import Abort as Abort
+from ._errors import BackendClosed as BackendClosed
+from ._errors import BackendError as BackendError
+from ._errors import CodecError as CodecError
+from ._errors import HandlerError as HandlerError
+from ._errors import PushError as PushError
+from ._errors import RetryAfter as RetryAfter
+from ._errors import TaskSinkError as TaskSinkError
+from ._errors import TaskTimeout as TaskTimeout
+from ._errors import TrioqueueError as TrioqueueError
+from ._handler import Data as Data
+from ._monitor import Monitor as Monitor
+from ._open import DEFAULT_BACKEND as DEFAULT_BACKEND
+from ._open import open_backend as open_backend
+from ._service import Layer as Layer
+from ._service import LayerFn as LayerFn
+from ._service import Service as Service
+from ._service import ServiceBuilder as ServiceBuilder
+from ._service import Stack as Stack
+from ._sink import TaskSink as TaskSink
+from ._task import Attempt as Attempt
+from ._task import Meta as Meta
+from ._task import Status as Status
+from ._task import Task as Task
+from ._task import TaskId as TaskId
+from ._worker import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
+from ._worker import Worker as Worker
+from ._worker import WorkerBuilder as WorkerBuilder
+from .backends.memory import MemoryBackend as MemoryBackend
+
+__version__ = "0.1.0"

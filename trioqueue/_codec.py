@@ -1,0 +1,164 @@
+"""Codecs: how task arguments and results become bytes, and back into typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import cbor2
+import msgspec
+
+from ._errors import CodecError
+
+__all__ = ["CborCodec", "Codec", "JsonCodec"]
+
+DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """How values are turned into stored bytes and back.
+
+    A codec is a plain object; trioqueue calls it from the Trio thread, so its
+    methods must be quick and must not block.
+
+    Attributes:
+      name: A short name (``"json"``, ``"cbor"``) stored with nothing; for display.
+      max_size: Largest payload in bytes accepted at push and at decode.
+    """
+
+    name: str
+    max_size: int
+
+    def encode(self, value: Any) -> bytes:
+        """Return ``value`` as bytes.
+
+        Raises:
+          CodecError: if the value cannot be encoded or is larger than ``max_size``.
+        """
+        ...
+
+    def decoder(self, type_: Any) -> Callable[[bytes], Any]:
+        """Return a function that decodes a payload into an instance of ``type_``.
+
+        ``type_`` is a handler's first parameter annotation (``Any`` for none):
+        a dataclass, a TypedDict, a primitive, lists and dicts of them. The
+        function raises ``CodecError`` naming the field that does not fit.
+        """
+        ...
+
+
+def _check_size(codec: Codec, data: bytes) -> bytes:
+    if len(data) > codec.max_size:
+        raise CodecError(
+            f"payload is {len(data)} bytes, over the {codec.name} codec's limit of "
+            f"max_size={codec.max_size} bytes"
+        )
+    return data
+
+
+def _validation_error(codec: Codec, type_: Any, exc: Exception) -> CodecError:
+    name = getattr(type_, "__name__", None) or repr(type_)
+    return CodecError(f"payload does not fit {name}: {exc}")
+
+
+class JsonCodec:
+    """JSON, the default codec (msgspec does the encoding and typed decoding).
+
+    Example::
+
+        async with trioqueue.open_backend("sqlite:///jobs.db", codec=JsonCodec()) as b:
+            ...
+
+    Args:
+      max_size: Largest payload in bytes (default 1 MiB).
+    """
+
+    name = "json"
+
+    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.max_size = max_size
+        self._encoder = msgspec.json.Encoder()
+
+    def encode(self, value: Any) -> bytes:
+        """Return ``value`` as JSON bytes; see ``Codec.encode``."""
+        try:
+            data = self._encoder.encode(value)
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise CodecError(f"cannot encode {type(value).__name__} as JSON: {exc}") from exc
+        return _check_size(self, data)
+
+    def decoder(self, type_: Any) -> Callable[[bytes], Any]:
+        """Return a typed JSON decoder for ``type_``; see ``Codec.decoder``."""
+        dec = msgspec.json.Decoder(type_)
+
+        def decode(data: bytes) -> Any:
+            try:
+                return dec.decode(_check_size(self, data))
+            except msgspec.ValidationError as exc:
+                raise _validation_error(self, type_, exc) from exc
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                raise CodecError(f"payload is not valid JSON: {exc}") from exc
+
+        return decode
+
+    def __repr__(self) -> str:
+        return f"JsonCodec(max_size={self.max_size})"
+
+
+class CborCodec:
+    """CBOR (RFC 8949) through cbor2, decoded with safety limits.
+
+    Decoding refuses payloads over ``max_size`` bytes, nesting deeper than
+    ``max_depth``, indefinite-length items, and duplicate map keys. Values are
+    turned into plain data (dataclasses become maps) before encoding.
+
+    Example::
+
+        codec = CborCodec(max_size=64 * 1024, max_depth=32)
+
+    Args:
+      max_size: Largest payload in bytes (default 1 MiB).
+      max_depth: Deepest nesting of containers accepted when decoding (default 64).
+    """
+
+    name = "cbor"
+
+    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = 64) -> None:
+        self.max_size = max_size
+        self.max_depth = max_depth
+
+    def encode(self, value: Any) -> bytes:
+        """Return ``value`` as CBOR bytes; see ``Codec.encode``."""
+        try:
+            data: bytes = cbor2.dumps(msgspec.to_builtins(value))
+        except (TypeError, ValueError, OverflowError, cbor2.CBOREncodeError) as exc:
+            raise CodecError(f"cannot encode {type(value).__name__} as CBOR: {exc}") from exc
+        return _check_size(self, data)
+
+    def decoder(self, type_: Any) -> Callable[[bytes], Any]:
+        """Return a typed CBOR decoder for ``type_``; see ``Codec.decoder``."""
+        plain = type_ is Any
+
+        def decode(data: bytes) -> Any:
+            try:
+                obj = cbor2.loads(
+                    _check_size(self, data),
+                    max_depth=self.max_depth,
+                    allow_indefinite=False,
+                    allow_duplicate_keys=False,
+                    strict_hashable_types=True,
+                )
+            except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
+                raise CodecError(f"payload is not valid CBOR within the limits: {exc}") from exc
+            if plain:
+                return obj
+            try:
+                return msgspec.convert(obj, type_)
+            except msgspec.ValidationError as exc:
+                raise _validation_error(self, type_, exc) from exc
+
+        return decode
+
+    def __repr__(self) -> str:
+        return f"CborCodec(max_size={self.max_size}, max_depth={self.max_depth})"

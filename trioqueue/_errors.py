@@ -1,0 +1,117 @@
+"""The one error hierarchy of trioqueue.
+
+::
+
+    TrioqueueError
+    ├── TaskSinkError            a push did not go through
+    │   ├── PushError            the backend refused or failed (driver error is __cause__)
+    │   └── CodecError           a value could not be encoded, or a payload decoded
+    ├── BackendError             a storage operation failed (driver error is __cause__)
+    │   └── BackendClosed        the backend is not open (or no longer)
+    ├── HandlerError             a handler or service cannot be built into a worker
+    │   (also a TypeError)
+    └── TaskTimeout              an attempt ran past its deadline (TimeoutLayer)
+
+    Abort(reason)                raised by a handler: kill the task now, no retry
+    RetryAfter(seconds)          raised by a handler: retry after that many seconds
+
+Driver exceptions (sqlite3, psycopg) never escape: they are translated where the
+driver is called, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Abort",
+    "BackendClosed",
+    "BackendError",
+    "CodecError",
+    "HandlerError",
+    "PushError",
+    "RetryAfter",
+    "TaskSinkError",
+    "TaskTimeout",
+    "TrioqueueError",
+]
+
+
+class TrioqueueError(Exception):
+    """Base class of every error trioqueue raises on its own account."""
+
+
+class TaskSinkError(TrioqueueError):
+    """A push (``push``, ``push_bulk``, ``push_stream``, ``push_task``, ``push_all``) failed.
+
+    Nothing of a failed push call is acknowledged: tasks of that call may or may
+    not have been stored (pushes with a caller-set id are idempotent, so a retry is safe).
+    """
+
+
+class PushError(TaskSinkError):
+    """Raised when the backend refused or failed to store pushed tasks.
+
+    The storage driver's own exception, if any, is the ``__cause__``.
+    """
+
+
+class CodecError(TaskSinkError):
+    """Raised when a value cannot be encoded (at push) or a payload decoded.
+
+    At push time the task is not stored. On the worker side an undecodable
+    payload kills that one task with this error's message as its reason.
+    """
+
+
+class BackendError(TrioqueueError):
+    """Raised when a storage operation failed after its retries.
+
+    The storage driver's own exception is the ``__cause__``.
+    """
+
+
+class BackendClosed(BackendError):
+    """Raised when a backend is used outside its ``async with`` block."""
+
+
+class HandlerError(TrioqueueError, TypeError):
+    """Raised by ``WorkerBuilder.build`` when a handler cannot be resolved.
+
+    The message names the parameter at fault and says what would fix it.
+    """
+
+
+class TaskTimeout(TrioqueueError):
+    """An attempt ran past the deadline set by ``TimeoutLayer``.
+
+    It fails the attempt like any other exception, so the retry policy applies.
+    """
+
+
+class Abort(Exception):
+    """Raise from a handler to kill the task at once, with no retry.
+
+    Args:
+      reason: Stored as the task's ``last_error``.
+    """
+
+    def __init__(self, reason: str = "aborted") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryAfter(Exception):
+    """Raise from a handler to fail this attempt and retry after ``seconds``.
+
+    The attempt still counts towards ``max_attempts``.
+
+    Args:
+      seconds: Delay before the next attempt (``>= 0``).
+      reason: Stored as the task's ``last_error``.
+    """
+
+    def __init__(self, seconds: float, reason: str | None = None) -> None:
+        if seconds < 0:
+            raise ValueError(f"RetryAfter seconds must be >= 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.reason = reason or f"retry requested after {seconds:g}s"
+        super().__init__(self.reason)

@@ -1,0 +1,220 @@
+"""Turning a handler function or service into a ``Service`` over ``Task``.
+
+Dependency injection is by annotation: after the args parameter, a handler
+may ask for ``Data[T]``, ``WorkerContext``, ``TaskId``, ``Attempt``,
+``Task[Args]`` and ``Meta``, in any order and any subset.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeAlias, TypeVar
+
+from ._context import WorkerContext
+from ._errors import HandlerError
+from ._service import Service, ServiceBuilder, Stack
+from ._task import Attempt, Meta, Task, TaskId
+
+__all__ = ["Data", "resolve"]
+
+T = TypeVar("T")
+
+
+class _DataMarker:
+    def __repr__(self) -> str:
+        return "Data"
+
+
+_DATA = _DataMarker()
+
+#: ``Data[State]`` in a handler's signature asks for the object of type
+#: ``State`` given to ``WorkerBuilder.data(...)``; the handler gets that object.
+Data: TypeAlias = Annotated[T, _DATA]
+
+_KINDS = "Data[T], WorkerContext, TaskId, Attempt, Task[Args] or Meta"
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise HandlerError(
+            f"cannot read the annotations of handler {_name(fn)}: {exc}. Annotations must "
+            f"name types that are importable where the handler is defined."
+        ) from exc
+
+
+def _find_data(param: str, fn: Any, want: Any, data: dict[type, object]) -> object:
+    origin = typing.get_origin(want) or want
+    if want in data:
+        return data[want]
+    if isinstance(origin, type):
+        found = [v for k, v in data.items() if isinstance(v, origin)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise HandlerError(
+                f"parameter {param!r} of handler {_name(fn)} asks for Data[{_name(want)}] but "
+                f"{len(found)} registered objects fit; register exactly one of that type"
+            )
+    shown = _name(want)
+    raise HandlerError(
+        f"parameter {param!r} of handler {_name(fn)} asks for Data[{shown}], but no "
+        f"{shown} was registered: add .data({shown}(...)) to the WorkerBuilder"
+    )
+
+
+def _getter(
+    param: inspect.Parameter, hint: Any, fn: Any, data: dict[type, object], ctx: Any
+) -> Callable[[Task[Any]], Any]:
+    name = param.name
+    if typing.get_origin(hint) is Annotated and _DATA in hint.__metadata__:
+        obj = _find_data(name, fn, hint.__origin__, data)
+        return lambda task: obj
+    if hint is WorkerContext:
+        if ctx is None:
+            raise HandlerError(
+                f"parameter {name!r} of handler {_name(fn)} asks for the WorkerContext, "
+                f"which exists only inside a worker: build it with WorkerBuilder"
+            )
+        return lambda task: ctx
+    if hint is TaskId:
+        return lambda task: task.id
+    if hint is Attempt:
+        return lambda task: task.attempt
+    if hint is Meta:
+        return lambda task: task.meta
+    if hint is Task or typing.get_origin(hint) is Task:
+        return lambda task: task
+    if hint is inspect.Parameter.empty:
+        raise HandlerError(
+            f"parameter {name!r} of handler {_name(fn)} has no annotation: annotate it with "
+            f"one of {_KINDS}, or give it a default value"
+        )
+    raise HandlerError(
+        f"parameter {name!r} of handler {_name(fn)} is annotated {_name(hint)}, which a worker "
+        f"cannot provide: use one of {_KINDS}; for shared state annotate it "
+        f"Data[{_name(hint)}] and register the object with WorkerBuilder.data(...)"
+    )
+
+
+def _is_async(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn)
+
+
+def _args_type_of_task(hint: Any) -> Any:
+    if typing.get_origin(hint) is Task:
+        (arg,) = typing.get_args(hint)
+        return arg
+    return Any
+
+
+def _function_service(
+    fn: Callable[..., Any], data: dict[type, object], ctx: Any
+) -> tuple[Service[Task[Any], Any], Any]:
+    sig = inspect.signature(fn)
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if not params:
+        raise HandlerError(
+            f"handler {_name(fn)} takes no parameters: its first parameter receives the task's "
+            f"args, e.g. `async def {getattr(fn, '__name__', 'handler')}(args: MyArgs) -> None`"
+        )
+    hints = _hints(fn)
+    first = params[0]
+    first_hint = hints.get(first.name, Any)
+    wants_task = first_hint is Task or typing.get_origin(first_hint) is Task
+    args_type = _args_type_of_task(first_hint) if wants_task else first_hint
+    positional: list[Callable[[Task[Any]], Any]] = []
+    keyword: dict[str, Callable[[Task[Any]], Any]] = {}
+    for p in params[1:]:
+        hint = hints.get(p.name, inspect.Parameter.empty)
+        try:
+            g = _getter(p, hint, fn, data, ctx)
+        except HandlerError:
+            if p.default is not inspect.Parameter.empty:
+                continue
+            raise
+        if p.kind is p.KEYWORD_ONLY:
+            keyword[p.name] = g
+        else:
+            positional.append(g)
+    call: Service[Task[Any], Any]
+    if wants_task:
+
+        async def call(task: Task[Any]) -> Any:
+            kw = {k: g(task) for k, g in keyword.items()}
+            return await fn(task, *[g(task) for g in positional], **kw)
+
+    elif not positional and not keyword:
+
+        async def call(task: Task[Any]) -> Any:
+            return await fn(task.args)
+
+    elif not keyword:
+
+        async def call(task: Task[Any]) -> Any:
+            return await fn(task.args, *[g(task) for g in positional])
+
+    else:
+
+        async def call(task: Task[Any]) -> Any:
+            return await fn(
+                task.args,
+                *[g(task) for g in positional],
+                **{k: g(task) for k, g in keyword.items()},
+            )
+
+    call.__qualname__ = _name(fn)
+    return call, args_type
+
+
+def resolve(
+    handler: Any, *, data: dict[type, object], context: WorkerContext | None
+) -> tuple[Service[Task[Any], Any], Any]:
+    """Return ``(service, args_type)`` for a handler function, a ``Stack`` or a service.
+
+    Raises:
+      HandlerError: naming the parameter that cannot be resolved and the fix.
+    """
+    if isinstance(handler, Stack):
+        inner, args_type = resolve(handler.handler, data=data, context=context)
+        return ServiceBuilder(handler.layers).wrap(inner), args_type
+    if isinstance(handler, type):
+        raise HandlerError(
+            f"{_name(handler)} is a class, not a service: pass an instance, "
+            f"e.g. build({_name(handler)}(...))"
+        )
+    if inspect.isfunction(handler) or inspect.ismethod(handler) or isinstance(
+        handler, functools.partial
+    ):
+        if not _is_async(handler):
+            raise HandlerError(
+                f"handler {_name(handler)} is not async: define it with `async def`"
+            )
+        return _function_service(handler, data, context)
+    call = getattr(handler, "__call__", None)  # noqa: B004 - we need the method itself
+    if call is None:
+        raise HandlerError(f"{handler!r} is neither an async function nor a service")
+    if not _is_async(call):
+        raise HandlerError(
+            f"service {_name(type(handler))} has no `async def __call__(self, task)`"
+        )
+    hints = _hints(call)
+    params = [p for p in inspect.signature(call).parameters.values()]
+    if not params:
+        raise HandlerError(f"service {_name(type(handler))}.__call__ must take the task")
+    args_type = _args_type_of_task(hints.get(params[0].name, Any))
+    return handler, args_type

@@ -1,0 +1,277 @@
+"""``TaskSink``: the five ways to push tasks, shared by every backend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterable, Iterable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from ._codec import Codec
+from ._driver import StoredTask
+from ._errors import CodecError
+from ._task import Status, Task, TaskId, to_timestamp
+
+__all__ = ["TaskSink", "check_queue_name"]
+
+Args = TypeVar("Args")
+
+#: How many tasks of a bulk or stream push travel as one batch.
+CHUNK = 256
+
+
+def check_queue_name(queue: object) -> str:
+    """Return ``queue`` if it is a valid queue name, else raise.
+
+    Raises:
+      TypeError: if it is not a ``str``.
+      ValueError: if it is empty, longer than 255 characters, or holds NUL.
+    """
+    if not isinstance(queue, str):
+        raise TypeError(f"queue must be a str, got {type(queue).__name__}")
+    if not queue or len(queue) > 255 or "\x00" in queue:
+        raise ValueError(f"queue must be 1 to 255 characters without NUL, got {queue[:40]!r}")
+    return queue
+
+
+def _check_int(name: str, value: object, minimum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_meta(meta: object) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise TypeError("meta must be a dict with str keys")
+    try:
+        encoded = msgspec.json.encode(meta)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"meta is not JSON-able: {exc}") from exc
+    if b"\\u0000" in encoded or "\x00" in "".join(meta):
+        raise CodecError("meta must not contain NUL characters")
+    return dict(meta)
+
+
+class TaskSink(Generic[Args]):
+    """Something tasks can be pushed into; every backend is one.
+
+    Each push encodes with the backend's codec, then sends the encoded tasks
+    through a bounded memory channel to the storage bridge and waits until
+    storage acknowledged them. A producer faster than storage waits on the
+    full channel: memory stays bounded. Once a push returns, the tasks are
+    stored durably (for durable backends) and will run at least once.
+
+    Pushing a task whose ``id`` already exists stores nothing new.
+    """
+
+    queue: str
+    codec: Codec
+
+    # -- what a backend provides --
+
+    def _now(self) -> float:
+        raise NotImplementedError
+
+    async def _store(self, batch: list[StoredTask]) -> None:
+        """Send one batch to storage and wait for its acknowledgement."""
+        raise NotImplementedError
+
+    async def _store_window(self, batches: AsyncIterable[list[StoredTask]]) -> None:
+        """Send many batches, keeping a bounded number in flight."""
+        async for batch in batches:
+            await self._store(batch)
+
+    # -- encoding --
+
+    def _record(
+        self,
+        args: Any,
+        *,
+        now: float,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        max_attempts: int = 25,
+        id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> StoredTask:
+        if delay is not None and run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+        if delay is not None:
+            if not isinstance(delay, int | float) or isinstance(delay, bool):
+                raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}")
+            if not math.isfinite(delay) or delay < 0:
+                raise ValueError(f"delay must be a finite number >= 0, got {delay}")
+            ts = now + delay
+        elif run_at is not None:
+            if not isinstance(run_at, datetime):
+                raise TypeError(f"run_at must be a datetime, got {type(run_at).__name__}")
+            ts = to_timestamp(run_at)
+        else:
+            ts = now
+        return StoredTask(
+            id=TaskId.new() if id is None else TaskId(id),
+            queue=self.queue if queue is None else check_queue_name(queue),
+            payload=self.codec.encode(args),
+            status=Status.PENDING,
+            attempts=0,
+            max_attempts=_check_int("max_attempts", max_attempts, 1),
+            run_at=ts,
+            priority=_check_int("priority", priority),
+            meta=_check_meta(meta),
+            created_at=now,
+        )
+
+    def _task_record(self, task: Task[Any], now: float) -> StoredTask:
+        if not isinstance(task, Task):
+            raise TypeError(f"expected a Task, got {type(task).__name__}")
+        return self._record(
+            task.args,
+            now=now,
+            run_at=task.run_at,
+            priority=task.priority,
+            max_attempts=task.max_attempts,
+            id=task.id,
+            meta=task.meta,
+            queue=task.queue,
+        )
+
+    # -- the public pushes --
+
+    async def push(
+        self,
+        args: Args,
+        *,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+        max_attempts: int = 25,
+        id: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> TaskId:
+        """Encode ``args`` and store it as a new task.
+
+        Args:
+          args: The handler's input; must be encodable by the backend's codec.
+          delay: Seconds from now before it may run.
+          run_at: An aware datetime before which it may not run.
+          priority: Higher runs first (default 0).
+          max_attempts: Attempts allowed in all (default 25).
+          id: A caller-chosen id; pushing an existing id stores nothing new.
+          meta: JSON-able headers.
+
+        Returns:
+          The task's id.
+
+        Raises:
+          CodecError: if ``args`` cannot be encoded or is over the size limit.
+          PushError: if storage refused or failed.
+          TypeError, ValueError: for arguments of the wrong type or range.
+        """
+        rec = self._record(
+            args,
+            now=self._now(),
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            max_attempts=max_attempts,
+            id=id,
+            meta=meta,
+        )
+        await self._store([rec])
+        return rec.id  # type: ignore[return-value]
+
+    async def push_task(self, task: Task[Args]) -> TaskId:
+        """Store a fully built ``Task`` (its id, queue, priority, run_at, meta...).
+
+        Returns:
+          The task's id. Raises as ``push`` does.
+        """
+        rec = self._task_record(task, self._now())
+        await self._store([rec])
+        return rec.id  # type: ignore[return-value]
+
+    async def push_bulk(self, items: Iterable[Args]) -> list[TaskId]:
+        """Encode every item of ``items`` and store them in batches.
+
+        All items are encoded before anything is stored, so an item that
+        cannot be encoded stores nothing.
+
+        Returns:
+          The ids, in order. Raises as ``push`` does.
+        """
+        if isinstance(items, str | bytes | dict):
+            raise TypeError("push_bulk takes an iterable of task args, not a single value")
+        now = self._now()
+        records = [self._record(a, now=now) for a in items]
+        for start in range(0, len(records), CHUNK):
+            await self._store(records[start : start + CHUNK])
+        return [r.id for r in records]  # type: ignore[misc]
+
+    async def push_stream(self, items: AsyncIterable[Args]) -> int:
+        """Drain an async iterable of task args into storage, lazily.
+
+        Items are encoded and stored batch by batch; a bounded number is
+        held in memory at any moment, and a slow storage slows the iteration.
+
+        Returns:
+          How many items were pushed. Raises as ``push`` does; tasks of
+          batches acknowledged before the error stay stored.
+        """
+        if not hasattr(items, "__aiter__"):
+            raise TypeError(f"push_stream takes an async iterable, got {type(items).__name__}")
+        counter = [0]
+
+        async def batches() -> AsyncIterable[list[StoredTask]]:
+            batch: list[StoredTask] = []
+            async for a in items:
+                batch.append(self._record(a, now=self._now()))
+                if len(batch) >= CHUNK:
+                    counter[0] += len(batch)
+                    yield batch
+                    batch = []
+            if batch:
+                counter[0] += len(batch)
+                yield batch
+
+        await self._store_window(batches())
+        return counter[0]
+
+    async def push_all(self, tasks: AsyncIterable[Task[Args]] | Iterable[Task[Args]]) -> int:
+        """Drain an (async) iterable of pre-built ``Task`` objects into storage.
+
+        Returns:
+          How many tasks were pushed. Raises as ``push_stream`` does.
+        """
+
+        async def batches() -> AsyncIterable[list[StoredTask]]:
+            batch: list[StoredTask] = []
+            if hasattr(tasks, "__aiter__"):
+                async for t in tasks:
+                    batch.append(self._task_record(t, self._now()))
+                    if len(batch) >= CHUNK:
+                        counter[0] += len(batch)
+                        yield batch
+                        batch = []
+            else:
+                for t in tasks:
+                    batch.append(self._task_record(t, self._now()))
+                    if len(batch) >= CHUNK:
+                        counter[0] += len(batch)
+                        yield batch
+                        batch = []
+            if batch:
+                counter[0] += len(batch)
+                yield batch
+
+        counter = [0]
+        await self._store_window(batches())
+        return counter[0]
+

@@ -1,0 +1,431 @@
+"""Workers: run a service over the tasks a backend feeds, with bounded concurrency."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._backend import Backend, Consumer
+from ._backoff import Backoff, Exponential, backoff_from
+from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
+from ._driver import Outcome, StoredTask
+from ._errors import Abort, CodecError, RetryAfter
+from ._handler import resolve
+from ._service import Layer, Service, ServiceBuilder
+from ._task import Meta, Status, Task, from_timestamp
+
+__all__ = ["DEFAULT_CONCURRENCY", "Worker", "WorkerBuilder"]
+
+log = logging.getLogger("trioqueue.worker")
+
+#: Tasks a worker runs at once unless told otherwise.
+DEFAULT_CONCURRENCY = 10
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class WorkerBuilder:
+    """Builds a ``Worker``, as in Apalis.
+
+    Example::
+
+        worker = (
+            WorkerBuilder("email-worker")
+            .backend(backend)
+            .data(State())
+            .layer(TimeoutLayer(30))
+            .concurrency(10)
+            .build(send_email)
+        )
+        await worker.run()
+
+    Each method returns the builder; ``build`` resolves the handler and fails
+    at once (with ``HandlerError``) if a parameter cannot be provided.
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError("a worker name must be a non-empty str")
+        self._name = name
+        self._backend: Backend | None = None
+        self._data: dict[type, object] = {}
+        self._layers: list[Layer] = []
+        self._concurrency = DEFAULT_CONCURRENCY
+        self._prefetch: int | None = None
+        self._lease = 30.0
+        self._poll = 1.0
+        self._shutdown_timeout = 30.0
+        self._backoff: Backoff = Exponential()
+        self._callbacks: list[EventCallback] = []
+
+    def backend(self, backend: Backend) -> WorkerBuilder:
+        """Set the backend whose queue the worker consumes."""
+        if not isinstance(backend, Backend):
+            raise TypeError(f"expected a trioqueue backend, got {type(backend).__name__}")
+        self._backend = backend
+        return self
+
+    def data(self, obj: object) -> WorkerBuilder:
+        """Register shared state; handlers ask for it as ``Data[type(obj)]``."""
+        self._data[type(obj)] = obj
+        return self
+
+    def layer(self, layer: Layer) -> WorkerBuilder:
+        """Add a middleware layer; the first added sees each task first."""
+        if not hasattr(layer, "layer"):
+            raise TypeError(f"{layer!r} is not a Layer: it has no layer(inner) method")
+        self._layers.append(layer)
+        return self
+
+    def concurrency(self, n: int) -> WorkerBuilder:
+        """Set how many tasks run at once (default ``DEFAULT_CONCURRENCY``)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {n!r}")
+        self._concurrency = n
+        return self
+
+    def prefetch(self, n: int) -> WorkerBuilder:
+        """Set the prefetch channel's capacity (default: the concurrency)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {n!r}")
+        self._prefetch = n
+        return self
+
+    def lease(self, seconds: float) -> WorkerBuilder:
+        """Set the lease length in seconds (default 30); it is renewed every third."""
+        if not seconds > 0:
+            raise ValueError("lease seconds must be > 0")
+        self._lease = float(seconds)
+        return self
+
+    def poll_interval(self, seconds: float) -> WorkerBuilder:
+        """Set the longest wait between claims when storage gives no wake-up (default 1)."""
+        if not seconds > 0:
+            raise ValueError("poll interval must be > 0")
+        self._poll = float(seconds)
+        return self
+
+    def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
+        """Set how long a graceful stop waits for running tasks (default 30)."""
+        if not seconds >= 0:
+            raise ValueError("shutdown timeout must be >= 0")
+        self._shutdown_timeout = float(seconds)
+        return self
+
+    def backoff(self, policy: Backoff | Callable[[int], float]) -> WorkerBuilder:
+        """Set the delay policy after a failed attempt (default ``Exponential()``)."""
+        self._backoff = backoff_from(policy)
+        return self
+
+    def on_event(self, callback: EventCallback) -> WorkerBuilder:
+        """Call ``callback(WorkerEvent)`` on start, idle, task done/failed/killed, stop.
+
+        Callbacks run on the worker's task and must not block.
+        """
+        self._callbacks.append(callback)
+        return self
+
+    def build(self, handler: Any) -> Worker:
+        """Return the ``Worker`` running ``handler`` (a function, service or stack).
+
+        Raises:
+          HandlerError: if the handler cannot be resolved (names the parameter).
+          ValueError: if no backend was set.
+        """
+        if self._backend is None:
+            raise ValueError(f"worker {self._name!r} has no backend: call .backend(b) first")
+        return Worker(self, handler)
+
+
+class Worker:
+    """Runs a service over a backend's tasks; made by ``WorkerBuilder.build``.
+
+    Each of its ``concurrency`` slots takes a task from the prefetch channel
+    only when free, and runs it under its own cancel scope, in the worker's
+    nursery.
+
+    Error handling:
+      An exception from the service fails the attempt (retried after the
+      backoff; killed after ``max_attempts``); ``Abort`` kills the task;
+      ``RetryAfter`` retries at the given time; a payload that does not
+      decode into the handler's type kills that task. None stops the worker;
+      storage errors are retried with backoff.
+
+    Resource handling:
+      ``stop()`` (or SIGINT/SIGTERM under a ``Monitor``) stops claiming,
+      releases the prefetched tasks at once and lets running ones finish for
+      up to the shutdown timeout; then, or on ``stop(force=True)``, running
+      tasks are cancelled and released.
+    """
+
+    def __init__(self, builder: WorkerBuilder, handler: Any) -> None:
+        assert builder._backend is not None
+        self.name = builder._name
+        self.backend = builder._backend
+        self.concurrency = builder._concurrency
+        self.prefetch = builder._prefetch or builder._concurrency
+        self.lease_seconds = builder._lease
+        self.poll_interval = builder._poll
+        self.shutdown_timeout = builder._shutdown_timeout
+        self.backoff_policy = builder._backoff
+        self._callbacks = list(builder._callbacks)
+        self.context = WorkerContext(self)
+        inner, self.args_type = resolve(handler, data=dict(builder._data), context=self.context)
+        self.service: Service[Task[Any], Any] = ServiceBuilder(tuple(builder._layers)).wrap(inner)
+        self._decode = self.backend.codec.decoder(self.args_type)
+        self._encode = self.backend.codec.encode
+        self._stopping = False
+        self._stop_event = trio.Event()
+        self._burst = False
+        self._consumer: Consumer | None = None
+        self._idle_scopes: list[trio.CancelScope | None] = [None] * self.concurrency
+        self._task_scopes: list[trio.CancelScope | None] = [None] * self.concurrency
+        self._grace: trio.CancelScope | None = None
+        self._live_slots = 0
+        self._slots_done = trio.Event()
+        self._idle = False
+        self._running = 0
+        self._done = self._failed = self._killed = self._released = 0
+
+    # -- control --
+
+    @property
+    def is_shutting_down(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stopping
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop gracefully; a second call, or ``force=True``, cancels running tasks.
+
+        Graceful: stop claiming, release prefetched tasks now, let running
+        ones finish within the shutdown timeout. Forced: cancel the running
+        tasks and release them (their attempt does not count).
+        """
+        if self._stopping:
+            force = True
+        self._stopping = True
+        self._stop_event.set()
+        c = self._consumer
+        if c is not None:
+            self._released += len(c.stop_claiming())
+        for scope in self._idle_scopes:
+            if scope is not None:
+                scope.cancel()
+        if force:
+            for scope in self._task_scopes:
+                if scope is not None:
+                    scope.cancel()
+            if self._grace is not None:
+                self._grace.cancel()
+
+    def statistics(self) -> WorkerStatistics:
+        """Return a ``WorkerStatistics`` snapshot."""
+        c = self._consumer
+        return WorkerStatistics(
+            name=self.name,
+            concurrency=self.concurrency,
+            running=self._running,
+            prefetched=0 if c is None else c.buffered,
+            done=self._done,
+            failed=self._failed,
+            killed=self._killed,
+            released=self._released,
+            shutting_down=self._stopping,
+        )
+
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
+        event = WorkerEvent(kind, self.name, **fields)
+        for cb in self._callbacks:
+            try:
+                cb(event)
+            except Exception:
+                log.exception("event callback %r failed on %s", cb, kind.value)
+
+    # -- running --
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Run until stopped (or, with ``burst``, until nothing is ready to run)."""
+        await self.serve(burst=burst)
+
+    async def serve(
+        self, *, burst: bool = False, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the worker; ``task_status.started()`` once it is claiming.
+
+        Use as ``await nursery.start(worker.serve)``.
+
+        Args:
+          burst: Stop by itself once no task is ready and none is running.
+        """
+        self._burst = burst
+        async with self.backend.open_consumer(
+            concurrency=self.concurrency,
+            prefetch=self.prefetch,
+            lease_seconds=self.lease_seconds,
+            poll_interval=self.poll_interval,
+        ) as consumer:
+            self._consumer = consumer
+            consumer.on_empty = self._on_empty
+            self._live_slots = self.concurrency
+            try:
+                async with trio.open_nursery() as nursery:
+                    for i in range(self.concurrency):
+                        nursery.start_soon(self._slot, consumer, i)
+                    self._emit(EventKind.START)
+                    task_status.started()
+                    if self._stopping:
+                        self.stop()
+                    await self._stop_event.wait()
+                    with trio.move_on_after(self.shutdown_timeout) as grace:
+                        self._grace = grace
+                        await self._slots_done.wait()
+                    if not self._slots_done.is_set():
+                        log.warning("%s: shutdown timeout, cancelling running tasks", self.name)
+                        self.stop(force=True)
+            finally:
+                self._consumer = None
+                self._emit(EventKind.STOP)
+
+    def _on_empty(self) -> None:
+        if self._running or self._idle:
+            return
+        self._idle = True
+        self._emit(EventKind.IDLE)
+        if self._burst and not self._stopping:
+            self.stop()
+
+    async def _slot(self, consumer: Consumer, i: int) -> None:
+        recv = consumer.receive
+        try:
+            while not self._stopping:
+                try:
+                    rec = recv.receive_nowait()
+                except trio.WouldBlock:
+                    with trio.CancelScope() as idle:
+                        self._idle_scopes[i] = idle
+                        try:
+                            rec = await recv.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                    self._idle_scopes[i] = None
+                    if idle.cancelled_caught:
+                        continue
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                consumer.took_nowait()
+                if consumer.lost and rec.id in consumer.lost:
+                    consumer.lost.discard(rec.id)
+                    continue
+                if self._stopping:
+                    consumer.release_nowait(rec.id)
+                    self._released += 1
+                    return
+                await self._execute(consumer, rec, i)
+        finally:
+            self._live_slots -= 1
+            if self._live_slots == 0:
+                self._slots_done.set()
+
+    async def _execute(self, consumer: Consumer, rec: StoredTask, i: int) -> None:
+        self._running += 1
+        self._idle = False
+        consumer.start_nowait(rec.id)
+        outcome: Outcome | None = None
+        try:
+            with trio.CancelScope() as scope:
+                self._task_scopes[i] = scope
+                outcome = await self._attempt(rec)
+        finally:
+            self._task_scopes[i] = None
+            self._running -= 1
+            if outcome is not None:
+                consumer.settle_nowait(outcome)
+            else:
+                consumer.release_nowait(rec.id)
+                self._released += 1
+            if not self._running and not consumer.buffered:
+                consumer.recheck_soon()
+
+    async def _attempt(self, rec: StoredTask) -> Outcome:
+        try:
+            args = self._decode(rec.payload)
+        except CodecError as exc:
+            self._killed += 1
+            reason = f"undecodable payload: {exc}"
+            log.error("%s: task %s killed: %s", self.name, rec.id, reason)
+            if self._callbacks:
+                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
+            return Outcome(rec.id, Status.KILLED, error=reason)
+        task = Task(
+            args,
+            rec.id,  # type: ignore[arg-type]
+            rec.queue,
+            rec.attempts,
+            rec.max_attempts,
+            from_timestamp(rec.run_at),
+            rec.priority,
+            Meta(rec.meta),
+            Status.RUNNING,
+            rec.last_error,
+            None,
+        )
+        try:
+            result = await self.service(task)
+        except Abort as exc:
+            self._killed += 1
+            log.warning("%s: task %s aborted: %s", self.name, rec.id, exc.reason)
+            if self._callbacks:
+                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
+            return Outcome(rec.id, Status.KILLED, error=f"aborted: {exc.reason}")
+        except RetryAfter as exc:
+            return self._failed_outcome(rec, exc, exc.seconds, exc.reason)
+        except Exception as exc:
+            delay = self.backoff_policy.delay(rec.attempts)
+            return self._failed_outcome(rec, exc, delay, _reason(exc))
+        try:
+            payload = None if result is None else self._encode(result)
+            error = None
+        except CodecError as exc:
+            payload, error = None, f"result not stored: {exc}"
+            log.warning("%s: task %s: %s", self.name, rec.id, error)
+        self._done += 1
+        if self._callbacks:
+            self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
+        return Outcome(rec.id, Status.DONE, result=payload, error=error)
+
+    def _failed_outcome(
+        self, rec: StoredTask, exc: Exception, delay: float, reason: str
+    ) -> Outcome:
+        last = rec.attempts >= rec.max_attempts
+        if last:
+            self._killed += 1
+            log.error(
+                "%s: task %s failed its last attempt (%d): %s",
+                self.name, rec.id, rec.attempts, reason,
+            )
+        else:
+            self._failed += 1
+            log.warning(
+                "%s: task %s attempt %d failed, retry in %.3gs: %s",
+                self.name, rec.id, rec.attempts, delay, reason,
+            )
+        if self._callbacks:
+            kind = EventKind.TASK_KILLED if last else EventKind.TASK_FAILED
+            self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=exc)
+        if not math.isfinite(delay) or delay < 0:
+            delay = 0.0
+        return Outcome(rec.id, Status.FAILED, error=reason, delay=delay)
+
+    def __repr__(self) -> str:
+        state = "stopping" if self._stopping else ("running" if self._consumer else "idle")
+        return (
+            f"<Worker {self.name!r} {state} running={self._running}/{self.concurrency} "
+            f"done={self._done} failed={self._failed} killed={self._killed}>"
+        )

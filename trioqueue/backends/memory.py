@@ -1,0 +1,354 @@
+"""The in-memory backend: a driver like any other, and the reference model.
+
+Time comes from the Trio clock, so tests run on ``autojump_clock``: a task
+delayed by an hour runs after an hour of virtual time, instantly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .._backend import Backend
+from .._codec import Codec
+from .._driver import Outcome, StoredTask
+from .._task import Status
+
+__all__ = ["MemoryBackend", "MemoryDriver"]
+
+_READY = (Status.PENDING, Status.FAILED)
+_LEASED = (Status.QUEUED, Status.RUNNING)
+
+
+def _copy(t: StoredTask) -> StoredTask:
+    return StoredTask(
+        t.id,
+        t.queue,
+        t.payload,
+        t.status,
+        t.attempts,
+        t.max_attempts,
+        t.run_at,
+        t.priority,
+        dict(t.meta),
+        t.last_error,
+        t.result,
+        t.created_at,
+        t.finished_at,
+        t.lease_token,
+        t.lease_expires_at,
+    )
+
+
+class _Queue:
+    __slots__ = ("delayed", "ready", "wake")
+
+    def __init__(self) -> None:
+        self.ready: list[tuple[int, float, str]] = []  # (-priority, run_at, id)
+        self.delayed: list[tuple[float, str]] = []  # (run_at, id)
+        self.wake = trio.Event()
+
+
+class MemoryDriver:
+    """A storage driver that keeps tasks in dicts and heaps, on the Trio clock.
+
+    Nothing is durable: the tasks live as long as the driver object.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+        self._epoch = time.time() - trio.current_time()
+        self._tasks: dict[str, StoredTask] = {}
+        self._queues: dict[str, _Queue] = {}
+        self._leased: set[str] = set()
+
+    def now(self) -> float:
+        """Return the Trio clock shifted to POSIX seconds (or the ``clock`` given)."""
+        if self._clock is not None:
+            return self._clock()
+        return self._epoch + trio.current_time()
+
+    def _q(self, name: str) -> _Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = _Queue()
+        return q
+
+    def _schedule(self, t: StoredTask, now: float) -> None:
+        q = self._q(t.queue)
+        if t.run_at <= now:
+            heapq.heappush(q.ready, (-t.priority, t.run_at, t.id))
+        else:
+            heapq.heappush(q.delayed, (t.run_at, t.id))
+        if not q.wake.is_set():
+            q.wake.set()
+
+    def _unlease(self, t: StoredTask) -> None:
+        t.lease_token = None
+        t.lease_expires_at = None
+        self._leased.discard(t.id)
+
+    def _held(self, id: str, token: str) -> StoredTask | None:
+        t = self._tasks.get(id)
+        if t is None or t.lease_token != token or t.status not in _LEASED:
+            return None
+        return t
+
+    async def insert(self, tasks: Sequence[StoredTask]) -> int:
+        """Store new tasks; existing ids are skipped."""
+        now = self.now()
+        n = 0
+        for t in tasks:
+            if t.id in self._tasks:
+                continue
+            t = _copy(t)
+            self._tasks[t.id] = t
+            self._schedule(t, now)
+            n += 1
+        return n
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[StoredTask]:
+        """Claim up to ``limit`` ready tasks by priority, run_at, id."""
+        q = self._queues.get(queue)
+        if q is None:
+            return []
+        now = self.now()
+        ready, tasks = q.ready, self._tasks
+        while q.delayed and q.delayed[0][0] <= now:
+            run_at, id = heapq.heappop(q.delayed)
+            t = tasks.get(id)
+            if t is not None and t.status in _READY and t.run_at == run_at:
+                heapq.heappush(ready, (-t.priority, run_at, id))
+        out: list[StoredTask] = []
+        expires = now + lease_seconds
+        while ready and len(out) < limit:
+            neg_prio, run_at, id = heapq.heappop(ready)
+            t = tasks.get(id)
+            if t is None or t.status not in _READY or t.run_at != run_at or t.priority != -neg_prio:
+                continue  # a stale heap entry
+            t.status = Status.QUEUED
+            t.attempts += 1
+            t.lease_token = token
+            t.lease_expires_at = expires
+            self._leased.add(id)
+            out.append(_copy(t))
+        if not ready and not q.delayed and q.wake.is_set():
+            q.wake = trio.Event()
+        return out
+
+    async def start(self, ids: Sequence[str], token: str) -> None:
+        """Mark leased QUEUED tasks RUNNING."""
+        for id in ids:
+            t = self._held(id, token)
+            if t is not None and t.status is Status.QUEUED:
+                t.status = Status.RUNNING
+
+    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
+        """Extend the leases still held; return their ids."""
+        expires = self.now() + lease_seconds
+        kept = []
+        for id in ids:
+            t = self._held(id, token)
+            if t is not None:
+                t.lease_expires_at = expires
+                kept.append(id)
+        return kept
+
+    async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
+        """Apply outcomes whose lease is still held (compare-and-set)."""
+        now = self.now()
+        applied = []
+        for o in outcomes:
+            t = self._held(o.id, token)
+            if t is None:
+                continue
+            self._unlease(t)
+            status = o.status
+            if status is Status.FAILED and t.attempts >= t.max_attempts:
+                status = Status.KILLED
+            t.status = status
+            if status is Status.DONE:
+                t.result = o.result
+                t.finished_at = now
+            else:
+                t.last_error = o.error
+                if status is Status.FAILED:
+                    t.run_at = now + max(0.0, o.delay)
+                    self._schedule(t, now)
+                else:
+                    t.finished_at = now
+            applied.append(o.id)
+        return applied
+
+    async def release(self, ids: Sequence[str], token: str) -> int:
+        """Give leased tasks back as PENDING, uncounting their attempt."""
+        now = self.now()
+        n = 0
+        for id in ids:
+            t = self._held(id, token)
+            if t is None:
+                continue
+            self._unlease(t)
+            t.status = Status.PENDING
+            t.attempts = max(0, t.attempts - 1)
+            self._schedule(t, now)
+            n += 1
+        return n
+
+    async def rescue(self, queue: str | None) -> int:
+        """Recover expired leases: KILLED when out of attempts, else FAILED now."""
+        now = self.now()
+        n = 0
+        for id in sorted(self._leased):
+            t = self._tasks[id]
+            if queue is not None and t.queue != queue:
+                continue
+            if t.lease_expires_at is None or t.lease_expires_at > now:
+                continue
+            self._unlease(t)
+            if t.attempts >= t.max_attempts:
+                t.status = Status.KILLED
+                t.last_error = f"lease expired on attempt {t.attempts} of {t.max_attempts}"
+                t.finished_at = now
+            else:
+                t.status = Status.FAILED
+                t.last_error = f"lease expired on attempt {t.attempts}"
+                t.run_at = now
+                self._schedule(t, now)
+            n += 1
+        return n
+
+    async def next_run_at(self, queue: str) -> float | None:
+        """Return the earliest run_at of a waiting task of ``queue``."""
+        q = self._queues.get(queue)
+        if q is None:
+            return None
+        best: float | None = None
+        while q.ready:
+            _, run_at, id = q.ready[0]
+            t = self._tasks.get(id)
+            if t is not None and t.status in _READY and t.run_at == run_at:
+                best = run_at
+                break
+            heapq.heappop(q.ready)
+        while q.delayed:
+            run_at, id = q.delayed[0]
+            t = self._tasks.get(id)
+            if t is not None and t.status in _READY and t.run_at == run_at:
+                best = run_at if best is None else min(best, run_at)
+                break
+            heapq.heappop(q.delayed)
+        return best
+
+    async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
+        """Wait until a task is inserted or rescheduled on ``queue``, or ``max_wait`` seconds."""
+        q = self._q(queue)
+        with trio.move_on_after(max_wait):
+            await q.wake.wait()
+        if q.wake.is_set():
+            q.wake = trio.Event()
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        """Count tasks per queue and status."""
+        out: dict[str, dict[Status, int]] = {}
+        for t in self._tasks.values():
+            if queue is not None and t.queue != queue:
+                continue
+            per = out.setdefault(t.queue, {})
+            per[t.status] = per.get(t.status, 0) + 1
+        return out
+
+    async def list_tasks(
+        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+    ) -> list[StoredTask]:
+        """List tasks, newest id first."""
+        sel = [
+            t
+            for t in self._tasks.values()
+            if (queue is None or t.queue == queue) and (status is None or t.status is status)
+        ]
+        sel.sort(key=lambda t: t.id, reverse=True)
+        return [_copy(t) for t in sel[offset : offset + limit]]
+
+    async def get(self, id: str) -> StoredTask | None:
+        """Return a copy of one task, or None."""
+        t = self._tasks.get(id)
+        return None if t is None else _copy(t)
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        t = self._tasks.get(id)
+        if t is None or t.status not in (Status.FAILED, Status.KILLED):
+            return False
+        now = self.now()
+        t.status = Status.PENDING
+        t.run_at = now
+        t.finished_at = None
+        t.max_attempts = max(t.max_attempts, t.attempts + 1)
+        self._schedule(t, now)
+        return True
+
+    async def cancel(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task."""
+        t = self._tasks.get(id)
+        if t is None or t.status not in _READY:
+            return False
+        t.status = Status.CANCELLED
+        t.finished_at = self.now()
+        return True
+
+    async def purge(self, older_than: float) -> int:
+        """Delete finished tasks whose finished_at is before ``older_than``."""
+        gone = [
+            id
+            for id, t in self._tasks.items()
+            if t.status.is_final and t.finished_at is not None and t.finished_at < older_than
+        ]
+        for id in gone:
+            del self._tasks[id]
+        return len(gone)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"<MemoryDriver tasks={len(self._tasks)} leased={len(self._leased)}>"
+
+
+class MemoryBackend(Backend):
+    """The in-memory backend (``memory://``): fast, not durable, on the Trio clock.
+
+    Example::
+
+        async with MemoryBackend.open() as backend:
+            await backend.push("hello")
+
+    Several workers may share one ``MemoryBackend`` object; two ``open()``
+    calls make two independent stores.
+    """
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, *, queue: str = "default", codec: Codec | None = None, **options: Any
+    ) -> AsyncIterator[MemoryBackend]:
+        """Open a fresh in-memory store.
+
+        Args:
+          queue: The queue pushed to and claimed from (default ``"default"``).
+          codec: The codec (default ``JsonCodec()``).
+          **options: ``clock`` (a function returning POSIX seconds, for tests
+            that move time by hand) and the bridge options (``push_buffer``,
+            ``insert_batch``).
+        """
+        clock = options.pop("clock", None)
+        backend = cls(MemoryDriver(clock=clock), queue=queue, codec=codec, **options)
+        async with backend._running():
+            yield backend

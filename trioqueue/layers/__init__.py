@@ -1,0 +1,1 @@
+"""Middleware layers, one module each (``XLayer`` configures, the service does the work)."""
