@@ -315,9 +315,7 @@ class Backend(TaskSink[Any]):
         st = None if status is None else Status(status)
 
         async def call() -> list[StoredTask]:
-            return await self.driver.list_tasks(
-                queue=queue, status=st, limit=limit, offset=offset
-            )
+            return await self.driver.list_tasks(queue=queue, status=st, limit=limit, offset=offset)
 
         return [self._to_task(r) for r in await retrying("list tasks", call, attempts=3)]
 
@@ -424,10 +422,7 @@ class Consumer:
 
     def took_nowait(self) -> None:
         """Tell the claimer a task left the prefetch channel."""
-        if (
-            self._claimer_waiting
-            and self._send.statistics().current_buffer_used <= self._low_water
-        ):
+        if self._claimer_waiting and self._send.statistics().current_buffer_used <= self._low_water:
             self._claimer_waiting = False
             self._claim_wake.set()
 
@@ -605,4 +600,3 @@ class Consumer:
             f"<Consumer queue={self.queue!r} held={len(self.held)} "
             f"buffered={self.buffered}/{self.prefetch} claimed={self.claimed_total}>"
         )
-

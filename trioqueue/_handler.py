@@ -197,13 +197,13 @@ def resolve(
             f"{_name(handler)} is a class, not a service: pass an instance, "
             f"e.g. build({_name(handler)}(...))"
         )
-    if inspect.isfunction(handler) or inspect.ismethod(handler) or isinstance(
-        handler, functools.partial
+    if (
+        inspect.isfunction(handler)
+        or inspect.ismethod(handler)
+        or isinstance(handler, functools.partial)
     ):
         if not _is_async(handler):
-            raise HandlerError(
-                f"handler {_name(handler)} is not async: define it with `async def`"
-            )
+            raise HandlerError(f"handler {_name(handler)} is not async: define it with `async def`")
         return _function_service(handler, data, context)
     call = getattr(handler, "__call__", None)  # noqa: B004 - we need the method itself
     if call is None:

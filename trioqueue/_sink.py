@@ -274,4 +274,3 @@ class TaskSink(Generic[Args]):
         counter = [0]
         await self._store_window(batches())
         return counter[0]
-

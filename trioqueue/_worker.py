@@ -408,13 +408,20 @@ class Worker:
             self._killed += 1
             log.error(
                 "%s: task %s failed its last attempt (%d): %s",
-                self.name, rec.id, rec.attempts, reason,
+                self.name,
+                rec.id,
+                rec.attempts,
+                reason,
             )
         else:
             self._failed += 1
             log.warning(
                 "%s: task %s attempt %d failed, retry in %.3gs: %s",
-                self.name, rec.id, rec.attempts, delay, reason,
+                self.name,
+                rec.id,
+                rec.attempts,
+                delay,
+                reason,
             )
         if self._callbacks:
             kind = EventKind.TASK_KILLED if last else EventKind.TASK_FAILED
