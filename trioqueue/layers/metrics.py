@@ -1,0 +1,211 @@
+"""Prometheus metrics: tasks by outcome, attempt durations, tasks in progress, queue depth."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import trio
+
+from .._backend import Backend
+from .._errors import BackendError
+from .._service import Service
+from .._task import Status, Task
+from .log import outcome_of
+
+__all__ = ["Metrics", "MetricsLayer", "QueueDepthCollector", "collect_queue_depth", "serve_metrics"]
+
+_OUTCOMES = ("done", "failed", "retry", "killed", "released")
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "trioqueue's metrics need prometheus-client: pip install trioqueue[metrics]"
+        ) from exc
+    return prometheus_client
+
+
+def _default_registry(registry: Any) -> Any:
+    return _prometheus().REGISTRY if registry is None else registry
+
+
+class _Family:
+    """The three task metrics of one registry, with their label children cached per queue."""
+
+    def __init__(self, registry: Any) -> None:
+        p = _prometheus()
+        self.total = p.Counter(
+            "trioqueue_tasks", "Task attempts by outcome.", ["queue", "outcome"], registry=registry
+        )
+        self.duration = p.Histogram(
+            "trioqueue_task_duration_seconds", "Attempt duration.", ["queue"], registry=registry
+        )
+        self.in_progress = p.Gauge(
+            "trioqueue_tasks_in_progress", "Attempts running now.", ["queue"], registry=registry
+        )
+        self.children: dict[str | None, tuple[Any, Any, dict[str, Any]]] = {}
+
+    def child(self, queue: str | None) -> tuple[Any, Any, dict[str, Any]]:
+        c = self.children.get(queue)
+        if c is None:
+            q = "" if queue is None else queue
+            outcomes = {o: self.total.labels(q, o) for o in _OUTCOMES}
+            c = self.children[queue] = (
+                self.in_progress.labels(q),
+                self.duration.labels(q),
+                outcomes,
+            )
+        return c
+
+
+_families: weakref.WeakKeyDictionary[Any, _Family] = weakref.WeakKeyDictionary()
+
+
+class MetricsLayer:
+    """Counts attempts by outcome, times them and gauges those in progress, per queue.
+
+    Metrics (one set per registry, shared by every layer using it):
+    ``trioqueue_tasks_total{queue,outcome}`` (outcomes as ``LogLayer`` names
+    them), ``trioqueue_task_duration_seconds{queue}`` (a histogram, Trio
+    clock) and ``trioqueue_tasks_in_progress{queue}``. Needs the ``metrics``
+    extra (prometheus-client).
+
+    Example::
+
+        worker = WorkerBuilder("mail").backend(b).layer(MetricsLayer()).build(send)
+        serve_metrics(9100)  # http://localhost:9100/metrics
+
+    Args:
+      registry: A ``prometheus_client.CollectorRegistry`` (default: the global one).
+
+    Raises:
+      ImportError: if prometheus-client is not installed.
+    """
+
+    def __init__(self, *, registry: Any = None) -> None:
+        self.registry = _default_registry(registry)
+        family = _families.get(self.registry)
+        if family is None:
+            family = _families[self.registry] = _Family(self.registry)
+        self._family = family
+
+    def layer(self, inner: Service[Any, Any]) -> Metrics:
+        """Return a ``Metrics`` service around ``inner``."""
+        return Metrics(inner, self._family)
+
+    def __repr__(self) -> str:
+        return "MetricsLayer()"
+
+
+class Metrics:
+    """The service made by ``MetricsLayer``: records each attempt of ``inner``."""
+
+    __slots__ = ("family", "inner")
+
+    def __init__(self, inner: Service[Any, Any], family: _Family) -> None:
+        self.inner = inner
+        self.family = family
+
+    async def __call__(self, task: Task[Any]) -> Any:
+        """Run ``inner``, counting and timing the attempt."""
+        in_progress, duration, outcomes = self.family.child(task.queue)
+        in_progress.inc()
+        start = trio.current_time()
+        try:
+            result = await self.inner(task)
+        except BaseException as exc:
+            outcomes[outcome_of(task, exc)].inc()
+            raise
+        finally:
+            in_progress.dec()
+            duration.observe(trio.current_time() - start)
+        outcomes["done"].inc()
+        return result
+
+
+class QueueDepthCollector:
+    """A Prometheus collector of ``trioqueue_queue_depth{queue,status}``, refreshed by ``update``.
+
+    Prometheus scrapes from its own thread, which cannot await storage, so
+    the collector serves the counts of its last ``update(backend)``;
+    ``collect_queue_depth`` runs the updates on a schedule.
+
+    Example::
+
+        depth = QueueDepthCollector(registry=registry)
+        await depth.update(backend)
+
+    Args:
+      registry: Where to register (default: the global registry; ``False`` for none).
+    """
+
+    def __init__(self, *, registry: Any = None) -> None:
+        self._counts: dict[str, dict[Status, int]] = {}
+        if registry is not False:
+            _default_registry(registry).register(self)
+
+    async def update(self, backend: Backend) -> None:
+        """Read ``backend.counts()`` (every queue) for the next scrapes.
+
+        Raises:
+          BackendError: if storage failed after retries.
+        """
+        self._counts = await backend.counts()
+
+    def collect(self) -> Any:
+        """Yield the gauge family (called by prometheus-client on a scrape)."""
+        family = _prometheus().core.GaugeMetricFamily(
+            "trioqueue_queue_depth", "Tasks per queue and status.", labels=["queue", "status"]
+        )
+        for queue, by_status in sorted(self._counts.items()):
+            for status in Status:
+                family.add_metric([queue, status.value], by_status.get(status, 0))
+        yield family
+
+
+async def collect_queue_depth(
+    backend: Backend,
+    *,
+    registry: Any = None,
+    interval: float = 15.0,
+    task_status: trio.TaskStatus[QueueDepthCollector] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep ``trioqueue_queue_depth`` up to date from ``backend.counts()`` until cancelled.
+
+    Use as ``depth = await nursery.start(collect_queue_depth, backend)``; the
+    first update has happened when it returns. A failed read is skipped (the
+    last counts stay) and tried again next interval.
+
+    Args:
+      backend: The backend whose queues to count.
+      registry: Where to register the collector (default: the global registry).
+      interval: Seconds between updates.
+    """
+    collector = QueueDepthCollector(registry=registry)
+    await collector.update(backend)
+    task_status.started(collector)
+    while True:
+        await trio.sleep(interval)
+        try:
+            await collector.update(backend)
+        except BackendError:
+            continue
+
+
+def serve_metrics(port: int, registry: Any = None, *, addr: str = "0.0.0.0") -> Any:
+    """Serve ``registry`` (default: the global one) over HTTP at ``/metrics`` on ``port``.
+
+    The server runs in a daemon thread (prometheus-client's
+    ``start_http_server``); this is what the CLI's ``--metrics-port`` calls.
+
+    Returns:
+      The ``(server, thread)`` pair; ``server.shutdown()`` stops it.
+
+    Raises:
+      ImportError: if prometheus-client is not installed.
+      OSError: if the port cannot be bound.
+    """
+    return _prometheus().start_http_server(port, addr=addr, registry=_default_registry(registry))
