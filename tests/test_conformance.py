@@ -1,0 +1,64 @@
+"""The conformance suite passes on every backend and catches broken drivers."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+import toy_driver
+from backends import BACKEND_NAMES, BACKENDS, Factory
+
+from trioqueue import Backend
+from trioqueue.testing import CHECK_NAMES, check_backend
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def open_backend(request: pytest.FixtureRequest) -> Factory:
+    return BACKENDS[request.param]
+
+
+async def test_every_backend_passes(open_backend: Factory) -> None:
+    await check_backend(open_backend)
+
+
+async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
+    n = [0]
+
+    def factory(**options: Any) -> AbstractAsyncContextManager[Backend]:
+        n[0] += 1
+        return toy_driver.open_file_backend(f"toyfile://{tmp_path}/s{n[0]}.json", **options)
+
+    await check_backend(factory)
+
+
+@pytest.mark.parametrize(
+    ("factory", "promise", "words"),
+    [
+        (toy_driver.open_forgetful_release, "shutdown.release", "did not release prefetched"),
+        (
+            toy_driver.open_unchecked_settle,
+            "lease.compare_and_set",
+            "settle with a stale token overwrote the outcome of task cas-1",
+        ),
+        (toy_driver.open_losing_rescue, "lease.expiry", "task le-1 was lost"),
+    ],
+    ids=["forgets-release", "unchecked-settle", "loses-on-rescue"],
+)
+async def test_broken_drivers_fail_naming_the_promise(
+    factory: Factory, promise: str, words: str
+) -> None:
+    with pytest.raises(AssertionError) as info:
+        await check_backend(factory)
+    message = str(info.value)
+    assert message.startswith(f"[{promise}] ")
+    assert words in message
+
+
+async def test_only_runs_the_named_checks() -> None:
+    # The lossy driver passes every check that never lets a lease expire.
+    await check_backend(toy_driver.open_losing_rescue, only=["push.round_trip", "claim.order"])
+    with pytest.raises(ValueError, match="unknown checks"):
+        await check_backend(toy_driver.open_losing_rescue, only=["no.such"])
+    assert CHECK_NAMES[0] == "push.round_trip" and "lease.compare_and_set" in CHECK_NAMES

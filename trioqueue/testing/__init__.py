@@ -1,0 +1,17 @@
+"""Tools to prove a storage backend keeps trioqueue's promises.
+
+- ``check_backend``: the conformance checks of the driver contract.
+- ``make_state_machine``: a Hypothesis state machine holding a backend's
+  driver against a plain Python model (needs ``hypothesis``).
+- ``run_crash_test``: SIGKILLs worker processes at random and checks that no
+  task is lost or run twice without cause.
+
+None of them depends on pytest.
+"""
+
+from __future__ import annotations
+
+from ._check import CHECK_NAMES as CHECK_NAMES
+from ._check import BackendFactory as BackendFactory
+from ._check import ManualClock as ManualClock
+from ._check import check_backend as check_backend
