@@ -72,9 +72,13 @@ async def test_failed_attempt_is_stored_with_run_at_after_the_backoff(
         tid = await backend.push(1)
         before = await backend.get_task(tid)
         assert before is not None and before.run_at is not None
-        await WorkerBuilder("w").backend(backend).layer(RetryLayer(lambda a: 100.0 * a)).build(
-            handler
-        ).run(burst=True)
+        await (
+            WorkerBuilder("w")
+            .backend(backend)
+            .layer(RetryLayer(lambda a: 100.0 * a))
+            .build(handler)
+            .run(burst=True)
+        )
         task = await backend.get_task(tid)
     assert task is not None
     assert task.status is Status.FAILED

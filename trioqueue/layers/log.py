@@ -14,6 +14,13 @@ from .._task import Task
 __all__ = ["Log", "LogLayer", "outcome_of"]
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, Abort | RetryAfter):
+        return exc.reason
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def outcome_of(task: Task[Any], exc: BaseException | None) -> str:
     """Name what the worker will make of an attempt that ended with ``exc`` (None: returned).
 
@@ -111,5 +118,6 @@ class Log:
                 msg = "task %s attempt %d %s in %.3fs"
                 logger.log(level, msg, task.id, task.attempts, outcome, duration, extra=end)
             else:
-                msg = "task %s attempt %d %s in %.3fs: %r"
-                logger.log(level, msg, task.id, task.attempts, outcome, duration, error, extra=end)
+                msg = "task %s attempt %d %s in %.3fs: %s"
+                why = _describe(error)
+                logger.log(level, msg, task.id, task.attempts, outcome, duration, why, extra=end)
