@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import pytest
@@ -63,7 +64,7 @@ async def test_one_layer_object_shares_its_limit_across_workers(
         ]
         async with trio.open_nursery() as nursery:
             for w in workers:
-                nursery.start_soon(lambda w=w: w.run(burst=True))
+                nursery.start_soon(partial(w.run, burst=True))
     assert gauge.most == 4
     assert len(gauge.starts) == 40
 
@@ -144,7 +145,7 @@ async def test_rate_is_shared_by_workers_built_with_one_layer(
         ]
         async with trio.open_nursery() as nursery:
             for w in workers:
-                nursery.start_soon(lambda w=w: w.run(burst=True))
+                nursery.start_soon(partial(w.run, burst=True))
     starts = sorted(gauge.starts)
     assert len(starts) == 18
     assert all(b - a >= 1.0 - 1e-9 for a, b in zip(starts, starts[3:], strict=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import trio
@@ -58,7 +59,7 @@ async def test_exponential_backoff_spaces_the_attempts_through_storage(
     assert task.status is Status.KILLED
     assert task.attempts == 5
     assert task.last_error == "ValueError: boom"
-    gaps = [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
     assert gaps == [2.0, 6.0, 18.0, 54.0]
 
 
