@@ -157,7 +157,10 @@ class QueueDepthCollector:
 
     def collect(self) -> Any:
         """Yield the gauge family (called by prometheus-client on a scrape)."""
-        family = _prometheus().core.GaugeMetricFamily(
+        _prometheus()
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
             "trioqueue_queue_depth", "Tasks per queue and status.", labels=["queue", "status"]
         )
         for queue, by_status in sorted(self._counts.items()):
