@@ -61,6 +61,7 @@ async def test_consumer_spans_are_children_of_and_linked_to_the_producer(
     }
     assert [c.name for c in consumers] == ["process mail", "process mail"]
     pctx = producer.get_span_context()
+    assert pctx is not None
     for n, c in enumerate(consumers, start=1):
         assert c.parent is not None
         assert (c.parent.trace_id, c.parent.span_id) == (pctx.trace_id, pctx.span_id)
