@@ -74,9 +74,12 @@ def parse_duration(text: str) -> float:
       ValueError: if ``text`` is not a duration.
     """
     s = text.strip().lower()
+    bare = re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", s)
+    if bare:
+        return float(s)
     pos, total = 0, 0.0
     for m in _DURATION.finditer(s):
-        if m.start() != pos or (m.group(2) == "" and m.end() != len(s)):
+        if m.start() != pos or not m.group(2):
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
@@ -327,7 +330,9 @@ async def cmd_status(args: argparse.Namespace) -> int:
     async with _open(args) as backend:
         counts = await backend.counts(queue=args.queue)
     if args.json:
-        print(_dumps({q: {s.value: n for s, n in c.items()} for q, c in sorted(counts.items())}))
+        print(
+            _dumps({q: {s.value: c.get(s, 0) for s in Status} for q, c in sorted(counts.items())})
+        )
         return EXIT_OK
     header = ["queue", *(s.value for s in Status), "total"]
     rows = []
