@@ -294,7 +294,13 @@ class SqliteDriver:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._conn is None:
             raise BackendClosed(f"the SQLite driver for {self.path!r} is closed")
-        return await trio.to_thread.run_sync(fn, self._conn, *args, limiter=self._limiter)
+        # Shielded: a call cancelled while it waits for the connection would be
+        # lost to a caller that already took its batch (outcomes, releases).
+        # Each call is short (bounded by busy_timeout), so cancellation waits for it.
+        conn = self._conn
+        with trio.CancelScope(shield=True):
+            out = await trio.to_thread.run_sync(fn, conn, *args, limiter=self._limiter)
+        return out
 
     def _write(self, conn: _Conn, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
         # Runs on the worker thread: one BEGIN IMMEDIATE transaction around fn.
