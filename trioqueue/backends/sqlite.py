@@ -581,6 +581,11 @@ def _data_version(conn: _Conn) -> int:
 
 def _connect(path: str, busy_timeout: float, synchronous: str, migrate: bool) -> _Conn:
     # Runs on a worker thread.
+    if sqlite3.sqlite_version_info < (3, 35, 0):
+        raise BackendError(
+            f"trioqueue needs SQLite 3.35 or newer (RETURNING), this Python has "
+            f"{sqlite3.sqlite_version}"
+        )
     try:
         conn = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
