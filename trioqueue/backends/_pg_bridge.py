@@ -1,0 +1,299 @@
+"""How the PostgreSQL driver runs psycopg from Trio: two interchangeable bridges.
+
+A bridge runs one statement on a pooled connection (``fetch``) and keeps a
+LISTEN connection alive (``listen``). Each call crosses from Trio once,
+whatever the batch size.
+
+- ``AsyncioBridge``: psycopg's ``AsyncConnection`` on a trio-asyncio loop.
+- ``ThreadBridge``: psycopg's sync ``Connection`` in ``trio.to_thread``; the
+  LISTEN connection waits for its socket in Trio itself.
+
+A connection that failed, or whose call was interrupted, is closed and
+replaced on the next call: that is how the driver reconnects after a server
+restart or ``pg_terminate_backend``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import psycopg
+import trio
+from psycopg import sql
+
+__all__ = ["AsyncioBridge", "Bridge", "ThreadBridge"]
+
+log = logging.getLogger("trioqueue.backends.postgres")
+
+Row = tuple[Any, ...]
+Query = str | sql.SQL | sql.Composed
+Params = dict[str, Any] | Sequence[Any] | None
+
+
+class Bridge(Protocol):
+    """Runs statements and a LISTEN loop for the driver."""
+
+    async def fetch(self, query: Query, params: Params) -> list[Row]:
+        """Run one statement (autocommit) and return its rows ([] if it has none)."""
+        ...
+
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """LISTEN on ``channel`` and call ``on_notify(payload)`` until cancelled.
+
+        ``on_ready`` is called after each (re)connection: notifications may
+        have been missed while disconnected. Reconnects with backoff.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        ...
+
+
+def _setup_sql(statement_timeout: float) -> sql.Composed:
+    ms = max(0, round(statement_timeout * 1000))
+    return sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms))
+
+
+class _Pool:
+    """A bounded set of connections, made lazily; broken ones are dropped."""
+
+    def __init__(self, size: int) -> None:
+        self._idle: list[Any] = []
+        self._slots = trio.Semaphore(size)
+        self._all: set[Any] = set()
+
+    def take(self) -> Any | None:
+        return self._idle.pop() if self._idle else None
+
+    def give(self, conn: Any) -> None:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.drop(conn)
+        else:
+            self._idle.append(conn)
+
+    def drop(self, conn: Any) -> None:
+        self._all.discard(conn)
+        if not conn.closed:
+            conn.pgconn.finish()  # sync: sends Terminate and closes the socket
+
+    def add(self, conn: Any) -> None:
+        self._all.add(conn)
+
+    def close_all(self) -> None:
+        for conn in list(self._all):
+            self.drop(conn)
+        self._idle.clear()
+
+
+def _use_patched_loop_lookup() -> None:
+    # psycopg.waiting binds asyncio's C ``get_running_loop`` at import time; if
+    # psycopg was imported before trio_asyncio, that binding misses the loop
+    # trio-asyncio runs in this task. Point it at the (patched) asyncio one,
+    # which behaves exactly as before outside Trio.
+    import asyncio
+
+    import psycopg.waiting
+
+    if getattr(psycopg.waiting, "get_running_loop", None) is not asyncio.get_running_loop:
+        setattr(psycopg.waiting, "get_running_loop", asyncio.get_running_loop)  # noqa: B010
+
+
+async def _backoff(n: int) -> None:
+    await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
+
+
+class AsyncioBridge:
+    """psycopg's async API on a trio-asyncio loop, one loop crossing per call.
+
+    Args:
+      url: The libpq connection string or URL.
+      loop: The trio-asyncio loop the connections live on.
+      pool_size: Most connections open at once for statements.
+      statement_timeout: Seconds before the server cancels a statement.
+      connect_timeout: Seconds to wait for a connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        loop: Any,
+        pool_size: int,
+        statement_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        import trio_asyncio
+
+        _use_patched_loop_lookup()
+        self._aio_as_trio = trio_asyncio.aio_as_trio
+        self._url = url
+        self._loop = loop
+        self._pool = _Pool(pool_size)
+        self._setup = _setup_sql(statement_timeout)
+        self._connect_timeout = connect_timeout
+
+    async def _connect(self) -> psycopg.AsyncConnection[Row]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
+        await conn.execute(self._setup)
+        return conn
+
+    async def _run(
+        self, conn: psycopg.AsyncConnection[Row] | None, query: Query, params: Params
+    ) -> tuple[psycopg.AsyncConnection[Row], list[Row]]:
+        if conn is None:
+            conn = await self._connect()
+            self._pool.add(conn)
+        try:
+            cur = await conn.execute(query, params)
+            rows = list(await cur.fetchall()) if cur.description is not None else []
+        except BaseException:
+            self._pool.drop(conn)
+            raise
+        return conn, rows
+
+    async def fetch(self, query: Query, params: Params) -> list[Row]:
+        """Run one statement on a pooled connection and return its rows."""
+        async with self._pool._slots:
+            taken = self._pool.take()
+            rows: list[Row]
+            try:
+                conn, rows = await self._aio_as_trio(self._run, loop=self._loop)(
+                    taken, query, params
+                )
+            except BaseException:
+                if taken is not None:
+                    self._pool.drop(taken)
+                raise
+            self._pool.give(conn)
+            return rows
+
+    async def _listen_aio(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            on_ready()
+            async for n in conn.notifies():
+                on_notify(n.payload)
+        finally:
+            conn.pgconn.finish()
+
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """LISTEN forever, reconnecting with backoff."""
+        n = 0
+        while True:
+            try:
+                await self._aio_as_trio(self._listen_aio, loop=self._loop)(
+                    channel, on_notify, on_ready
+                )
+            except (psycopg.Error, OSError) as exc:
+                n += 1
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                on_ready()  # wake waiters: they poll while we reconnect
+                await _backoff(n)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        self._pool.close_all()
+
+
+class ThreadBridge:
+    """psycopg's sync API in worker threads, one thread hop per call.
+
+    Statements run in ``trio.to_thread.run_sync`` (not abandoned on
+    cancellation: a statement started is finished, bounded by
+    ``statement_timeout``). The LISTEN connection waits on its socket in Trio.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        statement_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._url = url
+        self._pool = _Pool(pool_size)
+        self._setup = _setup_sql(statement_timeout)
+        self._connect_timeout = connect_timeout
+        self._limiter = trio.CapacityLimiter(pool_size)
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        conn = psycopg.Connection.connect(
+            self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
+        conn.execute(self._setup)
+        return conn
+
+    def _run(
+        self, conn: psycopg.Connection[Row] | None, query: Query, params: Params
+    ) -> tuple[psycopg.Connection[Row], list[Row]]:
+        if conn is None:
+            conn = self._connect()
+            self._pool.add(conn)
+        try:
+            cur = conn.execute(query, params)
+            rows = cur.fetchall() if cur.description is not None else []
+        except BaseException:
+            self._pool.drop(conn)
+            raise
+        return conn, rows
+
+    async def fetch(self, query: Query, params: Params) -> list[Row]:
+        """Run one statement on a pooled connection in a thread and return its rows."""
+        async with self._pool._slots:
+            taken = self._pool.take()
+            try:
+                conn, rows = await trio.to_thread.run_sync(
+                    self._run, taken, query, params, limiter=self._limiter
+                )
+            except BaseException:
+                if taken is not None:
+                    self._pool.drop(taken)
+                raise
+            self._pool.give(conn)
+            return rows
+
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """LISTEN forever, reconnecting with backoff."""
+        n = 0
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        while True:
+            conn: psycopg.Connection[Row] | None = None
+            try:
+                conn = await trio.to_thread.run_sync(self._connect)
+                await trio.to_thread.run_sync(conn.execute, listen)
+                on_ready()
+                n = 0
+                while True:
+                    for notify in conn.notifies(timeout=0):
+                        on_notify(notify.payload)
+                    await trio.lowlevel.wait_readable(conn.fileno())
+            except (psycopg.Error, OSError) as exc:
+                n += 1
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                on_ready()
+                await _backoff(n)
+            finally:
+                if conn is not None and not conn.closed:
+                    conn.pgconn.finish()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        self._pool.close_all()
