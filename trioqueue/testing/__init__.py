@@ -15,3 +15,5 @@ from ._check import CHECK_NAMES as CHECK_NAMES
 from ._check import BackendFactory as BackendFactory
 from ._check import ManualClock as ManualClock
 from ._check import check_backend as check_backend
+from ._model import Model as Model
+from ._model import make_state_machine as make_state_machine
