@@ -147,7 +147,7 @@ _SYNCHRONOUS = ("off", "normal", "full")
 
 
 def _encode_meta(meta: dict[str, Any]) -> str:
-    return msgspec.json.encode(meta).decode()
+    return msgspec.json.encode(dict(meta)).decode()
 
 
 def _row(r: Sequence[Any]) -> StoredTask:
@@ -171,7 +171,7 @@ def _row(r: Sequence[Any]) -> StoredTask:
 
 
 def _ids(ids: Iterable[str]) -> str:
-    return msgspec.json.encode(list(ids)).decode()
+    return msgspec.json.encode([str(id) for id in ids]).decode()
 
 
 def _parse_target(target: str) -> tuple[str, dict[str, str]]:
