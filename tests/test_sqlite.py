@@ -214,7 +214,7 @@ async def test_start_settle_release_batches(db: str, clock: ManualClock) -> None
         assert await driver.insert([record("t0"), record("new")]) == 1  # idempotent ids
         claimed = await driver.claim("default", 5, "tok", 30.0)
         assert len(claimed) == 5
-        await driver.start(["t0", "t1", "t2"], "tok")
+        await driver.start([tq.TaskId("t0"), "t1", "t2"], "tok")  # TaskId is a str
         await driver.start(["t3"], "other-token")
         clock.advance(2)
         applied = await driver.settle(
