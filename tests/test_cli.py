@@ -6,11 +6,14 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -261,6 +264,9 @@ def test_admin_commands(cli: Cli) -> None:
         (["status", "--backend", "redis://localhost"], 3, "unknown backend URL 'redis://localhost'"),
         (["tasks", "--backend", "sqlite:///no-such-dir/q.db"], 3,
          "cannot open backend 'sqlite:///no-such-dir/q.db'"),
+        (["status", "--backend", "postgresql://postgres@127.0.0.1:1/nowhere"], 3,
+         "cannot open backend 'postgresql://postgres@127.0.0.1:1/nowhere'"),
+        (["status", "--schema", "jobs"], 2, "--schema applies to PostgreSQL backends only"),
         (["show", "NOPE"], 4, "no task with id 'NOPE'"),
         (["retry", "NOPE"], 4, "no task with id 'NOPE'"),
         (["cancel", "NOPE"], 4, "no task with id 'NOPE'"),
@@ -401,3 +407,59 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+def test_metrics_port_serves_prometheus_metrics(cli: Cli) -> None:
+    pytest.importorskip("prometheus_client")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli.push("jobs:send", '{"to": "m@example.com"}')
+    log = (cli.root / "worker.log").open("w")
+    worker = cli.popen("worker", "jobs:send", "--metrics-port", str(port), stderr=log)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    try:
+        _wait_for(lambda: 'trioqueue_tasks_total{outcome="done",queue="default"} 1.0' in scrape(),
+                  "the done task in the metrics")  # fmt: skip
+        assert 'trioqueue_queue_depth{queue="default",status="pending"}' in scrape()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        worker.kill()
+        log.close()
+    assert cli.status() == {"done": 1}
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    name = f"trioqueue_cli_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1/{name}"
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.postgres
+def test_postgres_migrate_push_and_work(cli: Cli, pg_url: str) -> None:
+    cli.env["TRIOQUEUE_BACKEND"] = pg_url
+    assert cli("migrate").stdout.startswith("postgresql schema up to date at version ")
+    out = cli("migrate", "--schema", "jobs_cli").stdout
+    assert out.startswith("postgresql schema up to date at version ")
+    task_id = cli.push("jobs:send", '{"to": "pg@example.com"}', "--schema", "jobs_cli")
+    assert cli.status() == {}  # another schema
+    proc = cli("worker", "jobs:send", "--burst", "--schema", "jobs_cli")
+    assert "done 1, failed 0, killed 0" in proc.stderr
+    shown = cli.json("show", task_id, "--schema", "jobs_cli")
+    assert (shown["status"], shown["result"]["sent"]) == ("done", "pg@example.com")

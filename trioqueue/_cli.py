@@ -243,13 +243,25 @@ def _check_url(url: str) -> None:
         )
 
 
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    url: str = args.backend
+    _check_url(url)
+    if args.schema is None:
+        return {}
+    if not url.lower().startswith("postgres"):
+        raise _CliError(EXIT_USAGE, "--schema applies to PostgreSQL backends only")
+    return {"schema": args.schema}
+
+
 @asynccontextmanager
 async def _open(args: argparse.Namespace, *, queue: str | None = None) -> AsyncIterator[Backend]:
     url: str = args.backend
-    _check_url(url)
+    options = _backend_options(args)
     opened = False
     try:
-        async with open_backend(url, queue=queue or "default", codec=_codec(args.codec)) as backend:
+        async with open_backend(
+            url, queue=queue or "default", codec=_codec(args.codec), **options
+        ) as backend:
             opened = True
             yield backend
     except Exception as exc:
@@ -435,7 +447,7 @@ async def cmd_purge(args: argparse.Namespace) -> int:
 async def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the storage schema and print its version."""
     url: str = args.backend
-    _check_url(url)
+    _backend_options(args)
     scheme = url.split(":", 1)[0].lower()
     if scheme == "memory":
         print("memory backend: nothing to migrate")
@@ -454,7 +466,7 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
             EXIT_BACKEND, f"cannot use backend {_redact(url)!r}: {_one_line(exc)}"
         ) from exc
     try:
-        version = await postgres.migrate(url)
+        version = await postgres.migrate(url, **_backend_options(args))
     except Exception as exc:
         raise _CliError(
             EXIT_BACKEND, f"cannot migrate {_redact(url)!r}: {_one_line(_leaf(exc))}"
@@ -558,6 +570,11 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
         metavar="URL",
         default=os.environ.get("TRIOQUEUE_BACKEND") or DEFAULT_BACKEND,
         help="backend URL (default: $TRIOQUEUE_BACKEND, else %(default)s)",
+    )
+    p.add_argument(
+        "--schema",
+        metavar="NAME",
+        help="PostgreSQL schema holding the tables (default: trioqueue)",
     )
     if queue_help is not None:
         p.add_argument("--queue", metavar="Q", help=queue_help)
