@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import trio
@@ -94,11 +95,18 @@ class Log:
         self.level = level
         self.include_args = include_args
 
-    async def __call__(self, task: Task[Any]) -> Any:
-        """Run ``inner`` between a start record and an end record."""
+    def __call__(self, task: Task[Any]) -> Awaitable[Any]:
+        """Run ``inner`` between a start record and an end record.
+
+        When the logger does not take the level, this returns ``inner``'s
+        awaitable itself: a filtered-out layer adds no coroutine.
+        """
+        if not self.logger.isEnabledFor(self.level):
+            return self.inner(task)
+        return self._logged(task)
+
+    async def _logged(self, task: Task[Any]) -> Any:
         logger, level = self.logger, self.level
-        if not logger.isEnabledFor(level):
-            return await self.inner(task)
         extra: dict[str, Any] = {"queue": task.queue, "task_id": task.id, "attempt": task.attempts}
         if self.include_args:
             extra["task_args"] = task.args

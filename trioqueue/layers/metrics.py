@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from bisect import bisect_left
 from typing import Any
 
 import trio
@@ -32,33 +33,80 @@ def _default_registry(registry: Any) -> Any:
     return _prometheus().REGISTRY if registry is None else registry
 
 
+#: The duration histogram's upper bounds (prometheus-client's defaults; +Inf is implied).
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class _QueueStats:
+    """Plain counters of one queue, bumped per attempt and read at scrape time."""
+
+    __slots__ = ("buckets", "in_progress", "outcomes", "sum")
+
+    def __init__(self) -> None:
+        self.in_progress = 0
+        self.outcomes = dict.fromkeys(_OUTCOMES, 0)
+        self.buckets = [0] * (len(_BUCKETS) + 1)  # per bucket, not cumulative
+        self.sum = 0.0
+
+
 class _Family:
-    """The three task metrics of one registry, with their label children cached per queue."""
+    """The task metrics of one registry: a collector over per-queue plain counters.
+
+    Attempts only bump ints (no lock, no label lookup); prometheus-client
+    turns them into samples when it scrapes.
+    """
 
     def __init__(self, registry: Any) -> None:
-        p = _prometheus()
-        self.total = p.Counter(
-            "trioqueue_tasks", "Task attempts by outcome.", ["queue", "outcome"], registry=registry
-        )
-        self.duration = p.Histogram(
-            "trioqueue_task_duration_seconds", "Attempt duration.", ["queue"], registry=registry
-        )
-        self.in_progress = p.Gauge(
-            "trioqueue_tasks_in_progress", "Attempts running now.", ["queue"], registry=registry
-        )
-        self.children: dict[str | None, tuple[Any, Any, dict[str, Any]]] = {}
+        self.queues: dict[str | None, _QueueStats] = {}
+        self._le = [repr(b) for b in _BUCKETS] + ["+Inf"]
+        registry.register(self)
 
-    def child(self, queue: str | None) -> tuple[Any, Any, dict[str, Any]]:
-        c = self.children.get(queue)
-        if c is None:
+    def stats(self, queue: str | None) -> _QueueStats:
+        s = self.queues.get(queue)
+        if s is None:
+            s = self.queues[queue] = _QueueStats()
+        return s
+
+    def _families(self) -> tuple[Any, Any, Any]:
+        _prometheus()
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        return (
+            CounterMetricFamily(
+                "trioqueue_tasks", "Task attempts by outcome.", labels=["queue", "outcome"]
+            ),
+            HistogramMetricFamily(
+                "trioqueue_task_duration_seconds", "Attempt duration.", labels=["queue"]
+            ),
+            GaugeMetricFamily(
+                "trioqueue_tasks_in_progress", "Attempts running now.", labels=["queue"]
+            ),
+        )
+
+    def describe(self) -> Any:
+        """Yield the families without samples (for the registry's name check)."""
+        yield from self._families()
+
+    def collect(self) -> Any:
+        """Yield the families with one sample set per queue seen."""
+        total, duration, in_progress = self._families()
+        for queue, s in list(self.queues.items()):
             q = "" if queue is None else queue
-            outcomes = {o: self.total.labels(q, o) for o in _OUTCOMES}
-            c = self.children[queue] = (
-                self.in_progress.labels(q),
-                self.duration.labels(q),
-                outcomes,
-            )
-        return c
+            for outcome, n in list(s.outcomes.items()):
+                total.add_metric([q, outcome], n)
+            cumulative, acc = [], 0
+            for le, n in zip(self._le, list(s.buckets), strict=True):
+                acc += n
+                cumulative.append((le, acc))
+            duration.add_metric([q], cumulative, s.sum)
+            in_progress.add_metric([q], s.in_progress)
+        yield total
+        yield duration
+        yield in_progress
 
 
 _families: weakref.WeakKeyDictionary[Any, _Family] = weakref.WeakKeyDictionary()
@@ -111,18 +159,20 @@ class Metrics:
 
     async def __call__(self, task: Task[Any]) -> Any:
         """Run ``inner``, counting and timing the attempt."""
-        in_progress, duration, outcomes = self.family.child(task.queue)
-        in_progress.inc()
+        s = self.family.queues.get(task.queue) or self.family.stats(task.queue)
+        s.in_progress += 1
         start = trio.current_time()
         try:
             result = await self.inner(task)
         except BaseException as exc:
-            outcomes[outcome_of(task, exc)].inc()
+            s.outcomes[outcome_of(task, exc)] += 1
             raise
         finally:
-            in_progress.dec()
-            duration.observe(trio.current_time() - start)
-        outcomes["done"].inc()
+            s.in_progress -= 1
+            elapsed = trio.current_time() - start
+            s.sum += elapsed
+            s.buckets[bisect_left(_BUCKETS, elapsed)] += 1
+        s.outcomes["done"] += 1
         return result
 
 

@@ -1,0 +1,86 @@
+"""What a production middleware stack costs: memory backend throughput, bare and layered.
+
+Run as ``python -m benchmarks.bench_layers`` (or ``python benchmarks/bench_layers.py``);
+prints one JSON line. The stack is Retry + Timeout + Log (logger at WARNING, so
+the per-attempt records are filtered out as in production) + Metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import trio
+
+from trioqueue import MemoryBackend, WorkerBuilder
+from trioqueue.layers import LogLayer, MetricsLayer, RetryLayer, TimeoutLayer
+
+
+async def _noop(x: int) -> None:
+    return None
+
+
+async def _run(n: int, concurrency: int, layers: list[Any]) -> float:
+    """Push ``n`` no-op tasks, run them in burst mode; return tasks per second."""
+    async with MemoryBackend.open(queue="bench") as backend:
+        builder = WorkerBuilder("bench").backend(backend).concurrency(concurrency)
+        for layer in layers:
+            builder.layer(layer)
+        worker = builder.build(_noop)
+        start = time.perf_counter()
+        await backend.push_bulk(range(n))
+        await worker.run(burst=True)
+        elapsed = time.perf_counter() - start
+        done = worker.statistics().done
+    if done != n:
+        raise RuntimeError(f"only {done} of {n} tasks ran")
+    return n / elapsed
+
+
+def _stack() -> list[Any]:
+    from prometheus_client import CollectorRegistry
+
+    logging.getLogger("trioqueue.task").setLevel(logging.WARNING)
+    return [
+        LogLayer(),
+        MetricsLayer(registry=CollectorRegistry()),
+        RetryLayer(),
+        TimeoutLayer(30),
+    ]
+
+
+async def bench_stack(n: int = 100_000, concurrency: int = 100) -> dict[str, float]:
+    """Measure end-to-end throughput bare and with the stack (best of interleaved runs).
+
+    Args:
+      n: Tasks per run.
+      concurrency: The worker's concurrency.
+
+    Returns:
+      ``bare_tasks_per_s``, ``stack_tasks_per_s`` and ``stack_cost_pct`` (the
+      share of the bare throughput the stack takes away).
+    """
+    bare: list[float] = []
+    stack: list[float] = []
+    await _run(min(n, 5_000), concurrency, [])  # warm up
+    for _ in range(3):
+        bare.append(await _run(n, concurrency, []))
+        stack.append(await _run(n, concurrency, _stack()))
+    b, s = max(bare), max(stack)
+    return {
+        "bare_tasks_per_s": round(b, 1),
+        "stack_tasks_per_s": round(s, 1),
+        "stack_cost_pct": round(100.0 * (1.0 - s / b), 1),
+    }
+
+
+def main(argv: list[str]) -> None:
+    n = int(argv[1]) if len(argv) > 1 else 100_000
+    print(json.dumps(trio.run(bench_stack, n)))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
