@@ -1,0 +1,85 @@
+"""The crash harness: SIGKILLed workers lose nothing, and a lossy driver is caught."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trioqueue.testing import CrashTestFailure, run_crash_test
+
+LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
+HERE = Path(__file__).resolve().parent
+OPENER = "toy_driver:open_file_backend"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    return env
+
+
+async def test_killed_workers_lose_no_task(tmp_path: Path) -> None:
+    report = await run_crash_test(
+        f"toyfile://{tmp_path}/store.json",
+        opener=OPENER,
+        env=_env(),
+        tasks=60,
+        workers=2,
+        rounds=3,
+        concurrency=2,
+        sleep_max=0.2,
+        lease_seconds=1.0,
+        seed=1,
+        workdir=str(tmp_path),
+    )
+    assert report.kills == 3
+    assert report.reruns > 0, "no kill caught a task running: the test proved nothing"
+    assert report.runs == report.tasks + report.reruns
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="many kill rounds: set TRIOQUEUE_LONG=1 (make test-long)")
+async def test_many_rounds_of_kills_lose_no_task(tmp_path: Path) -> None:
+    report = await run_crash_test(
+        f"toyfile://{tmp_path}/store.json",
+        opener=OPENER,
+        env=_env(),
+        tasks=600,
+        workers=3,
+        rounds=40,
+        concurrency=2,
+        lease_seconds=1.0,
+        sleep_max=0.2,
+        seed=7,
+        workdir=str(tmp_path),
+    )
+    assert report.kills == 40
+    assert report.reruns > 0
+
+
+async def test_a_driver_losing_tasks_on_rescue_is_caught(tmp_path: Path) -> None:
+    with pytest.raises(CrashTestFailure) as info:
+        await run_crash_test(
+            f"toyfile-lossy://{tmp_path}/store.json",
+            opener=OPENER,
+            env=_env(),
+            tasks=24,
+            workers=1,
+            rounds=1,
+            concurrency=4,
+            lease_seconds=1.0,
+            sleep_max=0.3,
+            kill_within=0.1,
+            seed=3,
+            workdir=str(tmp_path),
+        )
+    failure = info.value
+    assert failure.report.kills == 1
+    assert any("was lost: it is no longer in storage" in p for p in failure.problems)
+
+
+async def test_memory_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="shared by processes"):
+        await run_crash_test("memory://")

@@ -1,0 +1,285 @@
+"""``run_crash_test``: SIGKILL worker processes at random and check nothing is lost.
+
+The harness pushes tasks, runs worker subprocesses (``_crash_worker``) whose
+handler appends ``"<task id> <pid>"`` to a ledger file with fsync, kills one
+of them with SIGKILL at a random moment of each round and starts a new one,
+stops the survivors with SIGTERM, then runs burst workers until every lease
+of the dead has expired and been rescued and the queue is drained. Then:
+
+- every pushed task is DONE in storage, once (no duplicate, no stray row);
+- every pushed task ran at least once (it is in the ledger);
+- a task ran more than once only if a process it ran in was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from .._open import open_backend
+from .._task import Status, Task, TaskId
+from ._crash_worker import load_opener
+
+__all__ = ["CrashReport", "CrashTestFailure", "run_crash_test"]
+
+log = logging.getLogger("trioqueue.testing.crash")
+
+
+@dataclass(frozen=True, slots=True)
+class CrashReport:
+    """What a crash test did and saw.
+
+    Attributes:
+      tasks: Tasks pushed.
+      rounds: Kill rounds run.
+      kills: Worker processes SIGKILLed.
+      runs: Handler runs in the ledger (all processes).
+      reruns: Runs beyond the first of each task.
+      rerun_tasks: Ids of the tasks that ran more than once.
+      drains: Burst workers needed to drain the queue at the end.
+      seconds: Wall-clock duration.
+      workdir: The folder holding the ledger and the workers' logs.
+    """
+
+    tasks: int
+    rounds: int
+    kills: int
+    runs: int
+    reruns: int
+    rerun_tasks: tuple[str, ...]
+    drains: int
+    seconds: float
+    workdir: str
+
+
+class CrashTestFailure(AssertionError):
+    """Raised by ``run_crash_test`` when a promise was broken.
+
+    Attributes:
+      problems: One line per broken promise (lost task, unjustified rerun...).
+      report: The ``CrashReport`` of the run.
+    """
+
+    def __init__(self, problems: Sequence[str], report: CrashReport) -> None:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(
+            f"crash test broke {len(problems)} promise(s) "
+            f"(kills={report.kills}, ledger and logs in {report.workdir}):\n  {shown}{more}"
+        )
+        self.problems = list(problems)
+        self.report = report
+
+
+def _read_ledger(path: str) -> list[tuple[str, int]]:
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                out.append((parts[0], int(parts[1])))
+    return out
+
+
+async def _poll(ready: Callable[..., bool], *args: object, limit: float) -> None:
+    """Wait up to ``limit`` seconds for ``ready(*args)``: state other processes leave in files."""
+    with trio.move_on_after(limit):
+        while not ready(*args):  # noqa: ASYNC110 - no event crosses the process boundary
+            await trio.sleep(0.02)
+
+
+def _is_up(proc: trio.Process, marker: str) -> bool:
+    return proc.returncode is not None or os.path.exists(marker)
+
+
+async def run_crash_test(
+    url: str,
+    *,
+    opener: str | None = None,
+    queue: str = "crash",
+    tasks: int = 40,
+    workers: int = 2,
+    rounds: int = 5,
+    concurrency: int = 4,
+    lease_seconds: float = 1.5,
+    sleep_max: float = 0.05,
+    kill_within: float = 0.4,
+    drain_timeout: float = 120.0,
+    seed: int | None = None,
+    workdir: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> CrashReport:
+    """Push tasks, SIGKILL workers at random over ``rounds``, drain, and check the outcome.
+
+    Each round waits until the chosen worker has started a task, waits a
+    random time below ``kill_within`` seconds more, SIGKILLs it and starts a
+    replacement. Leases are short so that the final burst workers rescue
+    what the dead held.
+
+    Args:
+      url: The backend URL, shared by every process (not ``memory://``).
+      opener: ``"module:function"`` opening ``url`` like ``trioqueue.open_backend``
+        (``opener(url, queue=...)``), for backends it does not know.
+      queue: The queue used; it should be empty.
+      tasks: How many tasks to push.
+      workers: Worker processes alive during the rounds.
+      rounds: How many workers to kill.
+      concurrency: Each worker's concurrency (and prefetch).
+      lease_seconds: The workers' lease.
+      sleep_max: Longest random sleep of the handler, seconds.
+      kill_within: Longest random wait before a kill, seconds.
+      drain_timeout: Seconds allowed for the final drain.
+      seed: Seed of the random kill schedule.
+      workdir: Folder for the ledger and logs (default: a new temporary one).
+      env: Environment of the worker processes (default: this one's), e.g.
+        a ``PYTHONPATH`` under which ``opener`` imports.
+
+    Returns:
+      A ``CrashReport``.
+
+    Raises:
+      CrashTestFailure: naming each lost task, task not DONE, and task run
+        again without a kill of a process it ran in.
+      ValueError: for ``memory://``, which no other process can see.
+    """
+    if url.startswith("memory:"):
+        raise ValueError("the crash test needs a backend shared by processes, not memory://")
+    rng = random.Random(seed)
+    began = time.monotonic()
+    workdir = workdir or tempfile.mkdtemp(prefix="trioqueue-crash-")
+    ledger = os.path.join(workdir, "ledger.txt")
+    logfile = open(os.path.join(workdir, "workers.log"), "ab")  # noqa: ASYNC230
+    open_it = load_opener(opener) if opener else open_backend
+    proc_env = dict(os.environ if env is None else env)
+
+    async with open_it(url, queue=queue) as backend:
+        ids = [str(TaskId.new()) for _ in range(tasks)]
+        batch = [Task({"n": i}, TaskId(id), max_attempts=10_000) for i, id in enumerate(ids)]
+        await backend.push_all(batch)
+
+    def command(burst: bool) -> list[str]:
+        cmd = [sys.executable, "-m", "trioqueue.testing._crash_worker", "--url", url]
+        cmd += ["--queue", queue, "--ledger", ledger, "--lease", str(lease_seconds)]
+        cmd += ["--concurrency", str(concurrency), "--sleep-max", str(sleep_max)]
+        if opener:
+            cmd += ["--opener", opener]
+        return cmd + (["--burst"] if burst else ["--ready-dir", workdir])
+
+    async def spawn(burst: bool = False) -> trio.Process:
+        cmd = command(burst)
+        return await trio.lowlevel.open_process(cmd, env=proc_env, stdout=logfile, stderr=logfile)
+
+    killed: set[int] = set()
+    problems: list[str] = []
+
+    def has_worked(pid: int) -> bool:
+        return any(p == pid for _, p in _read_ledger(ledger))
+
+    try:
+        procs = [await spawn() for _ in range(workers)]
+        for _ in range(rounds):
+            i = rng.randrange(len(procs))
+            victim = procs[i]
+            await _poll(has_worked, victim.pid, limit=3.0)
+            await trio.sleep(rng.uniform(0.0, kill_within))
+            if victim.returncode is None:
+                victim.send_signal(signal.SIGKILL)
+                killed.add(victim.pid)
+            await victim.wait()
+            procs[i] = await spawn()
+        for p in procs:
+            ready = os.path.join(workdir, f"ready.{p.pid}")
+            await _poll(_is_up, p, ready, limit=30.0)
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            with trio.move_on_after(30):
+                await p.wait()
+            if p.returncode is None:
+                p.send_signal(signal.SIGKILL)
+                killed.add(p.pid)
+                await p.wait()
+        for p in procs:
+            if p.pid not in killed and p.returncode != 0:
+                problems.append(f"worker {p.pid} exited with code {p.returncode} on SIGTERM")
+
+        drains = 0
+        deadline = trio.current_time() + drain_timeout
+        async with open_it(url, queue=queue) as backend:
+            while True:
+                p = await spawn(burst=True)
+                drains += 1
+                with trio.move_on_after(max(1.0, deadline - trio.current_time())):
+                    await p.wait()
+                if p.returncode is None:
+                    p.send_signal(signal.SIGKILL)
+                    await p.wait()
+                    problems.append(f"burst worker {p.pid} did not finish within the drain time")
+                    break
+                if p.returncode != 0:
+                    problems.append(f"burst worker {p.pid} exited with code {p.returncode}")
+                counts = await backend.counts(queue=queue)
+                per = counts.get(queue, {})
+                if not any(n for s, n in per.items() if not Status(s).is_final):
+                    break
+                if trio.current_time() > deadline:
+                    problems.append(f"queue not drained after {drain_timeout}s: {per}")
+                    break
+                await trio.sleep(lease_seconds / 2)
+            stored = {id: await backend.driver.get(id) for id in ids}
+            counts = await backend.counts(queue=queue)
+    finally:
+        logfile.close()
+
+    total = sum(counts.get(queue, {}).values())
+    if total != tasks:
+        problems.append(f"queue {queue!r} holds {total} tasks, {tasks} were pushed")
+    for id, rec in stored.items():
+        if rec is None:
+            problems.append(f"task {id} was lost: it is no longer in storage")
+        elif rec.status is not Status.DONE:
+            problems.append(f"task {id} ended {rec.status.value}, not done ({rec.last_error})")
+    runs = _read_ledger(ledger)
+    per_task: dict[str, list[int]] = {}
+    for id, pid in runs:
+        per_task.setdefault(id, []).append(pid)
+    for id in ids:
+        pids = per_task.get(id)
+        if not pids:
+            problems.append(f"task {id} never ran (not in the ledger)")
+            continue
+        unjustified = [p for p in pids[:-1] if p not in killed]
+        if unjustified:
+            problems.append(
+                f"task {id} ran {len(pids)} times though process(es) {unjustified} "
+                f"that ran it were never killed"
+            )
+    counter = Counter(id for id, _ in runs)
+    reruns = sum(n - 1 for n in counter.values())
+    report = CrashReport(
+        tasks=tasks,
+        rounds=rounds,
+        kills=len(killed),
+        runs=len(runs),
+        reruns=reruns,
+        rerun_tasks=tuple(sorted(id for id, n in counter.items() if n > 1)),
+        drains=drains,
+        seconds=round(time.monotonic() - began, 3),
+        workdir=workdir,
+    )
+    if problems:
+        raise CrashTestFailure(problems, report)
+    log.info("crash test passed: %s", report)
+    return report

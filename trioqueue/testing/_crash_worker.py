@@ -1,0 +1,102 @@
+"""The worker process of the crash test: ``python -m trioqueue.testing._crash_worker``.
+
+Its handler appends ``"<task id> <pid>"`` to the ledger file (one write,
+then fsync) before it sleeps a random little while and returns. SIGTERM
+stops it gracefully (a ``Monitor``); the crash test SIGKILLs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import random
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import trio
+
+from .._backend import Backend
+from .._monitor import Monitor
+from .._open import open_backend
+from .._task import TaskId
+from .._worker import WorkerBuilder
+
+log = logging.getLogger("trioqueue.testing.crash")
+
+Opener = Callable[..., AbstractAsyncContextManager[Backend]]
+
+
+def load_opener(spec: str) -> Opener:
+    """Import ``"module:function"`` and return the function.
+
+    Raises:
+      ValueError: if ``spec`` has no ``:``.
+      ImportError, AttributeError: if it cannot be found.
+    """
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"an opener is 'module:function', got {spec!r}")
+    fn: Opener = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trioqueue.testing._crash_worker")
+    p.add_argument("--url", required=True)
+    p.add_argument("--opener", default=None)
+    p.add_argument("--queue", required=True)
+    p.add_argument("--ledger", required=True)
+    p.add_argument("--lease", type=float, default=1.5)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--sleep-max", type=float, default=0.05)
+    p.add_argument("--burst", action="store_true")
+    p.add_argument("--ready-dir", default=None)
+    return p.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    opener: Opener = load_opener(args.opener) if args.opener else open_backend
+    pid = os.getpid()
+    fd = os.open(args.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sleep_max = float(args.sleep_max)
+
+    async def handler(payload: Any, task_id: TaskId) -> str:
+        os.write(fd, f"{task_id} {pid}\n".encode())
+        os.fsync(fd)
+        await trio.sleep(random.uniform(0.0, sleep_max))
+        return "ok"
+
+    try:
+        async with opener(args.url, queue=args.queue) as backend:
+            worker = (
+                WorkerBuilder(f"crash-{pid}")
+                .backend(backend)
+                .concurrency(args.concurrency)
+                .lease(args.lease)
+                .poll_interval(min(0.2, args.lease / 4))
+                .shutdown_timeout(10.0)
+                .build(handler)
+            )
+            if args.burst:
+                await worker.run(burst=True)
+            else:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(Monitor().register(worker).run)
+                    if args.ready_dir:  # an empty marker: signals are handled from now on
+                        with open(os.path.join(args.ready_dir, f"ready.{pid}"), "w"):  # noqa: ASYNC230
+                            pass
+    finally:
+        os.close(fd)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one crash-test worker until it is stopped (or, with ``--burst``, drained)."""
+    logging.basicConfig(level=logging.WARNING, format="%(process)d %(name)s: %(message)s")
+    trio.run(_serve, _parse(argv))
+
+
+if __name__ == "__main__":
+    main()
