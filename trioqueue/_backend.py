@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sized
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,6 +45,7 @@ class BackendStatistics:
       queue: The queue this backend pushes to and claims from.
       push_buffer_used: Batches waiting in the push channel.
       push_buffer_size: Capacity of the push channel, in batches.
+      push_waiting: Producers blocked because the push channel is full.
       tasks_pushed: Tasks acknowledged by storage since open.
       consumers: Consumers (workers) open on this backend.
     """
@@ -52,6 +53,7 @@ class BackendStatistics:
     queue: str
     push_buffer_used: int
     push_buffer_size: int
+    push_waiting: int
     tasks_pushed: int
     consumers: int
 
@@ -353,11 +355,12 @@ class Backend(TaskSink[Any]):
 
     def statistics(self) -> BackendStatistics:
         """Return a ``BackendStatistics`` snapshot."""
-        used = 0 if self._send is None else self._send.statistics().current_buffer_used
+        stats = None if self._send is None else self._send.statistics()
         return BackendStatistics(
             queue=self.queue,
-            push_buffer_used=used,
+            push_buffer_used=0 if stats is None else stats.current_buffer_used,
             push_buffer_size=self._push_buffer,
+            push_waiting=0 if stats is None else stats.tasks_waiting_send,
             tasks_pushed=self._pushed,
             consumers=self._consumers,
         )
@@ -400,6 +403,9 @@ class Consumer:
         self._max_held = concurrency + prefetch
         self._low_water = prefetch // 2
         self._send, self.receive = trio.open_memory_channel[StoredTask](prefetch)
+        # The channel's own deque, read on the hot path instead of building a
+        # statistics() record per task; None if trio ever stops exposing it.
+        self._buffer: Sized | None = getattr(getattr(self._send, "_state", None), "data", None)
         #: Tasks leased by this consumer and not yet settled or released.
         self.held: set[str] = set()
         #: Leases found lost by the extender: these must not start.
@@ -429,6 +435,9 @@ class Consumer:
     def start_nowait(self, id: str) -> None:
         """Record that the task ``id`` began running (flushed in a batch)."""
         self._started.append(id)
+        if self._settler_waiting:
+            self._settler_waiting = False
+            self._settle_wake.set()
 
     def settle_nowait(self, outcome: Outcome) -> None:
         """Queue an outcome for the next settle batch."""
@@ -467,11 +476,14 @@ class Consumer:
                 break
             ids.append(rec.id)
             self.release_nowait(rec.id)
+        self._send.close()  # slots parked in receive() get EndOfChannel
         return ids
 
     @property
     def buffered(self) -> int:
         """Tasks waiting in the prefetch channel."""
+        if self._buffer is not None:
+            return len(self._buffer)
         return self._send.statistics().current_buffer_used
 
     # -- background loops --
@@ -489,9 +501,14 @@ class Consumer:
         while True:
             if not self._claiming:
                 return
-            used = send.statistics().current_buffer_used
-            free = min(self.prefetch - used, self._max_held - len(self.held))
-            if free <= 0 or (used > self._low_water and free < self.prefetch):
+            stats = send.statistics()
+            used = stats.current_buffer_used
+            # Tasks handed straight to slots parked in receive() never sit in
+            # the buffer: count those slots as room too. What is held stays
+            # bounded by concurrency + prefetch either way.
+            room = self.prefetch - used + stats.tasks_waiting_receive
+            free = min(room, self._max_held - len(self.held))
+            if free <= 0 or (used > self._low_water and room < self.prefetch):
                 self._claim_wake = trio.Event()
                 self._claimer_waiting = True
                 await self._claim_wake.wait()
@@ -506,9 +523,10 @@ class Consumer:
                 return
             if recs:
                 self.claimed_total += len(recs)
+                held_add, send_nowait = self.held.add, send.send_nowait
                 for r in recs:
-                    self.held.add(r.id)
-                    send.send_nowait(r)
+                    held_add(r.id)
+                    send_nowait(r)
                 await trio.lowlevel.checkpoint()
                 continue
             if not self.held and self.on_empty is not None and not self._pending():
@@ -585,9 +603,7 @@ class Consumer:
             await trio.sleep(every)
 
     async def _close(self) -> None:
-        self._claiming = False
         self.stop_claiming()
-        self._send.close()
         # Anything still held was neither settled nor released: give it back.
         await self._flush()
         rest = sorted(self.held)

@@ -48,6 +48,14 @@ class Codec(Protocol):
         ...
 
 
+def _enc_hook(obj: Any) -> Any:
+    # Subclasses of builtins (TaskId, Attempt, Meta, enums of str...) as their base.
+    for base in (bool, int, float, str, bytes, dict, list, tuple):
+        if isinstance(obj, base):
+            return base(obj)
+    raise TypeError(f"objects of type {type(obj).__name__} are not supported")
+
+
 def _check_size(codec: Codec, data: bytes) -> bytes:
     if len(data) > codec.max_size:
         raise CodecError(
@@ -78,7 +86,7 @@ class JsonCodec:
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self.max_size = max_size
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 
     def encode(self, value: Any) -> bytes:
         """Return ``value`` as JSON bytes; see ``Codec.encode``."""
@@ -131,7 +139,7 @@ class CborCodec:
     def encode(self, value: Any) -> bytes:
         """Return ``value`` as CBOR bytes; see ``Codec.encode``."""
         try:
-            data: bytes = cbor2.dumps(msgspec.to_builtins(value))
+            data: bytes = cbor2.dumps(msgspec.to_builtins(value, enc_hook=_enc_hook))
         except (TypeError, ValueError, OverflowError, cbor2.CBOREncodeError) as exc:
             raise CodecError(f"cannot encode {type(value).__name__} as CBOR: {exc}") from exc
         return _check_size(self, data)

@@ -129,6 +129,14 @@ class TaskSink(Generic[Args]):
             created_at=now,
         )
 
+    def _plain_record(self, args: Any) -> StoredTask:
+        """``_record`` with every option at its default (the bulk fast path)."""
+        now = self._now()
+        return StoredTask(
+            TaskId.new(), self.queue, self.codec.encode(args), Status.PENDING, 0, 25, now, 0,
+            {}, None, None, now,
+        )  # fmt: skip
+
     def _task_record(self, task: Task[Any], now: float) -> StoredTask:
         if not isinstance(task, Task):
             raise TypeError(f"expected a Task, got {type(task).__name__}")
@@ -209,8 +217,7 @@ class TaskSink(Generic[Args]):
         """
         if isinstance(items, str | bytes | dict):
             raise TypeError("push_bulk takes an iterable of task args, not a single value")
-        now = self._now()
-        records = [self._record(a, now=now) for a in items]
+        records = [self._plain_record(a) for a in items]
         for start in range(0, len(records), CHUNK):
             await self._store(records[start : start + CHUNK])
         return [r.id for r in records]  # type: ignore[misc]
@@ -232,7 +239,7 @@ class TaskSink(Generic[Args]):
         async def batches() -> AsyncIterable[list[StoredTask]]:
             batch: list[StoredTask] = []
             async for a in items:
-                batch.append(self._record(a, now=self._now()))
+                batch.append(self._plain_record(a))
                 if len(batch) >= CHUNK:
                     counter[0] += len(batch)
                     yield batch

@@ -14,6 +14,9 @@ __all__ = ["Attempt", "Meta", "Status", "Task", "TaskId", "from_timestamp", "to_
 Args = TypeVar("Args")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_prefix = ""
+_RAND_MASK = (1 << 80) - 1
 _last_ms = 0
 _last_rand = 0
 
@@ -40,20 +43,31 @@ class TaskId(str):
     @classmethod
     def new(cls) -> TaskId:
         """Return a fresh, time-sortable id (a monotonic ULID)."""
-        global _last_ms, _last_rand
+        global _last_ms, _last_rand, _prefix
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
-            ms = _last_ms
-            rand = _last_rand + 1
+            rand = (_last_rand + 1) & _RAND_MASK
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
-        _last_ms, _last_rand = ms, rand
-        n = (ms << 80) | (rand & ((1 << 80) - 1))
-        chars = []
-        for _ in range(26):
-            chars.append(_CROCKFORD[n & 31])
-            n >>= 5
-        return str.__new__(cls, "".join(reversed(chars)))
+            _last_ms = ms
+            # 48 bits of time = 10 characters (the top two bits zero).
+            _prefix = _PAIRS[ms >> 40] + "".join(
+                _PAIRS[(ms >> shift) & 1023] for shift in (30, 20, 10, 0)
+            )
+        _last_rand = rand
+        # 80 random bits = 16 characters, two at a time.
+        return str.__new__(
+            cls,
+            _prefix
+            + _PAIRS[rand >> 70]
+            + _PAIRS[(rand >> 60) & 1023]
+            + _PAIRS[(rand >> 50) & 1023]
+            + _PAIRS[(rand >> 40) & 1023]
+            + _PAIRS[(rand >> 30) & 1023]
+            + _PAIRS[(rand >> 20) & 1023]
+            + _PAIRS[(rand >> 10) & 1023]
+            + _PAIRS[rand & 1023],
+        )
 
 
 class Status(enum.StrEnum):

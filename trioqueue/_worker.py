@@ -185,7 +185,6 @@ class Worker:
         self._stop_event = trio.Event()
         self._burst = False
         self._consumer: Consumer | None = None
-        self._idle_scopes: list[trio.CancelScope | None] = [None] * self.concurrency
         self._task_scopes: list[trio.CancelScope | None] = [None] * self.concurrency
         self._grace: trio.CancelScope | None = None
         self._live_slots = 0
@@ -215,9 +214,6 @@ class Worker:
         c = self._consumer
         if c is not None:
             self._released += len(c.stop_claiming())
-        for scope in self._idle_scopes:
-            if scope is not None:
-                scope.cancel()
         if force:
             for scope in self._task_scopes:
                 if scope is not None:
@@ -302,52 +298,51 @@ class Worker:
             self.stop()
 
     async def _slot(self, consumer: Consumer, i: int) -> None:
+        # A slot runs one task at a time under the slot's cancel scope, so
+        # cancelling that scope cancels exactly the task it is running. A
+        # scope is entered once, so a new one is made after a cancellation.
         recv = consumer.receive
         try:
             while not self._stopping:
-                try:
-                    rec = recv.receive_nowait()
-                except trio.WouldBlock:
-                    with trio.CancelScope() as idle:
-                        self._idle_scopes[i] = idle
+                with trio.CancelScope() as scope:
+                    self._task_scopes[i] = scope
+                    while not self._stopping:
                         try:
-                            rec = await recv.receive()
+                            rec = recv.receive_nowait()
+                        except trio.WouldBlock:
+                            try:
+                                rec = await recv.receive()
+                            except (trio.EndOfChannel, trio.ClosedResourceError):
+                                return
                         except (trio.EndOfChannel, trio.ClosedResourceError):
                             return
-                    self._idle_scopes[i] = None
-                    if idle.cancelled_caught:
-                        continue
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
-                consumer.took_nowait()
-                if consumer.lost and rec.id in consumer.lost:
-                    consumer.lost.discard(rec.id)
-                    continue
-                if self._stopping:
-                    consumer.release_nowait(rec.id)
-                    self._released += 1
-                    return
-                await self._execute(consumer, rec, i)
+                        consumer.took_nowait()
+                        if consumer.lost and rec.id in consumer.lost:
+                            consumer.lost.discard(rec.id)
+                            continue
+                        if self._stopping:
+                            consumer.release_nowait(rec.id)
+                            self._released += 1
+                            return
+                        await self._execute(consumer, rec)
         finally:
+            self._task_scopes[i] = None
             self._live_slots -= 1
             if self._live_slots == 0:
                 self._slots_done.set()
 
-    async def _execute(self, consumer: Consumer, rec: StoredTask, i: int) -> None:
+    async def _execute(self, consumer: Consumer, rec: StoredTask) -> None:
         self._running += 1
         self._idle = False
         consumer.start_nowait(rec.id)
         outcome: Outcome | None = None
         try:
-            with trio.CancelScope() as scope:
-                self._task_scopes[i] = scope
-                outcome = await self._attempt(rec)
+            outcome = await self._attempt(rec)
         finally:
-            self._task_scopes[i] = None
             self._running -= 1
             if outcome is not None:
                 consumer.settle_nowait(outcome)
-            else:
+            else:  # cancelled (forced shutdown): give it back, attempt uncounted
                 consumer.release_nowait(rec.id)
                 self._released += 1
             if not self._running and not consumer.buffered:

@@ -100,13 +100,12 @@ class MemoryDriver:
         return t
 
     async def insert(self, tasks: Sequence[StoredTask]) -> int:
-        """Store new tasks; existing ids are skipped."""
+        """Store new tasks (taking ownership of the records); existing ids are skipped."""
         now = self.now()
         n = 0
         for t in tasks:
             if t.id in self._tasks:
                 continue
-            t = _copy(t)
             self._tasks[t.id] = t
             self._schedule(t, now)
             n += 1
