@@ -159,8 +159,8 @@ async def test_hostile_queue_names_meta_and_ids_round_trip(open_backend: Factory
         ids = []
         for i, queue in enumerate(HOSTILE):
             tid = f"{queue[:200]}#{i}"
-            task = Task(queue, id=TaskId(tid), queue=queue, meta=Meta(meta))
-            assert await backend.push_task(task) == tid
+            new = Task(queue, id=TaskId(tid), queue=queue, meta=Meta(meta))
+            assert await backend.push_task(new) == tid
             ids.append(tid)
         for tid, queue in zip(ids, HOSTILE, strict=True):
             task = await backend.get_task(tid)
