@@ -19,8 +19,8 @@ from trioqueue.testing import make_state_machine
 LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
 
 #: Sequences tried per backend, and steps per sequence.
-EXAMPLES = {"memory": 2000 if LONG else 150}
-DEFAULT_EXAMPLES = 2000 if LONG else 25
+EXAMPLES = {"memory": 2000 if LONG else 150, "sqlite": 2000 if LONG else 60}
+DEFAULT_EXAMPLES = 2000 if LONG else 30
 STEPS = 40 if LONG else 25
 
 
