@@ -17,8 +17,34 @@ PUBLIC = {
 
 
 def test_public_names_are_exactly_the_pinned_ones() -> None:
-    names = {n for n in dir(trioqueue) if not n.startswith("_")} - {"backends", "layers"}
-    assert names == PUBLIC
+    names = {n for n in dir(trioqueue) if not n.startswith("_")}
+    assert names - {"backends", "layers", "testing"} == PUBLIC
+
+
+LAYERS = {
+    "CircuitBreakerLayer", "CircuitState", "ConcurrencyLimitLayer", "LogLayer", "MetricsLayer",
+    "QueueDepthCollector", "RateLimitLayer", "RetryLayer", "TimeoutLayer", "TraceLayer",
+    "collect_queue_depth", "inject_trace_context", "serve_metrics", "traced_push",
+}  # fmt: skip
+
+TESTING = {
+    "BackendFactory", "CHECK_NAMES", "CrashReport", "CrashTestFailure", "ManualClock", "Model",
+    "check_backend", "make_state_machine", "run_crash_test",
+}  # fmt: skip
+
+
+def test_layers_and_testing_surfaces_are_pinned() -> None:
+    import trioqueue.layers
+    import trioqueue.testing
+
+    def public(mod: object) -> set[str]:
+        return {
+            n for n in dir(mod)
+            if not n.startswith("_") and not isinstance(getattr(mod, n), type(trioqueue))
+        }  # fmt: skip
+
+    assert public(trioqueue.layers) == LAYERS
+    assert public(trioqueue.testing) == TESTING
 
 
 def test_public_names_are_documented() -> None:

@@ -64,9 +64,7 @@ async def test_complex_handler_gets_each_injected_part(autojump_clock: trio.abc.
     seen.clear()
     async with tq.MemoryBackend.open() as backend:
         tid = await backend.push(Email("b@example.com", "hi"))
-        worker = (
-            WorkerBuilder("email_worker").backend(backend).data(state).build(complex_handler)
-        )
+        worker = WorkerBuilder("email_worker").backend(backend).data(state).build(complex_handler)
         await worker.run(burst=True)
         assert seen == [("b@example.com", "email_worker", tid)]
         done = await backend.get_task(tid)
@@ -131,7 +129,7 @@ async def test_an_invalid_handler_gets_a_precise_error() -> None:
         async def unannotated(item: Msg, extra) -> None:  # type: ignore[no-untyped-def]
             return None
 
-        with pytest.raises(tq.HandlerError, match="parameter 'extra' .* has no annotation"):
+        with pytest.raises(tq.HandlerError, match=r"parameter 'extra' .* has no annotation"):
             WorkerBuilder("w").backend(backend).build(unannotated)
 
         with pytest.raises(tq.HandlerError, match="is a class, not a service"):

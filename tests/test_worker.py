@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from conftest import Tally
 
 import trioqueue as tq
 from trioqueue import Attempt, EventKind, Status, TaskId, WorkerBuilder
@@ -23,7 +24,7 @@ def builder(backend: tq.Backend, name: str = "w") -> WorkerBuilder:
     return WorkerBuilder(name).backend(backend)
 
 
-async def test_priority_then_run_at_order(autojump_clock: trio.abc.Clock) -> None:
+async def test_priority_then_run_at_order(autojump_clock: trio.abc.Clock, tally: Tally) -> None:
     order: list[tuple[str, float]] = []
 
     async def handler(job: Job) -> None:
@@ -36,12 +37,11 @@ async def test_priority_then_run_at_order(autojump_clock: trio.abc.Clock) -> Non
         await b.push(Job("mid"), priority=5)
         await b.push(Job("later-high"), priority=100, delay=30)
         await b.push(Job("soon"), priority=0, delay=10)
-        w = builder(b).concurrency(1).build(handler)
+        w = builder(b).concurrency(1).on_event(tally).build(handler)
         async with trio.open_nursery() as n:
             n.start_soon(w.run)
             with trio.fail_after(100):
-                while len(order) < 5:
-                    await trio.sleep(1)
+                await tally.wait(EventKind.TASK_DONE, 5)
             w.stop()
     assert [name for name, _ in order] == ["high", "mid", "low", "soon", "later-high"]
     times = dict(order)
@@ -49,7 +49,9 @@ async def test_priority_then_run_at_order(autojump_clock: trio.abc.Clock) -> Non
     assert times["later-high"] - t0 == pytest.approx(30, abs=1.01)
 
 
-async def test_retry_with_backoff_persists_attempts(autojump_clock: trio.abc.Clock) -> None:
+async def test_retry_with_backoff_persists_attempts(
+    autojump_clock: trio.abc.Clock, tally: Tally
+) -> None:
     runs: list[tuple[int, float]] = []
     states: list[tuple[Status, int, str | None]] = []
 
@@ -65,14 +67,11 @@ async def test_retry_with_backoff_persists_attempts(autojump_clock: trio.abc.Clo
 
     async with tq.MemoryBackend.open() as b:
         tid = await b.push(Job("flaky"))
-        w = builder(b).backoff(tq.Exponential(base=10, jitter=False)).build(flaky)
+        w = builder(b).backoff(tq.Exponential(base=10, jitter=False)).on_event(tally).build(flaky)
         async with trio.open_nursery() as n:
             n.start_soon(w.run)
             with trio.fail_after(1000):
-                while len(runs) < 3:
-                    await trio.sleep(0.5)
-                while (await b.get_task(tid)).status is not Status.DONE:  # type: ignore[union-attr]
-                    await trio.sleep(0.5)
+                await tally.wait(EventKind.TASK_DONE)
             w.stop()
         task = await b.get_task(tid)
     assert task is not None
@@ -93,10 +92,10 @@ async def test_default_backoff_is_exponential_with_jitter() -> None:
     for attempt, d in enumerate(delays, start=1):
         full = 2 ** (attempt - 1)
         assert full / 2 <= d <= full
-    assert len({round(d / 2 ** i, 6) for i, d in enumerate(delays)}) > 1  # jittered
+    assert len({round(d / 2**i, 6) for i, d in enumerate(delays)}) > 1  # jittered
 
 
-async def test_max_attempts_then_killed(autojump_clock: trio.abc.Clock) -> None:
+async def test_max_attempts_then_killed(autojump_clock: trio.abc.Clock, tally: Tally) -> None:
     calls = 0
 
     async def always_fails(job: Job) -> None:
@@ -106,12 +105,11 @@ async def test_max_attempts_then_killed(autojump_clock: trio.abc.Clock) -> None:
 
     async with tq.MemoryBackend.open() as b:
         tid = await b.push(Job("x"), max_attempts=3)
-        w = builder(b).backoff(tq.Fixed(1)).build(always_fails)
+        w = builder(b).backoff(tq.Fixed(1)).on_event(tally).build(always_fails)
         async with trio.open_nursery() as n:
             n.start_soon(w.run)
             with trio.fail_after(100):
-                while (t := await b.get_task(tid)) is None or not t.status.is_final:
-                    await trio.sleep(0.5)
+                await tally.wait(EventKind.TASK_KILLED)
             w.stop()
         task = await b.get_task(tid)
     assert task is not None
@@ -134,7 +132,7 @@ async def test_abort_kills_at_once(autojump_clock: trio.abc.Clock) -> None:
     )  # fmt: skip
 
 
-async def test_retry_after_sets_the_next_run(autojump_clock: trio.abc.Clock) -> None:
+async def test_retry_after_sets_the_next_run(autojump_clock: trio.abc.Clock, tally: Tally) -> None:
     times: list[float] = []
 
     async def handler(job: Job, attempt: Attempt) -> int:
@@ -145,12 +143,11 @@ async def test_retry_after_sets_the_next_run(autojump_clock: trio.abc.Clock) -> 
 
     async with tq.MemoryBackend.open() as b:
         tid = await b.push(Job("x"))
-        w = builder(b).build(handler)
+        w = builder(b).on_event(tally).build(handler)
         async with trio.open_nursery() as n:
             n.start_soon(w.run)
             with trio.fail_after(100):
-                while len(times) < 2:
-                    await trio.sleep(0.5)
+                await tally.wait(EventKind.TASK_DONE)
             w.stop()
         task = await b.get_task(tid)
     assert task is not None and task.result == 2 and task.status is Status.DONE
@@ -212,7 +209,9 @@ async def test_events_are_emitted(autojump_clock: trio.abc.Clock) -> None:
     assert EventKind.IDLE in kinds
 
 
-async def test_lease_is_extended_while_a_long_task_runs(autojump_clock: trio.abc.Clock) -> None:
+async def test_lease_is_extended_while_a_long_task_runs(
+    autojump_clock: trio.abc.Clock, tally: Tally
+) -> None:
     runs = 0
 
     async def slow(job: Job) -> None:
@@ -222,23 +221,25 @@ async def test_lease_is_extended_while_a_long_task_runs(autojump_clock: trio.abc
 
     async with tq.MemoryBackend.open() as b:
         tid = await b.push(Job("slow"))
-        w1 = builder(b, "w1").lease(3).build(slow)
-        w2 = builder(b, "w2").lease(3).build(slow)
+        w1 = builder(b, "w1").lease(3).on_event(tally).build(slow)
+        w2 = builder(b, "w2").lease(3).on_event(tally).build(slow)
         async with trio.open_nursery() as n:
             await n.start(w1.serve)
             await n.start(w2.serve)  # w2 rescues expired leases; it must find none
             await trio.sleep(50)
             assert (await b.get_task(tid)).status is Status.RUNNING  # type: ignore[union-attr]
             with trio.fail_after(500):
-                while (t := await b.get_task(tid)) is None or t.status is not Status.DONE:
-                    await trio.sleep(1)
+                await tally.wait(EventKind.TASK_DONE)
             w1.stop()
             w2.stop()
+        t = await b.get_task(tid)
     assert runs == 1
-    assert t.attempts == 1
+    assert t is not None and t.status is Status.DONE and t.attempts == 1
 
 
-async def test_an_expired_lease_is_rescued_and_counts(autojump_clock: trio.abc.Clock) -> None:
+async def test_an_expired_lease_is_rescued_and_counts(
+    autojump_clock: trio.abc.Clock, tally: Tally
+) -> None:
     async def handler(job: Job, attempt: Attempt) -> int:
         return attempt
 
@@ -248,14 +249,15 @@ async def test_an_expired_lease_is_rescued_and_counts(autojump_clock: trio.abc.C
         # a worker that claims and then dies: nobody extends or settles its lease
         claimed = await b.driver.claim("default", 10, "dead-token", 5.0)
         assert {r.id for r in claimed} == {tid, once}
-        w = builder(b).lease(5).build(handler)
+        w = builder(b).lease(5).on_event(tally).build(handler)
         async with trio.open_nursery() as n:
             n.start_soon(w.run)
             with trio.fail_after(100):
-                while (t := await b.get_task(tid)) is None or t.status is not Status.DONE:
-                    await trio.sleep(1)
+                await tally.wait(EventKind.TASK_DONE)
             w.stop()
+        t = await b.get_task(tid)
         killed = await b.get_task(once)
+    assert t is not None and t.status is Status.DONE
     assert t.result == 2 and t.attempts == 2  # the lost attempt counted
     assert killed is not None and killed.status is Status.KILLED
     assert "lease expired" in (killed.last_error or "")
@@ -333,3 +335,45 @@ async def test_typed_round_trip_per_codec(codec: Any, autojump_clock: trio.abc.C
         task = await b.get_task(tid)
     assert got == [Job("typed", 21)] and isinstance(got[0], Job)
     assert task is not None and task.result == {"n": 42}
+
+
+async def test_worker_timeout_fails_the_attempt_and_retries(
+    autojump_clock: trio.abc.Clock, tally: Tally
+) -> None:
+    starts: list[float] = []
+
+    async def slow_then_fast(job: Job, attempt: Attempt) -> int:
+        starts.append(trio.current_time())
+        if attempt == 1:
+            await trio.sleep(100)
+        return attempt
+
+    async with tq.MemoryBackend.open() as b:
+        tid = await b.push(Job("x"))
+        w = builder(b).timeout(5).backoff(tq.Fixed(3)).on_event(tally).build(slow_then_fast)
+        async with trio.open_nursery() as n:
+            n.start_soon(w.run)
+            with trio.fail_after(100):
+                await tally.wait(EventKind.TASK_DONE)
+            w.stop()
+        t = await b.get_task(tid)
+    assert t is not None and t.status is Status.DONE
+    assert t.last_error == "TaskTimeout: attempt 1 ran past its 5s deadline"
+    assert t.result == 2 and t.attempts == 2
+    assert starts[1] - starts[0] == pytest.approx(8, abs=0.01)  # 5 s deadline + 3 s backoff
+    assert w.statistics().failed == 1
+
+
+async def test_a_worker_can_run_again_after_it_stopped(autojump_clock: trio.abc.Clock) -> None:
+    seen: list[int] = []
+
+    async def handler(n: int) -> None:
+        seen.append(n)
+
+    async with tq.MemoryBackend.open() as b:
+        w = builder(b).build(handler)
+        await b.push(1)
+        await w.run(burst=True)
+        await b.push(2)
+        await w.run(burst=True)
+    assert seen == [1, 2]

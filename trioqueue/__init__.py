@@ -4,7 +4,6 @@ Push tasks into a backend (memory, SQLite, PostgreSQL) through bounded
 channels; run them with workers built from a tower-style middleware stack.
 """
 
-
 from ._backend import Backend as Backend
 from ._backend import BackendStatistics as BackendStatistics
 from ._backend import Consumer as Consumer

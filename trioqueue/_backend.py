@@ -147,22 +147,25 @@ class Backend(TaskSink[Any]):
                 await self.driver.aclose()
 
     async def _inserter(self, recv: trio.MemoryReceiveChannel[_Batch]) -> None:
-        async with recv:
-            async for first in recv:
-                batches = [first]
-                n = len(first.records)
-                while n < self._insert_batch:
-                    try:
-                        b = recv.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    batches.append(b)
-                    n += len(b.records)
-                records = (
-                    first.records if len(batches) == 1 else [r for b in batches for r in b.records]
-                )
-                error: BaseException | None = None
-                with trio.CancelScope(shield=True):
+        batches: list[_Batch] = []
+        try:
+            async with recv:
+                async for first in recv:
+                    batches = [first]
+                    n = len(first.records)
+                    while n < self._insert_batch:
+                        try:
+                            b = recv.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        batches.append(b)
+                        n += len(b.records)
+                    records = (
+                        first.records
+                        if len(batches) == 1
+                        else [r for b in batches for r in b.records]
+                    )
+                    error: BaseException | None = None
                     try:
                         await retrying(
                             "insert tasks",
@@ -173,9 +176,25 @@ class Backend(TaskSink[Any]):
                         self._pushed += n
                     except BackendError as exc:
                         error = exc.__cause__ or exc
-                for b in batches:
-                    b.error = error
+                    for b in batches:
+                        b.error = error
+                        b.done.set()
+                    batches = []
+        finally:
+            # Cancelled (the backend's block was cancelled): whoever still waits
+            # on a batch learns it was not acknowledged.
+            closed = BackendClosed("the backend closed before storage acknowledged the push")
+            for b in batches:
+                if not b.done.is_set():
+                    b.error = closed
                     b.done.set()
+            while True:
+                try:
+                    b = recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                b.error = closed
+                b.done.set()
 
     # -- TaskSink --
 
@@ -414,6 +433,7 @@ class Consumer:
         self._claim_wake = trio.Event()
         self._claimer_waiting = False
         self._started: list[str] = []
+        self._settling: set[str] = set()
         self._outcomes: list[Outcome] = []
         self._released: list[str] = []
         self._settle_wake = trio.Event()
@@ -489,6 +509,9 @@ class Consumer:
     # -- background loops --
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Rescue once before the first claim, so even a burst run picks up
+        # the tasks of a worker that died.
+        await retrying("rescue expired leases", self.driver.rescue, self.queue)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
@@ -527,6 +550,8 @@ class Consumer:
                 for r in recs:
                     held_add(r.id)
                     send_nowait(r)
+                if self.lost:  # reclaimed after a lease was lost: it may run again
+                    self.lost.difference_update(r.id for r in recs)
                 await trio.lowlevel.checkpoint()
                 continue
             if not self.held and self.on_empty is not None and not self._pending():
@@ -559,40 +584,64 @@ class Consumer:
             await trio.lowlevel.checkpoint()
 
     async def _flush(self) -> None:
+        # Each batch leaves its list before the driver is awaited; if the call
+        # fails for good (or is cancelled) the batch goes back, so nothing the
+        # worker reported is forgotten. Ids in flight are "settling": the
+        # extender must not take them for lost leases.
         driver, token = self.driver, self.token
         if self._started:
             started, self._started = self._started, []
-            await retrying("mark tasks running", driver.start, started, token)
+            try:
+                await retrying("mark tasks running", driver.start, started, token)
+            except BaseException:
+                self._started[:0] = started
+                raise
         if self._outcomes:
             outcomes, self._outcomes = self._outcomes, []
-            applied = await retrying("settle tasks", driver.settle, outcomes, token)
+            ids = [o.id for o in outcomes]
+            self._settling.update(ids)
+            try:
+                applied = await retrying("settle tasks", driver.settle, outcomes, token)
+            except BaseException:
+                self._outcomes[:0] = outcomes
+                raise
+            finally:
+                self._settling.difference_update(ids)
             if len(applied) != len(outcomes):
-                lost = {o.id for o in outcomes} - set(applied)
+                lost = set(ids) - set(applied)
                 log.warning("lease lost before settling %d task(s): %s", len(lost), sorted(lost))
-            self.held.difference_update(o.id for o in outcomes)
+            self.held.difference_update(ids)
             if self._claimer_waiting:
                 self._claimer_waiting = False
                 self._claim_wake.set()
         if self._released:
             released, self._released = self._released, []
-            await retrying("release tasks", driver.release, released, token)
+            self._settling.update(released)
+            try:
+                await retrying("release tasks", driver.release, released, token)
+            except BaseException:
+                self._released[:0] = released
+                raise
+            finally:
+                self._settling.difference_update(released)
             self.held.difference_update(released)
 
     async def _extender(self) -> None:
         every = self.lease_seconds / 3
         while True:
             await trio.sleep(every)
-            if not self.held:
+            ids = sorted(self.held - self._settling)
+            if not ids:
                 continue
-            ids = sorted(self.held)
             kept = await retrying(
                 "extend leases", self.driver.extend, ids, self.token, self.lease_seconds
             )
             if len(kept) != len(ids):
-                lost = set(ids) - set(kept)
-                log.warning("lease lost for %d task(s): %s", len(lost), sorted(lost))
-                self.lost.update(lost)
-                self.held.difference_update(lost)
+                lost = set(ids) - set(kept) - self._settling
+                if lost:
+                    log.warning("lease lost for %d task(s): %s", len(lost), sorted(lost))
+                    self.lost.update(lost)
+                    self.held.difference_update(lost)
 
     async def _rescuer(self) -> None:
         every = max(self.lease_seconds / 2, 0.01)

@@ -50,6 +50,7 @@ class Codec(Protocol):
 
 def _enc_hook(obj: Any) -> Any:
     # Subclasses of builtins (TaskId, Attempt, Meta, enums of str...) as their base.
+    base: Any
     for base in (bool, int, float, str, bytes, dict, list, tuple):
         if isinstance(obj, base):
             return base(obj)

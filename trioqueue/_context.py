@@ -21,6 +21,7 @@ class EventKind(enum.Enum):
     TASK_DONE = "task_done"  #: a task finished; ``result`` is its return value
     TASK_FAILED = "task_failed"  #: an attempt failed (retried later, or killed)
     TASK_KILLED = "task_killed"  #: a task was killed (Abort, undecodable, last attempt)
+    STOPPING = "stopping"  #: a stop was requested; running tasks are finishing
     STOP = "stop"  #: the worker stopped
 
 

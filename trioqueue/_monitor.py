@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterable
@@ -63,8 +64,14 @@ class Monitor:
         for w in self._workers:
             w.stop(force=force)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the workers until they all stop; ``task_status.started()`` once all claim."""
+    async def run(
+        self, *, burst: bool = False, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the workers until they all stop; ``task_status.started()`` once all claim.
+
+        Args:
+          burst: Each worker stops by itself once nothing is ready and nothing runs.
+        """
         if not self._workers:
             raise ValueError("Monitor has no workers: call register(worker) first")
         with trio.open_signal_receiver(*self._signals) if self._signals else _nothing() as sigs:
@@ -73,7 +80,7 @@ class Monitor:
                     outer.start_soon(self._watch, sigs)
                 async with trio.open_nursery() as inner:
                     for w in self._workers:
-                        await inner.start(w.serve)
+                        await inner.start(functools.partial(w.serve, burst=burst))
                     task_status.started()
                 outer.cancel_scope.cancel()
 

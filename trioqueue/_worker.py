@@ -13,7 +13,7 @@ from ._backend import Backend, Consumer
 from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
 from ._driver import Outcome, StoredTask
-from ._errors import Abort, CodecError, RetryAfter
+from ._errors import Abort, CodecError, RetryAfter, TaskTimeout
 from ._handler import resolve
 from ._service import Layer, Service, ServiceBuilder
 from ._task import Meta, Status, Task, from_timestamp
@@ -63,6 +63,7 @@ class WorkerBuilder:
         self._poll = 1.0
         self._shutdown_timeout = 30.0
         self._backoff: Backoff = Exponential()
+        self._timeout: float | None = None
         self._callbacks: list[EventCallback] = []
 
     def backend(self, backend: Backend) -> WorkerBuilder:
@@ -117,6 +118,18 @@ class WorkerBuilder:
         if not seconds >= 0:
             raise ValueError("shutdown timeout must be >= 0")
         self._shutdown_timeout = float(seconds)
+        return self
+
+    def timeout(self, seconds: float | None) -> WorkerBuilder:
+        """Give every attempt a deadline; an attempt past it fails with ``TaskTimeout``.
+
+        The deadline is set on the cancel scope each task already runs under,
+        so it costs nothing per task; the failed attempt follows the backoff
+        like any other failure. ``TimeoutLayer`` does the same inside a stack.
+        """
+        if seconds is not None and not seconds > 0:
+            raise ValueError("timeout seconds must be > 0 (or None for no deadline)")
+        self._timeout = None if seconds is None else float(seconds)
         return self
 
     def backoff(self, policy: Backoff | Callable[[int], float]) -> WorkerBuilder:
@@ -175,13 +188,20 @@ class Worker:
         self.poll_interval = builder._poll
         self.shutdown_timeout = builder._shutdown_timeout
         self.backoff_policy = builder._backoff
+        self.timeout = builder._timeout
         self._callbacks = list(builder._callbacks)
         self.context = WorkerContext(self)
         inner, self.args_type = resolve(handler, data=dict(builder._data), context=self.context)
         self.service: Service[Task[Any], Any] = ServiceBuilder(tuple(builder._layers)).wrap(inner)
         self._decode = self.backend.codec.decoder(self.args_type)
         self._encode = self.backend.codec.encode
+        self._reset()
+        self._done = self._failed = self._killed = self._released = 0
+
+    def _reset(self) -> None:
         self._stopping = False
+        self._forced = False
+        self._ran = False
         self._stop_event = trio.Event()
         self._burst = False
         self._consumer: Consumer | None = None
@@ -191,7 +211,6 @@ class Worker:
         self._slots_done = trio.Event()
         self._idle = False
         self._running = 0
-        self._done = self._failed = self._killed = self._released = 0
 
     # -- control --
 
@@ -209,12 +228,15 @@ class Worker:
         """
         if self._stopping:
             force = True
-        self._stopping = True
-        self._stop_event.set()
+        else:
+            self._stopping = True
+            self._stop_event.set()
+            self._emit(EventKind.STOPPING)
         c = self._consumer
         if c is not None:
             self._released += len(c.stop_claiming())
         if force:
+            self._forced = True
             for scope in self._task_scopes:
                 if scope is not None:
                     scope.cancel()
@@ -260,6 +282,11 @@ class Worker:
         Args:
           burst: Stop by itself once no task is ready and none is running.
         """
+        if self._consumer is not None:
+            raise RuntimeError(f"worker {self.name!r} is already running")
+        if self._ran:
+            self._reset()  # a worker may run again after it stopped
+        self._ran = True
         self._burst = burst
         async with self.backend.open_consumer(
             concurrency=self.concurrency,
@@ -324,22 +351,33 @@ class Worker:
                             consumer.release_nowait(rec.id)
                             self._released += 1
                             return
-                        await self._execute(consumer, rec)
+                        await self._execute(consumer, rec, scope)
+                        if scope.cancel_called:
+                            break  # a deadline fired (or a forced stop): new scope
         finally:
             self._task_scopes[i] = None
             self._live_slots -= 1
             if self._live_slots == 0:
                 self._slots_done.set()
 
-    async def _execute(self, consumer: Consumer, rec: StoredTask) -> None:
+    async def _execute(self, consumer: Consumer, rec: StoredTask, scope: trio.CancelScope) -> None:
         self._running += 1
         self._idle = False
         consumer.start_nowait(rec.id)
         outcome: Outcome | None = None
+        timeout = self.timeout
+        if timeout is not None:
+            scope.deadline = trio.current_time() + timeout
         try:
             outcome = await self._attempt(rec)
         finally:
             self._running -= 1
+            if timeout is not None:
+                if outcome is None and scope.cancel_called and not self._forced:
+                    exc = TaskTimeout(f"attempt {rec.attempts} ran past its {timeout:g}s deadline")
+                    delay = self.backoff_policy.delay(rec.attempts)
+                    outcome = self._failed_outcome(rec, exc, delay, _reason(exc))
+                scope.deadline = math.inf
             if outcome is not None:
                 consumer.settle_nowait(outcome)
             else:  # cancelled (forced shutdown): give it back, attempt uncounted

@@ -1,7 +1,5 @@
 """Middleware layers, one module each (``XLayer`` configures, the service does the work)."""
 
-from __future__ import annotations
-
 from .circuit_breaker import CircuitBreakerLayer as CircuitBreakerLayer
 from .circuit_breaker import CircuitState as CircuitState
 from .concurrency import ConcurrencyLimitLayer as ConcurrencyLimitLayer

@@ -9,8 +9,6 @@
 None of them depends on pytest.
 """
 
-from __future__ import annotations
-
 from ._check import CHECK_NAMES as CHECK_NAMES
 from ._check import BackendFactory as BackendFactory
 from ._check import ManualClock as ManualClock

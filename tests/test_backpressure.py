@@ -1,0 +1,83 @@
+"""Producers feel backpressure; memory stays bounded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+import trio.testing
+
+import trioqueue as tq
+from trioqueue import Status
+from trioqueue.backends.memory import MemoryDriver
+
+
+class GatedDriver(MemoryDriver):
+    """A memory driver whose inserts wait for a gate: storage slower than producers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+
+    async def insert(self, tasks: Sequence[tq.StoredTask]) -> int:
+        await self.gate.wait()
+        return await super().insert(tasks)
+
+
+class CountingDriver(MemoryDriver):
+    """Counts inserted tasks and keeps none of them (a sink for a million tasks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inserted = 0
+
+    async def insert(self, tasks: Sequence[tq.StoredTask]) -> int:
+        self.inserted += len(tasks)
+        await trio.lowlevel.checkpoint()
+        return len(tasks)
+
+
+async def test_a_producer_waits_on_a_full_channel() -> None:
+    driver = GatedDriver()
+    backend = tq.Backend(driver, push_buffer=2)
+    returned: list[int] = []
+
+    async def producer(i: int) -> None:
+        await backend.push(i)
+        returned.append(i)
+
+    async with backend._running(), trio.open_nursery() as n:
+        n.start_soon(producer, 0)
+        await trio.testing.wait_all_tasks_blocked()  # the inserter now waits on storage
+        for i in range(1, 6):
+            n.start_soon(producer, i)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = backend.statistics()
+        # one batch in the inserter, two buffered, the other producers blocked
+        assert stats.push_buffer_used == 2
+        assert stats.push_waiting == 3
+        assert returned == []  # nothing acknowledged before storage has it
+        driver.gate.set()
+    assert sorted(returned) == list(range(6))
+    assert await backend.counts() == {"default": {Status.PENDING: 6}}
+
+
+async def test_push_stream_of_a_million_holds_a_bounded_number() -> None:
+    driver = CountingDriver()
+    backend = tq.Backend(driver, push_buffer=8)
+    produced = 0
+    peak_gap = 0
+
+    async def items() -> AsyncIterator[int]:
+        nonlocal produced, peak_gap
+        for i in range(1_000_000):
+            produced += 1
+            peak_gap = max(peak_gap, produced - driver.inserted)
+            yield i
+
+    async with backend._running():
+        assert await backend.push_stream(items()) == 1_000_000
+    assert driver.inserted == 1_000_000
+    # in flight at most: the push channel's batches, one being built, one inserting
+    chunk = 256
+    assert peak_gap <= (8 + 2) * chunk
