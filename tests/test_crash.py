@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trioqueue.testing import CrashTestFailure, run_crash_test
+from trioqueue.testing import CrashReport, CrashTestFailure, run_crash_test
 
 LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
 HERE = Path(__file__).resolve().parent
@@ -37,6 +37,47 @@ async def test_killed_workers_lose_no_task(tmp_path: Path) -> None:
     assert report.kills == 3
     assert report.reruns > 0, "no kill caught a task running: the test proved nothing"
     assert report.runs == report.tasks + report.reruns
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_killed_workers_lose_no_task_on_real_backends(tmp_path: Path, backend: str) -> None:
+    if backend == "sqlite":
+        report = await _real(f"sqlite:///{tmp_path}/tasks.db", tmp_path, rounds=3, tasks=60)
+    else:
+        from pg_support import fresh_database
+
+        with fresh_database() as url:
+            report = await _real(url, tmp_path, rounds=3, tasks=60)
+    assert report.kills == 3
+    assert report.reruns > 0, "no kill caught a task running: the test proved nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="many kill rounds: set TRIOQUEUE_LONG=1 (make test-long)")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_many_rounds_of_kills_on_real_backends(tmp_path: Path, backend: str) -> None:
+    if backend == "sqlite":
+        report = await _real(f"sqlite:///{tmp_path}/tasks.db", tmp_path, rounds=40, tasks=1000)
+    else:
+        from pg_support import fresh_database
+
+        with fresh_database() as url:
+            report = await _real(url, tmp_path, rounds=40, tasks=1000)
+    assert report.kills == 40
+
+
+async def _real(url: str, tmp_path: Path, *, rounds: int, tasks: int) -> CrashReport:
+    return await run_crash_test(
+        url,
+        tasks=tasks,
+        workers=2,
+        rounds=rounds,
+        concurrency=2,
+        sleep_max=0.2,
+        lease_seconds=1.0,
+        seed=5,
+        workdir=str(tmp_path),
+    )
 
 
 @pytest.mark.slow
