@@ -74,7 +74,7 @@ async def _real(url: str, tmp_path: Path, *, rounds: int, tasks: int) -> CrashRe
         rounds=rounds,
         concurrency=2,
         sleep_max=0.2,
-        lease_seconds=1.0,
+        lease_seconds=2.0,
         seed=5,
         workdir=str(tmp_path),
     )
