@@ -62,3 +62,22 @@ async def test_only_runs_the_named_checks() -> None:
     with pytest.raises(ValueError, match="unknown checks"):
         await check_backend(toy_driver.open_losing_rescue, only=["no.such"])
     assert CHECK_NAMES[0] == "push.round_trip" and "lease.compare_and_set" in CHECK_NAMES
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MemoryDriver.next_run_at returns the run_at of the highest-priority ready task, "
+    "not the earliest run_at its docstring promises (harmless to the claimer: both are past)",
+)
+async def test_memory_next_run_at_is_the_earliest_run_at() -> None:
+    from trioqueue import StoredTask
+    from trioqueue.backends.memory import MemoryDriver
+
+    driver = MemoryDriver(clock=lambda: 1000.0)
+    await driver.insert(
+        [
+            StoredTask("early", "q", b"1", run_at=990.0, priority=0),
+            StoredTask("urgent", "q", b"1", run_at=999.0, priority=5),
+        ]
+    )
+    assert await driver.next_run_at("q") == 990.0
