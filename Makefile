@@ -1,36 +1,47 @@
+# trioqueue: every target works on a fresh clone (it makes .venv first).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,postgres,metrics,otel
+STAMP := $(VENV)/.installed
 
 .PHONY: install test test-long lint bench demo docs clean
 
-install: $(BIN)/trioqueue
+install: $(STAMP)
 
-$(BIN)/trioqueue: pyproject.toml
+$(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
+## The test suite (SQLite files and the PostgreSQL server at 127.0.0.1:5432).
 test: install
 	$(BIN)/python -m pytest -q
 
+## Big Hypothesis budgets and many crash rounds.
 test-long: install
-	TRIOQUEUE_LONG=1 $(BIN)/python -m pytest -q -m "slow or not slow"
+	TRIOQUEUE_LONG=1 $(BIN)/python -m pytest -q -o timeout=3000
 
 lint: install
 	$(BIN)/ruff check trioqueue tests benchmarks examples
+	$(BIN)/ruff format --check trioqueue
 	$(BIN)/mypy
 
+## Throughput figures, one JSON line each.
 bench: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_layers.py
+	$(BIN)/python benchmarks/bench_sqlite.py
+	$(BIN)/python benchmarks/bench_postgres.py
 
+## Hash a few thousand files through SQLite with `trioqueue worker --burst`.
 demo: install
 	$(BIN)/python examples/hash_files.py
 
+## Check the docs' links and that every public name has a docstring.
 docs: install
-	$(BIN)/python -c "import trioqueue, pydoc; pydoc.writedoc(trioqueue)" >/dev/null && echo "docs: see docs/*.md (API reference in docstrings)"
+	$(BIN)/python docs/check.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -229,22 +229,22 @@ class MemoryDriver:
         q = self._queues.get(queue)
         if q is None:
             return None
-        best: float | None = None
-        while q.ready:
-            _, run_at, id = q.ready[0]
-            t = self._tasks.get(id)
-            if t is not None and t.status in _READY and t.run_at == run_at:
-                best = run_at
-                break
-            heapq.heappop(q.ready)
-        while q.delayed:
-            run_at, id = q.delayed[0]
-            t = self._tasks.get(id)
-            if t is not None and t.status in _READY and t.run_at == run_at:
-                best = run_at if best is None else min(best, run_at)
-                break
+        tasks = self._tasks
+
+        def valid(run_at: float, id: str) -> bool:
+            t = tasks.get(id)
+            return t is not None and t.status in _READY and t.run_at == run_at
+
+        # Ready entries are ordered by priority, not time: look at each (the
+        # claimer only asks when a claim found nothing, so few remain).
+        ready = [run_at for _, run_at, id in q.ready if valid(run_at, id)]
+        if not ready:
+            q.ready.clear()
+        while q.delayed and not valid(*q.delayed[0]):
             heapq.heappop(q.delayed)
-        return best
+        if q.delayed:
+            ready.append(q.delayed[0][0])
+        return min(ready, default=None)
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
         """Wait until a task is inserted or rescheduled on ``queue``, or ``max_wait`` seconds."""

@@ -22,6 +22,7 @@ from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
 from .._errors import BackendError, PushError
+from .._sink import check_queue_name
 from .._task import Status, TaskId
 from ._pg_bridge import AsyncioBridge, Bridge, Row, ThreadBridge
 from ._pg_schema import Statements, check_identifier, migrate_connection
@@ -403,6 +404,7 @@ class PostgresBackend(Backend):
           in this task) live as long as the block.
         """
         check_identifier(schema)
+        check_queue_name(queue)
         if bridge not in _BRIDGES:
             raise ValueError(f"bridge must be one of {_BRIDGES}, got {bridge!r}")
         if not statement_timeout > 0 or not connect_timeout > 0 or pool_size < 1:
