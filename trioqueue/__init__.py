@@ -6,7 +6,6 @@ channels; run them with workers built from a tower-style middleware stack.
 
 from ._backend import Backend as Backend
 from ._backend import BackendStatistics as BackendStatistics
-from ._backend import Consumer as Consumer
 from ._backoff import Backoff as Backoff
 from ._backoff import Exponential as Exponential
 from ._backoff import Fixed as Fixed
@@ -14,6 +13,7 @@ from ._backoff import Linear as Linear
 from ._codec import CborCodec as CborCodec
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
+from ._consumer import Consumer as Consumer
 from ._context import EventKind as EventKind
 from ._context import WorkerContext as WorkerContext
 from ._context import WorkerEvent as WorkerEvent

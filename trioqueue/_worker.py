@@ -9,8 +9,9 @@ from typing import Any
 
 import trio
 
-from ._backend import Backend, Consumer
+from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
+from ._consumer import Consumer
 from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
 from ._driver import Outcome, StoredTask
 from ._errors import Abort, CodecError, RetryAfter, TaskTimeout
