@@ -1,0 +1,146 @@
+"""Check the documentation: links, docstrings, and the runnable examples.
+
+Run with ``python docs/check.py`` (``make docs``). It checks that
+
+1. every relative link in ``README.md`` and ``docs/*.md`` points to a file
+   that exists;
+2. every public name of ``trioqueue``, ``trioqueue.layers`` and
+   ``trioqueue.testing``, and every public method of their public classes,
+   has a docstring;
+3. every ```` ```python ```` block of the concept pages that calls
+   ``trio.run(`` runs to completion in a fresh interpreter within a timeout.
+
+It prints one line per problem and a summary, and exits 1 if there was any.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PACKAGES = ("trioqueue", "trioqueue.layers", "trioqueue.testing")
+#: Pages whose examples are run.
+RUNNABLE = ("concepts.md", "tasks.md", "pushing.md", "workers.md", "delivery.md")
+#: Seconds an example may take.
+TIMEOUT = 60.0
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def _check_links() -> list[str]:
+    problems = []
+    for page in _pages():
+        text = page.read_text(encoding="utf-8")
+        # Links inside code blocks or code spans are not links.
+        text = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+        text = _CODE_SPAN.sub("", text)
+        for target in _LINK.findall(text):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            path = target.split("#", 1)[0]
+            if not (page.parent / path).exists():
+                problems.append(f"{page.relative_to(ROOT)}: broken link to {target}")
+    return problems
+
+
+def _public(module: object) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+    return sorted(names)
+
+
+def _own_members(cls: type) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, staticmethod | classmethod):
+            value = value.__func__
+        if isinstance(value, property) or inspect.isfunction(value):
+            out.append((name, value))
+    return out
+
+
+def _check_docstrings() -> list[str]:
+    problems = []
+    for modname in PACKAGES:
+        module = importlib.import_module(modname)
+        for name in _public(module):
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                continue  # constants and type aliases carry no docstring of their own
+            if not (getattr(obj, "__doc__", None) or "").strip():
+                problems.append(f"{modname}.{name}: no docstring")
+            if inspect.isclass(obj) and obj.__module__.startswith("trioqueue"):
+                for meth, value in _own_members(obj):
+                    if not (getattr(value, "__doc__", None) or "").strip():
+                        problems.append(f"{modname}.{name}.{meth}: no docstring")
+    return sorted(set(problems))
+
+
+def _examples() -> list[tuple[str, int, str]]:
+    out = []
+    for page in RUNNABLE:
+        path = DOCS / page
+        if not path.exists():
+            continue
+        blocks = _FENCE.findall(path.read_text(encoding="utf-8"))
+        for number, code in enumerate(blocks, 1):
+            if "trio.run(" in code:
+                out.append((page, number, code))
+    return out
+
+
+def _run_example(page: str, number: int, code: str) -> str | None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="trioqueue-docs-") as tmp:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            return f"docs/{page}: python block {number} ran over {TIMEOUT:g}s"
+    if proc.returncode != 0:
+        tail = "\n    ".join(proc.stderr.strip().splitlines()[-8:])
+        return f"docs/{page}: python block {number} failed:\n    {tail}"
+    return None
+
+
+def main() -> int:
+    """Run every check, print the problems and a summary; return the exit status."""
+    links = _check_links()
+    docstrings = _check_docstrings()
+    examples = _examples()
+    failures = [p for p in (_run_example(*e) for e in examples) if p is not None]
+    for problem in [*links, *docstrings, *failures]:
+        print(problem)
+    print(
+        f"links: {len(links)} broken; docstrings: {len(docstrings)} missing; "
+        f"examples: {len(examples) - len(failures)}/{len(examples)} ran"
+    )
+    return 1 if links or docstrings or failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
