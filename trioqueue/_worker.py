@@ -353,8 +353,8 @@ class Worker:
                             self._released += 1
                             return
                         await self._execute(consumer, rec, scope)
-                        if scope.cancel_called:
-                            break  # a deadline fired (or a forced stop): new scope
+                        if self.timeout is not None and scope.cancel_called:
+                            break  # the deadline fired: the next task needs a new scope
         finally:
             self._task_scopes[i] = None
             self._live_slots -= 1
@@ -370,14 +370,24 @@ class Worker:
         if timeout is not None:
             scope.deadline = trio.current_time() + timeout
         try:
-            outcome = await self._attempt(rec)
+            prepared = self._prepare(rec)
+            if isinstance(prepared, Outcome):
+                outcome = prepared
+            else:
+                # The service call, inline: this is the per-task hot path.
+                try:
+                    result = await self.service(prepared)
+                except Exception as exc:
+                    outcome = self._failure(rec, exc)
+                else:
+                    outcome = self._success(rec, result)
         finally:
             self._running -= 1
             if timeout is not None:
                 if outcome is None and scope.cancel_called and not self._forced:
-                    exc = TaskTimeout(f"attempt {rec.attempts} ran past its {timeout:g}s deadline")
+                    late = TaskTimeout(f"attempt {rec.attempts} ran past its {timeout:g}s deadline")
                     delay = self.backoff_policy.delay(rec.attempts)
-                    outcome = self._failed_outcome(rec, exc, delay, _reason(exc))
+                    outcome = self._failed_outcome(rec, late, delay, _reason(late))
                 scope.deadline = math.inf
             if outcome is not None:
                 consumer.settle_nowait(outcome)
@@ -387,7 +397,8 @@ class Worker:
             if not self._running and not consumer.buffered:
                 consumer.recheck_soon()
 
-    async def _attempt(self, rec: StoredTask) -> Outcome:
+    def _prepare(self, rec: StoredTask) -> Task[Any] | Outcome:
+        """Return the task with its args decoded, or a KILLED outcome if they do not decode."""
         try:
             args = self._decode(rec.payload)
         except CodecError as exc:
@@ -397,7 +408,7 @@ class Worker:
             if self._callbacks:
                 self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
             return Outcome(rec.id, Status.KILLED, error=reason)
-        task = Task(
+        return Task(
             args,
             rec.id,  # type: ignore[arg-type]
             rec.queue,
@@ -410,19 +421,8 @@ class Worker:
             rec.last_error,
             None,
         )
-        try:
-            result = await self.service(task)
-        except Abort as exc:
-            self._killed += 1
-            log.warning("%s: task %s aborted: %s", self.name, rec.id, exc.reason)
-            if self._callbacks:
-                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
-            return Outcome(rec.id, Status.KILLED, error=f"aborted: {exc.reason}")
-        except RetryAfter as exc:
-            return self._failed_outcome(rec, exc, exc.seconds, exc.reason)
-        except Exception as exc:
-            delay = self.backoff_policy.delay(rec.attempts)
-            return self._failed_outcome(rec, exc, delay, _reason(exc))
+
+    def _success(self, rec: StoredTask, result: Any) -> Outcome:
         try:
             payload = None if result is None else self._encode(result)
             error = None
@@ -433,6 +433,18 @@ class Worker:
         if self._callbacks:
             self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
         return Outcome(rec.id, Status.DONE, result=payload, error=error)
+
+    def _failure(self, rec: StoredTask, exc: Exception) -> Outcome:
+        if isinstance(exc, Abort):
+            self._killed += 1
+            log.warning("%s: task %s aborted: %s", self.name, rec.id, exc.reason)
+            if self._callbacks:
+                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
+            return Outcome(rec.id, Status.KILLED, error=f"aborted: {exc.reason}")
+        if isinstance(exc, RetryAfter):
+            return self._failed_outcome(rec, exc, exc.seconds, exc.reason)
+        delay = self.backoff_policy.delay(rec.attempts)
+        return self._failed_outcome(rec, exc, delay, _reason(exc))
 
     def _failed_outcome(
         self, rec: StoredTask, exc: Exception, delay: float, reason: str
