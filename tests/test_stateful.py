@@ -41,6 +41,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.mark.timeout(3600 if LONG else 300)
 def test_backend_agrees_with_the_model(backend_name: str) -> None:
     machine = make_state_machine(BACKENDS[backend_name])
     examples = EXAMPLES.get(backend_name, DEFAULT_EXAMPLES)

@@ -197,6 +197,8 @@ async def run_crash_test(
             if victim.returncode is None:
                 victim.send_signal(signal.SIGKILL)
                 killed.add(victim.pid)
+            else:
+                problems.append(f"worker {victim.pid} died by itself (code {victim.returncode})")
             await victim.wait()
             procs[i] = await spawn()
         for p in procs:
