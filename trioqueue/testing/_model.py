@@ -72,12 +72,14 @@ class Model:
     def insert(
         self, id: str, payload: bytes, *, priority: int, run_at: float, max_attempts: int
     ) -> int:
+        """Store a new task; return 1, or 0 if the id exists."""
         if id in self.rows:
             return 0
         self.rows[id] = _Row(id, payload, priority, run_at, max_attempts)
         return 1
 
     def claim(self, now: float, limit: int, token: str, lease: float) -> list[str]:
+        """Lease up to ``limit`` ready tasks by priority, run_at, id; return their ids."""
         ready = [r for r in self.rows.values() if r.status in _READY and r.run_at <= now]
         ready.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         out = []
@@ -90,12 +92,14 @@ class Model:
         return out
 
     def start(self, ids: Sequence[str], token: str) -> None:
+        """Mark tasks held by ``token`` and QUEUED as RUNNING."""
         for id in ids:
             r = self._held(id, token)
             if r is not None and r.status is Status.QUEUED:
                 r.status = Status.RUNNING
 
     def extend(self, now: float, ids: Sequence[str], token: str, lease: float) -> list[str]:
+        """Extend the leases ``token`` still holds; return their ids."""
         kept = []
         for id in ids:
             r = self._held(id, token)
@@ -105,6 +109,7 @@ class Model:
         return kept
 
     def settle(self, now: float, outcomes: Sequence[Outcome], token: str) -> list[str]:
+        """Apply the outcomes of tasks ``token`` holds; return the ids applied."""
         applied = []
         for o in outcomes:
             r = self._held(o.id, token)
@@ -126,6 +131,7 @@ class Model:
         return applied
 
     def release(self, ids: Sequence[str], token: str) -> int:
+        """Give back tasks ``token`` holds as PENDING, uncounting the attempt; return how many."""
         n = 0
         for id in ids:
             r = self._held(id, token)
@@ -137,6 +143,7 @@ class Model:
         return n
 
     def rescue(self, now: float) -> int:
+        """Recover expired leases: KILLED when out of attempts, else FAILED now."""
         n = 0
         for r in self.rows.values():
             if r.status in _LEASED and r.expires is not None and r.expires <= now:
@@ -151,10 +158,12 @@ class Model:
         return n
 
     def next_run_at(self) -> float | None:
+        """Return the earliest run_at of a PENDING or FAILED task, or None."""
         times = [r.run_at for r in self.rows.values() if r.status in _READY]
         return min(times) if times else None
 
     def retry(self, now: float, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
         r = self.rows.get(id)
         if r is None or r.status not in (Status.FAILED, Status.KILLED):
             return False
@@ -165,6 +174,7 @@ class Model:
         return True
 
     def cancel(self, now: float, id: str) -> bool:
+        """Cancel a PENDING or FAILED task; return whether it was."""
         r = self.rows.get(id)
         if r is None or r.status not in _READY:
             return False
@@ -173,6 +183,7 @@ class Model:
         return True
 
     def purge(self, older_than: float) -> list[str]:
+        """Delete finished tasks finished before ``older_than``; return their ids."""
         gone = [
             id
             for id, r in self.rows.items()
@@ -183,6 +194,7 @@ class Model:
         return gone
 
     def counts(self) -> dict[Status, int]:
+        """Return task counts by status."""
         out: dict[Status, int] = {}
         for r in self.rows.values():
             out[r.status] = out.get(r.status, 0) + 1
