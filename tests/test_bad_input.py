@@ -207,17 +207,7 @@ async def test_nul_bytes_are_refused_at_push(
         assert (await _status(backend, ok))[0] is Status.DONE
 
 
-async def test_nul_in_the_backend_queue_name_is_refused(
-    open_backend: Factory, request: pytest.FixtureRequest
-) -> None:
-    if open_backend is BACKENDS.get("postgres"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="PostgresBackend.open validates the queue inside its trio-asyncio loop, "
-                "so the ValueError arrives wrapped in an ExceptionGroup",
-            )
-        )
+async def test_nul_in_the_backend_queue_name_is_refused(open_backend: Factory) -> None:
     with pytest.raises(ValueError, match="NUL"):
         async with open_backend(queue="bad\x00queue"):
             pass  # pragma: no cover

@@ -64,11 +64,6 @@ async def test_only_runs_the_named_checks() -> None:
     assert CHECK_NAMES[0] == "push.round_trip" and "lease.compare_and_set" in CHECK_NAMES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MemoryDriver.next_run_at returns the run_at of the highest-priority ready task, "
-    "not the earliest run_at its docstring promises (harmless to the claimer: both are past)",
-)
 async def test_memory_next_run_at_is_the_earliest_run_at() -> None:
     from trioqueue import StoredTask
     from trioqueue.backends.memory import MemoryDriver

@@ -208,6 +208,9 @@ async def _order(c: _Ctx) -> None:
     )
     nxt = await c.driver.next_run_at(c.queue)
     c.near(nxt, now + 1, "next_run_at with one delayed task")
+    await c.insert(c.task("o-g", priority=7, run_at=now - 2), c.task("o-h", run_at=now - 4))
+    nxt = await c.driver.next_run_at(c.queue)
+    c.near(nxt, now - 4, "next_run_at (the earliest run_at, whatever the priority)")
 
 
 async def _run_at(c: _Ctx) -> None:

@@ -517,13 +517,9 @@ def make_state_machine(
             want_next = self.model.next_run_at()
             if want_next is None:
                 assert nxt is None, f"next_run_at is {nxt} with no waiting task"
-            elif want_next <= self.now:
-                assert nxt is not None and nxt <= self.now + _EPS, (
-                    f"next_run_at is {nxt} while a task is ready (earliest {want_next})"
-                )
             else:
                 assert nxt is not None and abs(nxt - want_next) < _EPS, (
-                    f"next_run_at is {nxt}, model {want_next}"
+                    f"next_run_at is {nxt}, the earliest run_at of a waiting task is {want_next}"
                 )
 
     BackendStateMachine.__name__ = BackendStateMachine.__qualname__ = "BackendStateMachine"
