@@ -1,11 +1,54 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
+from backends import BACKEND_NAMES, BACKENDS, Factory
 
 import trioqueue as tq
+
+
+def trio_clock() -> Callable[[], float]:
+    """POSIX seconds that follow the Trio clock (so autojump moves durable backends too)."""
+    epoch = time.time() - trio.current_time()
+    return lambda: epoch + trio.current_time()
+
+
+@pytest.fixture
+def autojump_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock:
+    """Trio's autojump clock; for durable backends it waits for 20 ms of real quiet first.
+
+    A durable driver works in threads (or an asyncio loop) that Trio cannot see:
+    a clock that jumped the moment every Trio task was blocked would jump
+    while a query is still running, and expire leases under its feet.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    backend = callspec.params.get("open_backend") if callspec is not None else None
+    return trio.testing.MockClock(autojump_threshold=0 if backend in (None, "memory") else 0.02)
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def open_backend(request: pytest.FixtureRequest) -> Factory:
+    """A factory of fresh backends, once per backend in ``tests/backends.py``.
+
+    Durable backends get a clock that follows Trio's, so tests on
+    ``autojump_clock`` see scheduled times and leases move on every backend alike.
+    """
+    name = request.param
+    factory = BACKENDS[name]
+    if name == "memory":
+        return factory
+
+    def with_trio_clock(**options: Any) -> AbstractAsyncContextManager[tq.Backend]:
+        options.setdefault("clock", trio_clock())
+        return factory(**options)
+
+    return with_trio_clock
 
 
 @pytest.fixture

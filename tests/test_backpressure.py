@@ -46,7 +46,7 @@ async def test_a_producer_waits_on_a_full_channel() -> None:
         await backend.push(i)
         returned.append(i)
 
-    async with backend._running(), trio.open_nursery() as n:
+    async with backend.running(), trio.open_nursery() as n:
         n.start_soon(producer, 0)
         await trio.testing.wait_all_tasks_blocked()  # the inserter now waits on storage
         for i in range(1, 6):
@@ -75,7 +75,7 @@ async def test_push_stream_of_a_million_holds_a_bounded_number() -> None:
             peak_gap = max(peak_gap, produced - driver.inserted)
             yield i
 
-    async with backend._running():
+    async with backend.running():
         assert await backend.push_stream(items()) == 1_000_000
     assert driver.inserted == 1_000_000
     # in flight at most: the push channel's batches, one being built, one inserting

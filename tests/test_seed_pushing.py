@@ -80,7 +80,7 @@ async def test_errors_codec_error_and_push_error() -> None:
             raise OSError("disk on fire")
 
     backend = tq.Backend(FailingDriver(), insert_attempts=2)
-    async with backend._running():
+    async with backend.running():
         with pytest.raises(tq.PushError) as pe:
             await backend.push("job")
     assert isinstance(pe.value, TaskSinkError)

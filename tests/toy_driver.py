@@ -91,7 +91,7 @@ def memory_factory(
         *, queue: str = "default", clock: Clock | None = None, **options: Any
     ) -> AsyncIterator[Backend]:
         backend = Backend(driver_cls(clock=clock), queue=queue, **options)
-        async with backend._running():
+        async with backend.running():
             yield backend
 
     return open_backend
@@ -396,7 +396,7 @@ async def open_file_backend(
     """Open ``toyfile:///path.json`` (or ``toyfile-lossy:///...``, losing tasks on rescue)."""
     cls = LosingRescueFileDriver if url.startswith("toyfile-lossy:") else FileDriver
     backend = Backend(cls(_path_of(url), clock=clock), queue=queue, **options)
-    async with backend._running():
+    async with backend.running():
         yield backend
 
 

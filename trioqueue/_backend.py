@@ -93,7 +93,18 @@ class Backend(TaskSink[Any]):
     # -- lifecycle --
 
     @asynccontextmanager
-    async def _running(self) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
+        """Run the bridge (the inserter task) for the duration of the block.
+
+        A backend class's ``open()`` wraps its driver in a ``Backend`` and
+        yields it inside this block; pushes and consumers work only here.
+
+        Resource handling:
+          On exit the push channel closes, batches already sent are inserted
+          (producers still waiting get ``BackendClosed`` if the block is
+          cancelled), then the driver is closed, shielded, within
+          ``CLEANUP_TIMEOUT`` seconds.
+        """
         send, recv = trio.open_memory_channel[_Batch](self._push_buffer)
         try:
             async with trio.open_nursery() as nursery:
@@ -136,8 +147,8 @@ class Backend(TaskSink[Any]):
                             attempts=self._insert_attempts,
                         )
                         self._pushed += n
-                    except BackendError as exc:
-                        error = exc.__cause__ or exc
+                    except Exception as exc:  # a push fails; the backend goes on
+                        error = (exc.__cause__ or exc) if isinstance(exc, BackendError) else exc
                     for b in batches:
                         b.error = error
                         b.done.set()

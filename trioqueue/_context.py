@@ -19,7 +19,7 @@ class EventKind(enum.Enum):
     START = "start"  #: the worker is claiming tasks
     IDLE = "idle"  #: nothing ready, nothing running
     TASK_DONE = "task_done"  #: a task finished; ``result`` is its return value
-    TASK_FAILED = "task_failed"  #: an attempt failed (retried later, or killed)
+    TASK_FAILED = "task_failed"  #: an attempt failed and another is scheduled
     TASK_KILLED = "task_killed"  #: a task was killed (Abort, undecodable, last attempt)
     STOPPING = "stopping"  #: a stop was requested; running tasks are finishing
     STOP = "stop"  #: the worker stopped
@@ -56,8 +56,8 @@ class WorkerStatistics:
       running: Tasks running now.
       prefetched: Claimed tasks waiting in its prefetch channel.
       done: Tasks finished (DONE) since start.
-      failed: Attempts that failed and were rescheduled or killed.
-      killed: Tasks killed (Abort, undecodable payload) since start.
+      failed: Attempts that failed with another attempt scheduled.
+      killed: Tasks killed (Abort, undecodable payload, last attempt failed) since start.
       released: Tasks given back unstarted or cancelled at shutdown.
       shutting_down: Whether a stop was requested.
     """

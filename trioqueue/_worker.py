@@ -425,14 +425,13 @@ class Worker:
     def _success(self, rec: StoredTask, result: Any) -> Outcome:
         try:
             payload = None if result is None else self._encode(result)
-            error = None
-        except CodecError as exc:
-            payload, error = None, f"result not stored: {exc}"
-            log.warning("%s: task %s: %s", self.name, rec.id, error)
+        except CodecError as exc:  # the task did its work: DONE, without a result
+            payload = None
+            log.warning("%s: task %s: result not stored: %s", self.name, rec.id, exc)
         self._done += 1
         if self._callbacks:
             self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
-        return Outcome(rec.id, Status.DONE, result=payload, error=error)
+        return Outcome(rec.id, Status.DONE, result=payload)
 
     def _failure(self, rec: StoredTask, exc: Exception) -> Outcome:
         if isinstance(exc, Abort):

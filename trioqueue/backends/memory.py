@@ -349,5 +349,5 @@ class MemoryBackend(Backend):
         """
         clock = options.pop("clock", None)
         backend = cls(MemoryDriver(clock=clock), queue=queue, codec=codec, **options)
-        async with backend._running():
+        async with backend.running():
             yield backend

@@ -452,7 +452,7 @@ class PostgresBackend(Backend):
                 if listen:
                     await nursery.start(driver.listener)
                 try:
-                    async with backend._running():
+                    async with backend.running():
                         yield backend
                 finally:
                     nursery.cancel_scope.cancel()

@@ -706,5 +706,5 @@ class SqliteBackend(Backend):
             with trio.CancelScope(shield=True):
                 await driver.aclose()
             raise
-        async with backend._running():
+        async with backend.running():
             yield backend
