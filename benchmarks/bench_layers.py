@@ -2,7 +2,10 @@
 
 Run as ``python -m benchmarks.bench_layers`` (or ``python benchmarks/bench_layers.py``);
 prints one JSON line. The stack is Retry + Timeout + Log (logger at WARNING, so
-the per-attempt records are filtered out as in production) + Metrics.
+the per-attempt records are filtered out as in production) + Metrics, with the
+timeout given two ways: ``TimeoutLayer`` (a cancel scope of its own per attempt)
+and ``WorkerBuilder.timeout`` (a deadline on the scope each task already runs
+under). Each figure counts the push and the run of the tasks.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ async def _noop(x: int) -> None:
     return None
 
 
-async def _run(n: int, concurrency: int, layers: list[Any]) -> float:
+async def _run(
+    n: int, concurrency: int, layers: list[Any], timeout: float | None = None
+) -> float:
     """Push ``n`` no-op tasks, run them in burst mode; return tasks per second."""
     async with MemoryBackend.open(queue="bench") as backend:
         builder = WorkerBuilder("bench").backend(backend).concurrency(concurrency)
+        builder.timeout(timeout)
         for layer in layers:
             builder.layer(layer)
         worker = builder.build(_noop)
@@ -40,16 +46,14 @@ async def _run(n: int, concurrency: int, layers: list[Any]) -> float:
     return n / elapsed
 
 
-def _stack() -> list[Any]:
+def _stack(*, timeout_layer: bool = True) -> list[Any]:
     from prometheus_client import CollectorRegistry
 
     logging.getLogger("trioqueue.task").setLevel(logging.WARNING)
-    return [
-        LogLayer(),
-        MetricsLayer(registry=CollectorRegistry()),
-        RetryLayer(),
-        TimeoutLayer(30),
-    ]
+    layers: list[Any] = [LogLayer(), MetricsLayer(registry=CollectorRegistry()), RetryLayer()]
+    if timeout_layer:
+        layers.append(TimeoutLayer(30))
+    return layers
 
 
 async def bench_stack(n: int = 100_000, concurrency: int = 100) -> dict[str, float]:
@@ -61,19 +65,26 @@ async def bench_stack(n: int = 100_000, concurrency: int = 100) -> dict[str, flo
 
     Returns:
       ``bare_tasks_per_s``, ``stack_tasks_per_s`` and ``stack_cost_pct`` (the
-      share of the bare throughput the stack takes away).
+      share of the bare throughput the stack takes away), and the same with
+      the deadline set by ``WorkerBuilder.timeout`` instead of ``TimeoutLayer``.
     """
     bare: list[float] = []
     stack: list[float] = []
+    deadline: list[float] = []
     await _run(min(n, 5_000), concurrency, [])  # warm up
     for _ in range(3):
         bare.append(await _run(n, concurrency, []))
         stack.append(await _run(n, concurrency, _stack()))
-    b, s = max(bare), max(stack)
+        deadline.append(await _run(n, concurrency, _stack(timeout_layer=False), timeout=30))
+    b, s, d = max(bare), max(stack), max(deadline)
     return {
+        "bench": "layers.stack",
+        "concurrency": concurrency,
         "bare_tasks_per_s": round(b, 1),
         "stack_tasks_per_s": round(s, 1),
         "stack_cost_pct": round(100.0 * (1.0 - s / b), 1),
+        "stack_worker_timeout_tasks_per_s": round(d, 1),
+        "stack_worker_timeout_cost_pct": round(100.0 * (1.0 - d / b), 1),
     }
 
 

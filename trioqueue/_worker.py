@@ -388,7 +388,9 @@ class Worker:
                     late = TaskTimeout(f"attempt {rec.attempts} ran past its {timeout:g}s deadline")
                     delay = self.backoff_policy.delay(rec.attempts)
                     outcome = self._failed_outcome(rec, late, delay, _reason(late))
-                scope.deadline = math.inf
+                # The deadline stays until the next task sets its own: resetting
+                # it costs as much again, and an idle slot whose stale deadline
+                # fires only gets a fresh scope.
             if outcome is not None:
                 consumer.settle_nowait(outcome)
             else:  # cancelled (forced shutdown): give it back, attempt uncounted
