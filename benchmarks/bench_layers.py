@@ -27,12 +27,12 @@ async def _noop(x: int) -> None:
 
 
 async def _run(
-    n: int, concurrency: int, layers: list[Any], timeout: float | None = None
+    n: int, concurrency: int, layers: list[Any], deadline: float | None = None
 ) -> float:
     """Push ``n`` no-op tasks, run them in burst mode; return tasks per second."""
     async with MemoryBackend.open(queue="bench") as backend:
         builder = WorkerBuilder("bench").backend(backend).concurrency(concurrency)
-        builder.timeout(timeout)
+        builder.timeout(deadline)
         for layer in layers:
             builder.layer(layer)
         worker = builder.build(_noop)
@@ -75,7 +75,7 @@ async def bench_stack(n: int = 100_000, concurrency: int = 100) -> dict[str, flo
     for _ in range(3):
         bare.append(await _run(n, concurrency, []))
         stack.append(await _run(n, concurrency, _stack()))
-        deadline.append(await _run(n, concurrency, _stack(timeout_layer=False), timeout=30))
+        deadline.append(await _run(n, concurrency, _stack(timeout_layer=False), deadline=30))
     b, s, d = max(bare), max(stack), max(deadline)
     return {
         "bench": "layers.stack",

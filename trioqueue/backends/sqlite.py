@@ -9,196 +9,47 @@ are acknowledged. See ``docs/sqlite.md``.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-import msgspec
 import trio
 
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
-from .._errors import BackendClosed, BackendError
+from .._errors import BackendClosed
 from .._task import Status
+from ._sqlite_schema import (
+    CLAIM,
+    COLUMNS,
+    EXPIRED,
+    EXTEND,
+    INSERT,
+    NEXT_RUN_AT,
+    RELEASE,
+    RESCUE,
+    SETTLE,
+    SETTLE_HELD,
+    START,
+    SYNCHRONOUS_MODES,
+    Conn,
+    data_version,
+    encode_meta,
+    ids_json,
+    open_connection,
+    parse_target,
+    row_to_task,
+)
+from ._sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteDriver"]
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
 T = TypeVar("T")
-
-_Conn = sqlite3.Connection
-
-#: Each step brings the schema from version ``i`` to ``i + 1``; append, never edit.
-_MIGRATIONS: list[tuple[str, ...]] = [
-    (
-        """CREATE TABLE trioqueue_tasks (
-            id TEXT PRIMARY KEY NOT NULL,
-            queue TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            max_attempts INTEGER NOT NULL DEFAULT 25,
-            run_at REAL NOT NULL,
-            priority INTEGER NOT NULL DEFAULT 0,
-            meta TEXT NOT NULL DEFAULT '{}',
-            last_error TEXT,
-            result BLOB,
-            created_at REAL NOT NULL,
-            finished_at REAL,
-            lease_token TEXT,
-            lease_expires_at REAL
-        )""",
-        # The claim query walks this in claim order.
-        """CREATE INDEX trioqueue_tasks_claim
-            ON trioqueue_tasks (queue, priority DESC, run_at, id)
-            WHERE status IN ('pending', 'failed')""",
-        # next_run_at: the earliest waiting task of a queue.
-        """CREATE INDEX trioqueue_tasks_schedule
-            ON trioqueue_tasks (queue, run_at)
-            WHERE status IN ('pending', 'failed')""",
-        # rescue: leases that expired.
-        """CREATE INDEX trioqueue_tasks_lease
-            ON trioqueue_tasks (lease_expires_at)
-            WHERE status IN ('queued', 'running')""",
-        # purge: finished tasks by age.
-        """CREATE INDEX trioqueue_tasks_finished
-            ON trioqueue_tasks (finished_at)
-            WHERE status IN ('done', 'killed', 'cancelled')""",
-    ),
-]
-
-#: The schema version this code writes and understands.
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-_COLUMNS = (
-    "id, queue, payload, status, attempts, max_attempts, run_at, priority, meta, "
-    "last_error, result, created_at, finished_at, lease_token, lease_expires_at"
-)
-_INSERT = f"INSERT OR IGNORE INTO trioqueue_tasks ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
-_CLAIM = f"""
-UPDATE trioqueue_tasks
-SET status = 'queued', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?
-WHERE rowid IN (
-    SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim
-    WHERE queue = ? AND status IN ('pending', 'failed') AND run_at <= ?
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?
-)
-RETURNING {_COLUMNS}
-"""
-# Batches of ids travel as one JSON array parameter: one cached statement for any size.
-_IDS = "id IN (SELECT value FROM json_each(?))"
-_HELD = "lease_token = ? AND status IN ('queued', 'running')"
-_START = (
-    f"UPDATE trioqueue_tasks SET status = 'running' "
-    f"WHERE {_IDS} AND lease_token = ? AND status = 'queued'"
-)
-_EXTEND = f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {_IDS} AND {_HELD} RETURNING id"
-_SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {_IDS} AND {_HELD}"
-_SETTLE = """
-UPDATE trioqueue_tasks SET
-    status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
-                  THEN 'killed' ELSE :status END,
-    result = CASE WHEN :status = 'done' THEN :result ELSE result END,
-    last_error = CASE WHEN :status = 'done' THEN last_error ELSE :error END,
-    run_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
-                  THEN :now + :delay ELSE run_at END,
-    finished_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
-                       THEN finished_at ELSE :now END,
-    lease_token = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND status IN ('queued', 'running')
-"""
-_RELEASE = f"""
-UPDATE trioqueue_tasks
-SET status = 'pending', attempts = max(0, attempts - 1), lease_token = NULL, lease_expires_at = NULL
-WHERE {_IDS} AND {_HELD}
-RETURNING queue
-"""
-_EXPIRED = """
-SELECT 1 FROM trioqueue_tasks
-WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
-  AND (:queue IS NULL OR queue = :queue)
-LIMIT 1
-"""
-_RESCUE = """
-UPDATE trioqueue_tasks SET
-    status = CASE WHEN attempts >= max_attempts THEN 'killed' ELSE 'failed' END,
-    last_error = CASE WHEN attempts >= max_attempts
-        THEN 'lease expired on attempt ' || attempts || ' of ' || max_attempts
-        ELSE 'lease expired on attempt ' || attempts END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
-    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE :now END,
-    lease_token = NULL, lease_expires_at = NULL
-WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
-  AND (:queue IS NULL OR queue = :queue)
-RETURNING queue, status
-"""
-_NEXT_RUN_AT = (
-    "SELECT min(run_at) FROM trioqueue_tasks WHERE queue = ? AND status IN ('pending', 'failed')"
-)
-
-_SYNCHRONOUS = ("off", "normal", "full")
-
-
-def _encode_meta(meta: dict[str, Any]) -> str:
-    return msgspec.json.encode(dict(meta)).decode()
-
-
-def _row(r: Sequence[Any]) -> StoredTask:
-    return StoredTask(
-        r[0],
-        r[1],
-        bytes(r[2]),
-        Status(r[3]),
-        r[4],
-        r[5],
-        r[6],
-        r[7],
-        msgspec.json.decode(r[8]),
-        r[9],
-        None if r[10] is None else bytes(r[10]),
-        r[11],
-        r[12],
-        r[13],
-        r[14],
-    )
-
-
-def _ids(ids: Iterable[str]) -> str:
-    return msgspec.json.encode([str(id) for id in ids]).decode()
-
-
-def _parse_target(target: str) -> tuple[str, dict[str, str]]:
-    """Split a ``sqlite:///path.db?opt=value`` URL (or a plain path) into path and options.
-
-    ``sqlite:///rel.db`` is relative to the working directory, ``sqlite:////abs.db``
-    absolute, ``sqlite://`` or ``sqlite:///:memory:`` a private in-memory database.
-
-    Raises:
-      ValueError: for a URL with a host, or of another scheme.
-    """
-    if not isinstance(target, str | os.PathLike):
-        raise TypeError(f"a SQLite target must be a URL or a path, got {type(target).__name__}")
-    target = os.fspath(target)
-    if not target.lower().startswith("sqlite:"):
-        return target, {}
-    parts = urlsplit(target)
-    if parts.scheme.lower() != "sqlite":
-        raise ValueError(f"not a SQLite URL: {target!r}")
-    if parts.netloc:
-        raise ValueError(
-            f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, "
-            f"got {target!r}"
-        )
-    path = unquote(parts.path)
-    path = path[1:] if path.startswith("/") else path
-    return path or ":memory:", dict(parse_qsl(parts.query))
 
 
 class SqliteDriver:
@@ -267,14 +118,14 @@ class SqliteDriver:
           BackendError: if the file cannot be opened, is not a database, has a
             schema newer than this code (or older, with ``migrate=False``).
         """
-        if synchronous not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         if not busy_timeout >= 0:
             raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         if not 0 < poll_min <= poll_max:
             raise ValueError(f"need 0 < poll_min <= poll_max, got {poll_min!r}, {poll_max!r}")
         conn = await trio.to_thread.run_sync(
-            _connect, path, busy_timeout, synchronous, migrate, abandon_on_cancel=False
+            open_connection, path, busy_timeout, synchronous, migrate, abandon_on_cancel=False
         )
         return cls(
             conn,
@@ -302,7 +153,7 @@ class SqliteDriver:
             out = await trio.to_thread.run_sync(fn, conn, *args, limiter=self._limiter)
         return out
 
-    def _write(self, conn: _Conn, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
+    def _write(self, conn: Conn, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
         # Runs on the worker thread: one BEGIN IMMEDIATE transaction around fn.
         sync = durable and self._synchronous == "normal"
         if sync:
@@ -322,7 +173,7 @@ class SqliteDriver:
         return out
 
     async def _tx(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
-        def run(conn: _Conn) -> T:
+        def run(conn: Conn) -> T:
             return self._write(conn, fn, *args, durable=durable)
 
         return await self._call(run)
@@ -349,7 +200,7 @@ class SqliteDriver:
                 t.max_attempts,
                 t.run_at,
                 t.priority,
-                _encode_meta(t.meta),
+                encode_meta(t.meta),
                 t.last_error,
                 t.result,
                 t.created_at,
@@ -360,9 +211,9 @@ class SqliteDriver:
             for t in tasks
         ]
 
-        def run(conn: _Conn) -> int:
+        def run(conn: Conn) -> int:
             before = conn.total_changes
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT, rows)
             return conn.total_changes - before
 
         n = await self._tx(run, durable=True)
@@ -377,19 +228,19 @@ class SqliteDriver:
             return []
         now = self.now()
 
-        def run(conn: _Conn) -> tuple[int, list[Any]]:
+        def run(conn: Conn) -> tuple[int, list[Any]]:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             rows = self._write(
                 conn,
                 lambda c: c.execute(
-                    _CLAIM, (token, now + lease_seconds, queue, now, limit)
+                    CLAIM, (token, now + lease_seconds, queue, now, limit)
                 ).fetchall(),
             )
             return version, rows
 
         version, rows = await self._call(run)
         self._seen[queue] = version
-        out = [_row(r) for r in rows]
+        out = [row_to_task(r) for r in rows]
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
         if len(out) == limit:
             self._wake_queues((queue,))  # more may be ready: wake this driver's other waiters
@@ -398,15 +249,15 @@ class SqliteDriver:
     async def start(self, ids: Sequence[str], token: str) -> None:
         """Mark leased QUEUED tasks RUNNING."""
         if ids:
-            arg = _ids(ids)
-            await self._tx(lambda c: c.execute(_START, (arg, token)))
+            arg = ids_json(ids)
+            await self._tx(lambda c: c.execute(START, (arg, token)))
 
     async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
         """Extend the leases still held; return their ids."""
         if not ids:
             return []
-        arg, expires = _ids(ids), self.now() + lease_seconds
-        rows = await self._tx(lambda c: c.execute(_EXTEND, (expires, arg, token)).fetchall())
+        arg, expires = ids_json(ids), self.now() + lease_seconds
+        rows = await self._tx(lambda c: c.execute(EXTEND, (expires, arg, token)).fetchall())
         kept = {r[0] for r in rows}
         return [id for id in ids if id in kept]
 
@@ -416,8 +267,8 @@ class SqliteDriver:
             return []
         now = self.now()
 
-        def run(conn: _Conn) -> list[tuple[str, str]]:
-            held = dict(conn.execute(_SETTLE_HELD, (_ids(o.id for o in outcomes), token)))
+        def run(conn: Conn) -> list[tuple[str, str]]:
+            held = dict(conn.execute(SETTLE_HELD, (ids_json(o.id for o in outcomes), token)))
             params: list[dict[str, Any]] = [
                 {
                     "id": o.id,
@@ -431,7 +282,7 @@ class SqliteDriver:
                 for o in outcomes
                 if o.id in held
             ]
-            conn.executemany(_SETTLE, params)
+            conn.executemany(SETTLE, params)
             return [(o.id, held[o.id]) for o in outcomes if o.id in held]
 
         applied = await self._tx(run)
@@ -444,8 +295,8 @@ class SqliteDriver:
         """Give leased tasks back as PENDING, uncounting their attempt."""
         if not ids:
             return 0
-        arg = _ids(ids)
-        rows = await self._tx(lambda c: c.execute(_RELEASE, (arg, token)).fetchall())
+        arg = ids_json(ids)
+        rows = await self._tx(lambda c: c.execute(RELEASE, (arg, token)).fetchall())
         self._wake_queues(r[0] for r in rows)
         return len(rows)
 
@@ -453,11 +304,11 @@ class SqliteDriver:
         """Recover expired leases: KILLED when out of attempts, else FAILED now."""
         args = {"now": self.now(), "queue": queue}
 
-        def run(conn: _Conn) -> list[Any]:
+        def run(conn: Conn) -> list[Any]:
             # A read first: no write lock taken when nothing expired (the usual case).
-            if conn.execute(_EXPIRED, args).fetchone() is None:
+            if conn.execute(EXPIRED, args).fetchone() is None:
                 return []
-            return self._write(conn, lambda c: c.execute(_RESCUE, args).fetchall())
+            return self._write(conn, lambda c: c.execute(RESCUE, args).fetchall())
 
         rows = await self._call(run)
         self._wake_queues(r[0] for r in rows if r[1] == "failed")
@@ -465,7 +316,7 @@ class SqliteDriver:
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
-        row = await self._call(lambda c: c.execute(_NEXT_RUN_AT, (queue,)).fetchone())
+        row = await self._call(lambda c: c.execute(NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
@@ -478,7 +329,7 @@ class SqliteDriver:
             ev = self._wake[queue] = trio.Event()
         seen = self._seen.get(queue)
         if seen is None:
-            seen = self._seen[queue] = await self._call(_data_version)
+            seen = self._seen[queue] = await self._call(data_version)
         deadline = trio.current_time() + max_wait
         pause = self._poll_min
         while not ev.is_set():
@@ -487,7 +338,7 @@ class SqliteDriver:
                 break
             with trio.move_on_after(min(pause, left)):
                 await ev.wait()
-            if ev.is_set() or await self._call(_data_version) != seen:
+            if ev.is_set() or await self._call(data_version) != seen:
                 break
             pause = min(pause * 2, self._poll_max)
         if ev.is_set() and self._wake.get(queue) is ev:
@@ -520,19 +371,19 @@ class SqliteDriver:
         if status is not None:
             where.append("status = ?")
             args.append(status.value)
-        sql = f"SELECT {_COLUMNS} FROM trioqueue_tasks"
+        sql = f"SELECT {COLUMNS} FROM trioqueue_tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
         params = (*args, max(0, limit), max(0, offset))
         rows = await self._call(lambda c: c.execute(sql, params).fetchall())
-        return [_row(r) for r in rows]
+        return [row_to_task(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
-        sql = f"SELECT {_COLUMNS} FROM trioqueue_tasks WHERE id = ?"
+        sql = f"SELECT {COLUMNS} FROM trioqueue_tasks WHERE id = ?"
         row = await self._call(lambda c: c.execute(sql, (id,)).fetchone())
-        return None if row is None else _row(row)
+        return None if row is None else row_to_task(row)
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
@@ -573,69 +424,6 @@ class SqliteDriver:
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
         return f"<SqliteDriver {self.path!r} {state} synchronous={self._synchronous}>"
-
-
-def _data_version(conn: _Conn) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-
-def _connect(path: str, busy_timeout: float, synchronous: str, migrate: bool) -> _Conn:
-    # Runs on a worker thread.
-    if sqlite3.sqlite_version_info < (3, 35, 0):
-        raise BackendError(
-            f"trioqueue needs SQLite 3.35 or newer (RETURNING), this Python has "
-            f"{sqlite3.sqlite_version}"
-        )
-    try:
-        conn = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-    except sqlite3.Error as exc:
-        raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if path != ":memory:":
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                log.warning("%s: journal_mode is %s, not wal", path, mode)
-        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        _migrate(conn, path, migrate)
-    except BaseException as exc:
-        conn.close()
-        if isinstance(exc, sqlite3.Error):
-            raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
-        raise
-    return conn
-
-
-def _migrate(conn: _Conn, path: str, migrate: bool) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS trioqueue_schema (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT max(version) FROM trioqueue_schema").fetchone()
-        version = row[0] or 0
-        if version > SCHEMA_VERSION:
-            raise BackendError(
-                f"the SQLite database {path!r} has schema version {version}, newer than "
-                f"this trioqueue knows ({SCHEMA_VERSION}): upgrade trioqueue"
-            )
-        if version < SCHEMA_VERSION and not migrate:
-            raise BackendError(
-                f"the SQLite database {path!r} has schema version {version}, older than "
-                f"{SCHEMA_VERSION}: open it with migrate=True"
-            )
-        for step in range(version, SCHEMA_VERSION):
-            for statement in _MIGRATIONS[step]:
-                conn.execute(statement)
-            log.info("%s: migrated the schema to version %d", path, step + 1)
-        if version < SCHEMA_VERSION:
-            conn.execute("DELETE FROM trioqueue_schema")
-            conn.execute("INSERT INTO trioqueue_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 class SqliteBackend(Backend):
@@ -684,7 +472,7 @@ class SqliteBackend(Backend):
         Resource handling:
           The connection is closed when the block exits.
         """
-        path, url_options = _parse_target(target)
+        path, url_options = parse_target(target)
         busy_timeout = float(options.pop("busy_timeout", url_options.pop("busy_timeout", 5.0)))
         synchronous = str(options.pop("synchronous", url_options.pop("synchronous", "normal")))
         poll_min = float(options.pop("poll_min", url_options.pop("poll_min", 0.005)))

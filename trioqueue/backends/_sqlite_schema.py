@@ -1,0 +1,253 @@
+"""The SQLite backend's schema, statements and connection set-up.
+
+Migrations are a list of steps applied in order on open; the statements are
+the ones ``SqliteDriver`` runs, each for a whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import msgspec
+
+from .._driver import StoredTask
+from .._errors import BackendError
+from .._task import Status
+
+log = logging.getLogger("trioqueue.backends.sqlite")
+
+Conn = sqlite3.Connection
+
+#: Each step brings the schema from version ``i`` to ``i + 1``; append, never edit.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE trioqueue_tasks (
+            id TEXT PRIMARY KEY NOT NULL,
+            queue TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 25,
+            run_at REAL NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            meta TEXT NOT NULL DEFAULT '{}',
+            last_error TEXT,
+            result BLOB,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            lease_token TEXT,
+            lease_expires_at REAL
+        )""",
+        # The claim query walks this in claim order.
+        """CREATE INDEX trioqueue_tasks_claim
+            ON trioqueue_tasks (queue, priority DESC, run_at, id)
+            WHERE status IN ('pending', 'failed')""",
+        # next_run_at: the earliest waiting task of a queue.
+        """CREATE INDEX trioqueue_tasks_schedule
+            ON trioqueue_tasks (queue, run_at)
+            WHERE status IN ('pending', 'failed')""",
+        # rescue: leases that expired.
+        """CREATE INDEX trioqueue_tasks_lease
+            ON trioqueue_tasks (lease_expires_at)
+            WHERE status IN ('queued', 'running')""",
+        # purge: finished tasks by age.
+        """CREATE INDEX trioqueue_tasks_finished
+            ON trioqueue_tasks (finished_at)
+            WHERE status IN ('done', 'killed', 'cancelled')""",
+    ),
+]
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COLUMNS = (
+    "id, queue, payload, status, attempts, max_attempts, run_at, priority, meta, "
+    "last_error, result, created_at, finished_at, lease_token, lease_expires_at"
+)
+INSERT = f"INSERT OR IGNORE INTO trioqueue_tasks ({COLUMNS}) VALUES ({', '.join('?' * 15)})"
+CLAIM = f"""
+UPDATE trioqueue_tasks
+SET status = 'queued', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?
+WHERE rowid IN (
+    SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim
+    WHERE queue = ? AND status IN ('pending', 'failed') AND run_at <= ?
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?
+)
+RETURNING {COLUMNS}
+"""
+# Batches of ids travel as one JSON array parameter: one cached statement for any size.
+IDS = "id IN (SELECT value FROM json_each(?))"
+HELD = "lease_token = ? AND status IN ('queued', 'running')"
+START = (
+    f"UPDATE trioqueue_tasks SET status = 'running' "
+    f"WHERE {IDS} AND lease_token = ? AND status = 'queued'"
+)
+EXTEND = f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {IDS} AND {HELD} RETURNING id"
+SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {IDS} AND {HELD}"
+SETTLE = """
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
+                  THEN 'killed' ELSE :status END,
+    result = CASE WHEN :status = 'done' THEN :result ELSE result END,
+    last_error = CASE WHEN :status = 'done' THEN last_error ELSE :error END,
+    run_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
+                  THEN :now + :delay ELSE run_at END,
+    finished_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
+                       THEN finished_at ELSE :now END,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND status IN ('queued', 'running')
+"""
+RELEASE = f"""
+UPDATE trioqueue_tasks
+SET status = 'pending', attempts = max(0, attempts - 1), lease_token = NULL, lease_expires_at = NULL
+WHERE {IDS} AND {HELD}
+RETURNING queue
+"""
+EXPIRED = """
+SELECT 1 FROM trioqueue_tasks
+WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
+  AND (:queue IS NULL OR queue = :queue)
+LIMIT 1
+"""
+RESCUE = """
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN attempts >= max_attempts THEN 'killed' ELSE 'failed' END,
+    last_error = CASE WHEN attempts >= max_attempts
+        THEN 'lease expired on attempt ' || attempts || ' of ' || max_attempts
+        ELSE 'lease expired on attempt ' || attempts END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
+    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE :now END,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
+  AND (:queue IS NULL OR queue = :queue)
+RETURNING queue, status
+"""
+NEXT_RUN_AT = (
+    "SELECT min(run_at) FROM trioqueue_tasks WHERE queue = ? AND status IN ('pending', 'failed')"
+)
+
+SYNCHRONOUS_MODES = ("off", "normal", "full")
+
+
+def encode_meta(meta: dict[str, Any]) -> str:
+    return msgspec.json.encode(dict(meta)).decode()
+
+
+def row_to_task(r: Sequence[Any]) -> StoredTask:
+    return StoredTask(
+        r[0],
+        r[1],
+        bytes(r[2]),
+        Status(r[3]),
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        msgspec.json.decode(r[8]),
+        r[9],
+        None if r[10] is None else bytes(r[10]),
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+    )
+
+
+def ids_json(ids: Iterable[str]) -> str:
+    return msgspec.json.encode([str(id) for id in ids]).decode()
+
+
+def parse_target(target: str) -> tuple[str, dict[str, str]]:
+    """Split a ``sqlite:///path.db?opt=value`` URL (or a plain path) into path and options.
+
+    ``sqlite:///rel.db`` is relative to the working directory, ``sqlite:////abs.db``
+    absolute, ``sqlite://`` or ``sqlite:///:memory:`` a private in-memory database.
+
+    Raises:
+      ValueError: for a URL with a host, or of another scheme.
+    """
+    if not isinstance(target, str | os.PathLike):
+        raise TypeError(f"a SQLite target must be a URL or a path, got {type(target).__name__}")
+    target = os.fspath(target)
+    if not target.lower().startswith("sqlite:"):
+        return target, {}
+    parts = urlsplit(target)
+    if parts.scheme.lower() != "sqlite":
+        raise ValueError(f"not a SQLite URL: {target!r}")
+    if parts.netloc:
+        raise ValueError(
+            f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, "
+            f"got {target!r}"
+        )
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    return path or ":memory:", dict(parse_qsl(parts.query))
+
+
+def data_version(conn: Conn) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def open_connection(path: str, busy_timeout: float, synchronous: str, migrate: bool) -> Conn:
+    # Runs on a worker thread.
+    if sqlite3.sqlite_version_info < (3, 35, 0):
+        raise BackendError(
+            f"trioqueue needs SQLite 3.35 or newer (RETURNING), this Python has "
+            f"{sqlite3.sqlite_version}"
+        )
+    try:
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                log.warning("%s: journal_mode is %s, not wal", path, mode)
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        migrate_file(conn, path, migrate)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
+        raise
+    return conn
+
+
+def migrate_file(conn: Conn, path: str, migrate: bool) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS trioqueue_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM trioqueue_schema").fetchone()
+        version = row[0] or 0
+        if version > SCHEMA_VERSION:
+            raise BackendError(
+                f"the SQLite database {path!r} has schema version {version}, newer than "
+                f"this trioqueue knows ({SCHEMA_VERSION}): upgrade trioqueue"
+            )
+        if version < SCHEMA_VERSION and not migrate:
+            raise BackendError(
+                f"the SQLite database {path!r} has schema version {version}, older than "
+                f"{SCHEMA_VERSION}: open it with migrate=True"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+            log.info("%s: migrated the schema to version %d", path, step + 1)
+        if version < SCHEMA_VERSION:
+            conn.execute("DELETE FROM trioqueue_schema")
+            conn.execute("INSERT INTO trioqueue_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
