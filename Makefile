@@ -21,7 +21,7 @@ test: install
 
 ## Big Hypothesis budgets and many crash rounds.
 test-long: install
-	TRIOQUEUE_LONG=1 $(BIN)/python -m pytest -q -o timeout=3000
+	TRIOQUEUE_LONG=1 $(BIN)/python -m pytest -q -m "slow or not slow" -o timeout=3000
 
 lint: install
 	$(BIN)/ruff check trioqueue tests benchmarks examples
