@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -440,15 +439,10 @@ def test_metrics_port_serves_prometheus_metrics(cli: Cli) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"trioqueue_cli_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1/{name}"
-    finally:
-        with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    from pg_support import fresh_database
+
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.mark.postgres

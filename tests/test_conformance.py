@@ -43,8 +43,16 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
             "settle with a stale token overwrote the outcome of task cas-1",
         ),
         (toy_driver.open_losing_rescue, "lease.expiry", "task le-1 was lost"),
+        (toy_driver.open_cancels_anything, "cancel", "cancel of a QUEUED task was accepted"),
+        (toy_driver.open_retries_only_killed, "admin.retry", "retry of a FAILED task refused"),
     ],
-    ids=["forgets-release", "unchecked-settle", "loses-on-rescue"],
+    ids=[
+        "forgets-release",
+        "unchecked-settle",
+        "loses-on-rescue",
+        "cancels-anything",
+        "retries-only-killed",
+    ],
 )
 async def test_broken_drivers_fail_naming_the_promise(
     factory: Factory, promise: str, words: str

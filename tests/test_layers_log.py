@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 
 from trioqueue import (
     Abort,
@@ -88,8 +89,11 @@ async def test_cancelled_attempt_is_released(caplog: pytest.LogCaptureFixture) -
         await trio.sleep_forever()
 
     svc = ServiceBuilder().layer(LogLayer()).service(handler)
-    with trio.move_on_after(0.01):
-        await svc(Task(1, queue="q", attempts=1))
+    # cancelled as a shutdown cancels: no deadline has passed
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(svc, Task(1, queue="q", attempts=1))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
     assert caplog.records[-1].outcome == "released"  # type: ignore[attr-defined]
 
 

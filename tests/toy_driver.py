@@ -81,6 +81,29 @@ class LosingRescueDriver(MemoryDriver):
         return len(gone)
 
 
+class CancelsAnythingDriver(MemoryDriver):
+    """Cancel accepts a task in any state (even RUNNING or DONE)."""
+
+    async def cancel(self, id: str) -> bool:
+        t = self._tasks.get(id)
+        if t is None or t.status is Status.CANCELLED:
+            return False
+        t.status = Status.CANCELLED
+        t.finished_at = self.now()
+        self._unlease(t)
+        return True
+
+
+class RetriesOnlyKilledDriver(MemoryDriver):
+    """Retry refuses FAILED tasks (only KILLED ones are retried)."""
+
+    async def retry(self, id: str) -> bool:
+        t = self._tasks.get(id)
+        if t is None or t.status is not Status.KILLED:
+            return False
+        return await super().retry(id)
+
+
 def memory_factory(
     driver_cls: type[MemoryDriver],
 ) -> Callable[..., Any]:
@@ -403,3 +426,5 @@ async def open_file_backend(
 open_forgetful_release = memory_factory(ForgetfulReleaseDriver)
 open_unchecked_settle = memory_factory(UncheckedSettleDriver)
 open_losing_rescue = memory_factory(LosingRescueDriver)
+open_cancels_anything = memory_factory(CancelsAnythingDriver)
+open_retries_only_killed = memory_factory(RetriesOnlyKilledDriver)

@@ -19,10 +19,10 @@ import trio
 from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
 from ._driver import Driver, StoredTask
-from ._errors import BackendClosed, BackendError, PushError, TrioqueueError
+from ._errors import BackendClosed, BackendError, PushError
 from ._retrying import CLEANUP_TIMEOUT, retrying
 from ._sink import TaskSink, check_queue_name
-from ._task import Meta, Status, Task, TaskId, from_timestamp
+from ._task import MAX_TIMESTAMP, Meta, Status, Task, TaskId, from_timestamp
 
 __all__ = ["Backend", "BackendStatistics"]
 
@@ -263,12 +263,12 @@ class Backend(TaskSink[Any]):
             plain = self.codec.decoder(Any)
             try:
                 args = plain(rec.payload)
-            except TrioqueueError:
+            except Exception:  # shown raw: one bad row must not break a listing
                 args = rec.payload
             if rec.result is not None:
                 try:
                     result = plain(rec.result)
-                except TrioqueueError:
+                except Exception:
                     result = rec.result
         return Task(
             args=args,
@@ -276,7 +276,7 @@ class Backend(TaskSink[Any]):
             queue=rec.queue,
             attempts=rec.attempts,
             max_attempts=rec.max_attempts,
-            run_at=from_timestamp(rec.run_at),
+            run_at=from_timestamp(min(max(rec.run_at, 0.0), MAX_TIMESTAMP)),
             priority=rec.priority,
             meta=Meta(rec.meta),
             status=rec.status,

@@ -93,7 +93,7 @@ class JsonCodec:
         """Return ``value`` as JSON bytes; see ``Codec.encode``."""
         try:
             data = self._encoder.encode(value)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
             raise CodecError(f"cannot encode {type(value).__name__} as JSON: {exc}") from exc
         return _check_size(self, data)
 
@@ -108,6 +108,8 @@ class JsonCodec:
                 raise _validation_error(self, type_, exc) from exc
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise CodecError(f"payload is not valid JSON: {exc}") from exc
+            except RecursionError as exc:
+                raise CodecError("payload is nested too deeply to decode") from exc
 
         return decode
 
@@ -115,11 +117,21 @@ class JsonCodec:
         return f"JsonCodec(max_size={self.max_size})"
 
 
+def _refuse_tag(decoder: Any) -> Any:
+    raise cbor2.CBORDecodeError("shared references, regular expressions and MIME tags are refused")
+
+
+# Shared references (28, 29) can build cycles that escape the depth limit;
+# regular expressions (35) and MIME messages (36) run parsers on untrusted input.
+_REFUSED_TAGS = {28: _refuse_tag, 29: _refuse_tag, 35: _refuse_tag, 36: _refuse_tag}
+
+
 class CborCodec:
     """CBOR (RFC 8949) through cbor2, decoded with safety limits.
 
     Decoding refuses payloads over ``max_size`` bytes, nesting deeper than
-    ``max_depth``, indefinite-length items, and duplicate map keys. Values are
+    ``max_depth``, indefinite-length items, duplicate map keys, shared
+    references (tags 28 and 29), regular expressions (35) and MIME messages (36). Values are
     turned into plain data (dataclasses become maps) before encoding.
 
     Example::
@@ -141,7 +153,7 @@ class CborCodec:
         """Return ``value`` as CBOR bytes; see ``Codec.encode``."""
         try:
             data: bytes = cbor2.dumps(msgspec.to_builtins(value, enc_hook=_enc_hook))
-        except (TypeError, ValueError, OverflowError, cbor2.CBOREncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, cbor2.CBOREncodeError) as exc:
             raise CodecError(f"cannot encode {type(value).__name__} as CBOR: {exc}") from exc
         return _check_size(self, data)
 
@@ -157,6 +169,7 @@ class CborCodec:
                     allow_indefinite=False,
                     allow_duplicate_keys=False,
                     strict_hashable_types=True,
+                    semantic_decoders=_REFUSED_TAGS,
                 )
             except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
                 raise CodecError(f"payload is not valid CBOR within the limits: {exc}") from exc

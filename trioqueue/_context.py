@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -109,3 +111,9 @@ class WorkerContext:
 
 
 EventCallback = Callable[[WorkerEvent], None]
+
+#: The deadline (Trio clock) of the attempt running in this task, if the worker
+#: has one; layers read it to tell a timed-out attempt from a shutdown.
+ATTEMPT_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "trioqueue_attempt_deadline", default=math.inf
+)

@@ -12,7 +12,7 @@ import msgspec
 from ._codec import Codec
 from ._driver import StoredTask
 from ._errors import CodecError
-from ._task import Status, Task, TaskId, to_timestamp
+from ._task import MAX_TIMESTAMP, Status, Task, TaskId, to_timestamp
 
 __all__ = ["TaskSink", "check_queue_name"]
 
@@ -36,12 +36,17 @@ def check_queue_name(queue: object) -> str:
     return queue
 
 
-def _check_int(name: str, value: object, minimum: int | None = None) -> int:
+def _check_int(name: str, value: object, minimum: int, maximum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+# What every backend stores: max_attempts in a 32-bit column, priority in 64 bits.
+_MAX_ATTEMPTS = 2**31 - 1
+_PRIORITY = 2**63 - 1
 
 
 def _check_meta(meta: object) -> dict[str, Any]:
@@ -110,6 +115,8 @@ class TaskSink(Generic[Args]):
             if not math.isfinite(delay) or delay < 0:
                 raise ValueError(f"delay must be a finite number >= 0, got {delay}")
             ts = now + delay
+            if ts > MAX_TIMESTAMP:
+                raise ValueError(f"delay of {delay:g}s runs past the year 9999")
         elif run_at is not None:
             if not isinstance(run_at, datetime):
                 raise TypeError(f"run_at must be a datetime, got {type(run_at).__name__}")
@@ -122,9 +129,9 @@ class TaskSink(Generic[Args]):
             payload=self.codec.encode(args),
             status=Status.PENDING,
             attempts=0,
-            max_attempts=_check_int("max_attempts", max_attempts, 1),
+            max_attempts=_check_int("max_attempts", max_attempts, 1, _MAX_ATTEMPTS),
             run_at=ts,
-            priority=_check_int("priority", priority),
+            priority=_check_int("priority", priority, -_PRIORITY - 1, _PRIORITY),
             meta=_check_meta(meta),
             created_at=now,
         )

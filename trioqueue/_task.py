@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Attempt", "Meta", "Status", "Task", "TaskId", "from_timestamp", "to_timestamp"]
+__all__ = [
+    "MAX_TIMESTAMP",
+    "Attempt",
+    "Meta",
+    "Status",
+    "Task",
+    "TaskId",
+    "from_timestamp",
+    "to_timestamp",
+]
 
 Args = TypeVar("Args")
 
@@ -19,6 +28,16 @@ _prefix = ""
 _RAND_MASK = (1 << 80) - 1
 _last_ms = 0
 _last_rand = 0
+
+
+def _forget_last_id() -> None:
+    # A forked child must not continue the parent's sequence within the same
+    # millisecond: it would make the ids its siblings make.
+    global _last_ms, _last_rand
+    _last_ms = _last_rand = 0
+
+
+os.register_at_fork(after_in_child=_forget_last_id)
 
 
 class TaskId(str):
@@ -115,6 +134,10 @@ class Meta(dict[str, Any]):
     """
 
     __slots__ = ()
+
+
+#: POSIX seconds of 9999-12-31T23:59:59Z, the last time a ``datetime`` holds.
+MAX_TIMESTAMP = 253402300799.0
 
 
 def to_timestamp(when: datetime) -> float:

@@ -12,9 +12,16 @@ import trio
 from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._consumer import Consumer
-from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
+from ._context import (
+    ATTEMPT_DEADLINE,
+    EventCallback,
+    EventKind,
+    WorkerContext,
+    WorkerEvent,
+    WorkerStatistics,
+)
 from ._driver import Outcome, StoredTask
-from ._errors import Abort, CodecError, RetryAfter, TaskTimeout
+from ._errors import Abort, RetryAfter, TaskTimeout
 from ._handler import resolve
 from ._service import Layer, Service, ServiceBuilder
 from ._task import Meta, Status, Task, from_timestamp
@@ -369,6 +376,7 @@ class Worker:
         timeout = self.timeout
         if timeout is not None:
             scope.deadline = trio.current_time() + timeout
+            ATTEMPT_DEADLINE.set(scope.deadline)
         try:
             prepared = self._prepare(rec)
             if isinstance(prepared, Outcome):
@@ -403,7 +411,7 @@ class Worker:
         """Return the task with its args decoded, or a KILLED outcome if they do not decode."""
         try:
             args = self._decode(rec.payload)
-        except CodecError as exc:
+        except Exception as exc:  # CodecError, or worse: a payload must never crash a worker
             self._killed += 1
             reason = f"undecodable payload: {exc}"
             log.error("%s: task %s killed: %s", self.name, rec.id, reason)
@@ -427,7 +435,7 @@ class Worker:
     def _success(self, rec: StoredTask, result: Any) -> Outcome:
         try:
             payload = None if result is None else self._encode(result)
-        except CodecError as exc:  # the task did its work: DONE, without a result
+        except Exception as exc:  # the task did its work: DONE, without a result
             payload = None
             log.warning("%s: task %s: result not stored: %s", self.name, rec.id, exc)
         self._done += 1

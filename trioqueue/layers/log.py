@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from .._context import ATTEMPT_DEADLINE
 from .._errors import Abort, RetryAfter
 from .._service import Service
 from .._task import Task
@@ -28,13 +29,17 @@ def outcome_of(task: Task[Any], exc: BaseException | None) -> str:
     Returns:
       ``"done"``; ``"killed"`` (``Abort``, or a failure of the last attempt);
       ``"retry"`` (``RetryAfter``); ``"failed"`` (any other exception, retried
-      after the worker's backoff); ``"released"`` (cancelled: given back to
-      storage unsettled).
+      after the worker's backoff, or cancelled by the worker's deadline);
+      ``"released"`` (cancelled by a shutdown: given back to storage unsettled).
     """
     if exc is None:
         return "done"
     if not isinstance(exc, Exception):
-        return "released"
+        # Cancelled: by a deadline that has passed (the worker's timeout: a
+        # failed attempt), or by a shutdown (the task goes back unsettled).
+        if not isinstance(exc, trio.Cancelled) or ATTEMPT_DEADLINE.get() > trio.current_time():
+            return "released"
+        return "killed" if task.attempts >= task.max_attempts else "failed"
     if isinstance(exc, Abort) or task.attempts >= task.max_attempts:
         return "killed"
     return "retry" if isinstance(exc, RetryAfter) else "failed"

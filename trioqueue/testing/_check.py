@@ -303,6 +303,8 @@ async def _max_attempts(c: _Ctx) -> None:
     c.expect(await c.driver.rescue(None) == 1, "rescue(None) missed an expired lease")
     rec = await c.status("ma-2", Status.KILLED, "after its only attempt's lease expired")
     c.leased(rec, None, "after rescue killed it")
+    c.expect(rec.finished_at is not None, "a task KILLED by rescue has no finished_at")
+    c.expect(bool(rec.last_error), "a task KILLED by rescue has no last_error")
     c.expect(await c.claim("tok") == [], "a KILLED task was claimable")
 
 
@@ -362,6 +364,16 @@ async def _cancel(c: _Ctx) -> None:
     c.expect(rec.finished_at is not None, "a cancelled task has no finished_at")
     c.expect(not await c.driver.cancel("ca-1"), "cancel of a CANCELLED task was accepted")
     c.expect(not await c.driver.cancel("nope"), "cancel of a missing task returned True")
+    await c.insert(c.task("ca-4", priority=9), c.task("ca-5", priority=8, max_attempts=1))
+    c.expect(await c.claim("tok", 2) == ["ca-4", "ca-5"], "ca-4, ca-5 not claimable")
+    await c.driver.start(["ca-4"], "tok")
+    c.expect(not await c.driver.cancel("ca-4"), "cancel of a RUNNING task was accepted")
+    await c.driver.settle([Outcome("ca-4", Status.DONE)], "tok")
+    c.expect(not await c.driver.cancel("ca-4"), "cancel of a DONE task was accepted")
+    await c.driver.settle([Outcome("ca-5", Status.FAILED, error="x")], "tok")
+    await c.status("ca-5", Status.KILLED, "after its only attempt failed")
+    c.expect(not await c.driver.cancel("ca-5"), "cancel of a KILLED task was accepted")
+    await c.status("ca-4", Status.DONE, "after a refused cancel")
     c.clock.advance(100)
     c.expect(await c.claim("tok", 10) == ["ca-2"], "a cancelled task was claimable")
 
@@ -412,6 +424,12 @@ async def _admin_retry(c: _Ctx) -> None:
     c.expect([r.id for r in got] == ["ar-1"], "a retried task was not claimable first")
     await c.driver.settle([Outcome("ar-1", Status.DONE)], "tok")
     c.expect(not await c.driver.retry("ar-1"), "retry of a DONE task returned True")
+    # a FAILED task waiting for its next attempt is retried now
+    c.expect([r.id for r in await c.driver.claim(c.queue, 1, "tok", 30.0)] == ["ar-2"], "ar-2")
+    await c.driver.settle([Outcome("ar-2", Status.FAILED, error="y", delay=600)], "tok")
+    c.expect(await c.driver.retry("ar-2"), "retry of a FAILED task refused")
+    rec = await c.status("ar-2", Status.PENDING, "after retry of a FAILED task")
+    c.near(rec.run_at, c.clock.now, "run_at after retry of a FAILED task")
 
 
 async def _purge(c: _Ctx) -> None:

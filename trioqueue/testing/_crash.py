@@ -206,15 +206,19 @@ async def run_crash_test(
             await _poll(_is_up, p, ready, limit=30.0)
             if p.returncode is None:
                 p.send_signal(signal.SIGTERM)
+        hung: set[int] = set()
         for p in procs:
             with trio.move_on_after(30):
                 await p.wait()
             if p.returncode is None:
+                # A worker that ignores SIGTERM breaks the graceful-shutdown
+                # promise; its kill does not excuse the reruns of its tasks.
+                problems.append(f"worker {p.pid} did not stop within 30s of SIGTERM")
                 p.send_signal(signal.SIGKILL)
-                killed.add(p.pid)
+                hung.add(p.pid)
                 await p.wait()
         for p in procs:
-            if p.pid not in killed and p.returncode != 0:
+            if p.pid not in killed | hung and p.returncode != 0:
                 problems.append(f"worker {p.pid} exited with code {p.returncode} on SIGTERM")
 
         drains = 0

@@ -1,0 +1,111 @@
+"""Hostile values never crash a worker, never poison a queue and never break a listing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+from conftest import Tally
+
+import trioqueue as tq
+from trioqueue import EventKind, Status, WorkerBuilder
+from trioqueue.layers import LogLayer
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_a_deeply_nested_payload_is_killed_and_the_worker_goes_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[int] = []
+
+    async def handler(args: Any) -> None:
+        seen.append(args)
+
+    async with tq.MemoryBackend.open() as b:
+        deep = tq.StoredTask(id="deep", queue="default", payload=b"[" * 5000 + b"]" * 5000)
+        await b.driver.insert([deep])
+        await b.push(7)
+        await WorkerBuilder("w").backend(b).build(handler).run(burst=True)
+        killed = await b.get_task("deep")
+        assert killed is not None and killed.status is Status.KILLED
+        assert "nested too deeply" in (killed.last_error or "")
+        assert seen == [7]
+        assert len(await b.list_tasks()) == 2  # the listing still works
+
+
+async def test_a_result_that_cannot_be_encoded_still_settles_done(
+    autojump_clock: trio.abc.Clock, tally: Tally
+) -> None:
+    async def handler(n: int) -> Any:
+        return nested(5000)
+
+    async with tq.MemoryBackend.open() as b:
+        tid = await b.push(1)
+        await WorkerBuilder("w").backend(b).on_event(tally).build(handler).run(burst=True)
+        task = await b.get_task(tid)
+    assert task is not None and (task.status, task.result, task.attempts) == (Status.DONE, None, 1)
+    assert tally.counts[EventKind.TASK_DONE] == 1
+
+
+async def test_pushing_a_deeply_nested_value_is_a_codec_error(
+    memory_backend: tq.MemoryBackend,
+) -> None:
+    with pytest.raises(tq.CodecError):
+        await memory_backend.push(nested(5000))
+    assert await memory_backend.counts() == {}
+
+
+async def test_cbor_shared_references_are_refused(autojump_clock: trio.abc.Clock) -> None:
+    async def handler(args: Any) -> None:
+        return None
+
+    async with tq.MemoryBackend.open(codec=tq.CborCodec()) as b:
+        cyclic = bytes.fromhex("d81c81d81d00")  # [<shared 0>]: a list holding itself
+        await b.driver.insert([tq.StoredTask(id="cycle", queue="default", payload=cyclic)])
+        await WorkerBuilder("w").backend(b).build(handler).run(burst=True)
+        task = await b.get_task("cycle")
+    assert task is not None and task.status is Status.KILLED
+    assert "undecodable payload" in (task.last_error or "")
+    assert "semantic tag 29" in (task.last_error or "")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"priority": 2**63}, "priority must be between"),
+        ({"priority": -(2**63) - 1}, "priority must be between"),
+        ({"max_attempts": 2**31}, "max_attempts must be between"),
+        ({"delay": 1e19}, "past the year 9999"),
+    ],
+)
+async def test_out_of_range_options_are_refused_before_storage(
+    memory_backend: tq.MemoryBackend, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await memory_backend.push("x", **options)
+    await memory_backend.push("fine", priority=2**63 - 1, max_attempts=2**31 - 1)
+    assert await memory_backend.counts() == {"default": {Status.PENDING: 1}}
+
+
+async def test_layers_see_a_deadline_as_a_failure_not_a_release(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def slow(n: int) -> None:
+        await trio.sleep(10)
+
+    caplog.set_level(logging.INFO, logger="trioqueue.task")
+    async with tq.MemoryBackend.open() as b:
+        await b.push(1, max_attempts=2)
+        w = WorkerBuilder("w").backend(b).layer(LogLayer()).timeout(1).backoff(tq.Fixed(0))
+        await w.build(slow).run(burst=True)
+        assert await b.counts() == {"default": {Status.KILLED: 1}}
+    outcomes = [r.outcome for r in caplog.records if hasattr(r, "outcome")]
+    assert outcomes == ["failed", "killed"]
