@@ -81,3 +81,41 @@ async def test_push_stream_of_a_million_holds_a_bounded_number() -> None:
     # in flight at most: the push channel's batches, one being built, one inserting
     chunk = 256
     assert peak_gap <= (8 + 2) * chunk
+
+
+class PoisonDriver(GatedDriver):
+    """Refuses any batch holding the task id ``poison`` (after the gate opens)."""
+
+    async def insert(self, tasks: Sequence[tq.StoredTask]) -> int:
+        await self.gate.wait()
+        if any(t.id == "poison" for t in tasks):
+            raise OSError("storage refused the poison task")
+        return await MemoryDriver.insert(self, tasks)
+
+
+async def test_a_refused_batch_does_not_fail_the_batches_merged_with_it() -> None:
+    driver = PoisonDriver()
+    backend = tq.Backend(driver, insert_attempts=1)
+    results: dict[str, str] = {}
+
+    async def producer(id: str) -> None:
+        try:
+            await backend.push(id, id=id)
+            results[id] = "stored"
+        except tq.PushError as exc:
+            results[id] = f"refused: {exc.__cause__}"
+
+    async with backend.running(), trio.open_nursery() as n:
+        n.start_soon(producer, "first")
+        await trio.testing.wait_all_tasks_blocked()  # the inserter waits on storage
+        for id in ("a", "poison", "b"):
+            n.start_soon(producer, id)
+        await trio.testing.wait_all_tasks_blocked()  # those three wait in one channel
+        driver.gate.set()
+    assert results == {
+        "first": "stored",
+        "a": "stored",
+        "b": "stored",
+        "poison": "refused: storage refused the poison task",
+    }
+    assert await backend.counts() == {"default": {Status.PENDING: 3}}

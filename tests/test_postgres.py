@@ -361,6 +361,15 @@ async def test_migrations_idempotent_and_schema_checked(pg_url: str, schema: str
             await migrate(pg_url, schema=bad)
 
 
+async def test_a_newer_schema_is_refused(pg_url: str, schema: str) -> None:
+    version = await migrate(pg_url, schema=schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (%s)', (version + 1,))
+    with pytest.raises(BackendError, match="newer than this trioqueue knows"):
+        async with opened(pg_url, schema):
+            pass
+
+
 async def test_hostile_strings_round_trip(pg_url: str, schema: str) -> None:
     queue = "q'; DROP TABLE tasks; -- \"ü\u2603 %s %(x)s {s}"
     async with opened(pg_url, schema, queue=queue) as b:

@@ -21,6 +21,9 @@ class Job:
     count: int = 0
 
 
+NO_ID = TaskId("none")
+
+
 def builder(backend: tq.Backend, name: str = "w") -> WorkerBuilder:
     return WorkerBuilder(name).backend(backend)
 
@@ -393,3 +396,56 @@ async def test_a_worker_can_run_again_after_it_stopped(
         await b.push(2)
         await w.run(burst=True)
     assert seen == [1, 2]
+
+
+async def test_a_stop_between_runs_applies_to_the_next_run(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[int] = []
+
+    async def handler(n: int) -> None:
+        seen.append(n)
+
+    async with tq.MemoryBackend.open() as b:
+        w = builder(b).build(handler)
+        await b.push(1)
+        await w.run(burst=True)
+        await b.push(2)
+        w.stop()
+        with trio.fail_after(5):
+            await w.run()  # stops at once: the stop was asked before it started
+        assert seen == [1]
+        assert await b.counts() == {"default": {Status.DONE: 1, Status.PENDING: 1}}
+
+
+async def test_a_skipped_parameter_does_not_shift_the_injected_ones(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    got: list[tuple[int, int, str]] = []
+
+    async def handler(n: int, x: int = 7, tid: TaskId = NO_ID) -> None:
+        got.append((n, x, tid))
+
+    async with tq.MemoryBackend.open() as b:
+        tid = await b.push(1)
+        await builder(b).build(handler).run(burst=True)
+    assert got == [(1, 7, tid)]
+
+
+async def test_unstorable_error_texts_are_made_storable(
+    autojump_clock: trio.abc.Clock, open_backend: Factory
+) -> None:
+    async def handler(n: int) -> None:
+        raise ValueError("bad \x00 byte and a lone \udcff surrogate")
+
+    async with open_backend() as b:
+        tid = await b.push(1, max_attempts=1)
+        ok = await b.push(2, max_attempts=1)
+        w = builder(b).concurrency(2).build(handler)
+        with trio.fail_after(60):
+            await w.run(burst=True)
+        task = await b.get_task(tid)
+        other = await b.get_task(ok)
+    assert task is not None and task.status is Status.KILLED
+    assert task.last_error == "ValueError: bad \\x00 byte and a lone \\udcff surrogate"
+    assert other is not None and other.status is Status.KILLED

@@ -138,19 +138,18 @@ class Backend(TaskSink[Any]):
                         if len(batches) == 1
                         else [r for b in batches for r in b.records]
                     )
-                    error: BaseException | None = None
-                    try:
-                        await retrying(
-                            "insert tasks",
-                            self.driver.insert,
-                            records,
-                            attempts=self._insert_attempts,
-                        )
-                        self._pushed += n
-                    except Exception as exc:  # a push fails; the backend goes on
-                        error = (exc.__cause__ or exc) if isinstance(exc, BackendError) else exc
+                    error = await self._insert(records, self._insert_attempts)
+                    if error is not None and len(batches) > 1:
+                        # One producer's bad batch must not fail the others
+                        # merged with it: try each alone, once.
+                        for b in batches:
+                            b.error = await self._insert(b.records, 1)
+                    else:
+                        for b in batches:
+                            b.error = error
                     for b in batches:
-                        b.error = error
+                        if b.error is None:
+                            self._pushed += len(b.records)
                         b.done.set()
                     batches = []
         finally:
@@ -168,6 +167,14 @@ class Backend(TaskSink[Any]):
                     break
                 b.error = closed
                 b.done.set()
+
+    async def _insert(self, records: list[StoredTask], attempts: int) -> BaseException | None:
+        """Insert with retries; return the error (the driver's own if any), or None."""
+        try:
+            await retrying("insert tasks", self.driver.insert, records, attempts=attempts)
+        except Exception as exc:  # a push fails; the backend goes on
+            return (exc.__cause__ or exc) if isinstance(exc, BackendError) else exc
+        return None
 
     # -- TaskSink --
 

@@ -180,9 +180,14 @@ class Consumer:
                 return
             if recs:
                 self.claimed_total += len(recs)
-                held_add, send_nowait = self.held.add, send.send_nowait
+                held, send_nowait = self.held, send.send_nowait
                 for r in recs:
-                    held_add(r.id)
+                    if r.id in held:
+                        # Our own lease on it expired and we claimed it again
+                        # while the first attempt still runs (a stalled loop):
+                        # that attempt settles it; running it twice would not.
+                        continue
+                    held.add(r.id)
                     send_nowait(r)
                 if self.lost:  # reclaimed after a lease was lost: it may run again
                     self.lost.difference_update(r.id for r in recs)
@@ -271,7 +276,8 @@ class Consumer:
                 "extend leases", self.driver.extend, ids, self.token, self.lease_seconds
             )
             if len(kept) != len(ids):
-                lost = set(ids) - set(kept) - self._settling
+                # Ids settled while the extend ran are gone from held: not lost.
+                lost = (set(ids) - set(kept) - self._settling) & self.held
                 if lost:
                     log.warning("lease lost for %d task(s): %s", len(lost), sorted(lost))
                     self.lost.update(lost)

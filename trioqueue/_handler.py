@@ -139,15 +139,17 @@ def _function_service(
     args_type = _args_type_of_task(first_hint) if wants_task else first_hint
     positional: list[Callable[[Task[Any]], Any]] = []
     keyword: dict[str, Callable[[Task[Any]], Any]] = {}
+    skipped = False
     for p in params[1:]:
         hint = hints.get(p.name, inspect.Parameter.empty)
         try:
             g = _getter(p, hint, fn, data, ctx)
         except HandlerError:
             if p.default is not inspect.Parameter.empty:
+                skipped = True  # left to its default: later ones go by name
                 continue
             raise
-        if p.kind is p.KEYWORD_ONLY:
+        if p.kind is p.KEYWORD_ONLY or skipped:
             keyword[p.name] = g
         else:
             positional.append(g)

@@ -31,9 +31,19 @@ def check_queue_name(queue: object) -> str:
     """
     if not isinstance(queue, str):
         raise TypeError(f"queue must be a str, got {type(queue).__name__}")
-    if not queue or len(queue) > 255 or "\x00" in queue:
-        raise ValueError(f"queue must be 1 to 255 characters without NUL, got {queue[:40]!r}")
+    if not queue or len(queue) > 255 or "\x00" in queue or not _utf8(queue):
+        raise ValueError(
+            f"queue must be 1 to 255 characters of UTF-8 text without NUL, got {queue[:40]!r}"
+        )
     return queue
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int) -> int:

@@ -57,6 +57,10 @@ class TaskId(str):
             raise TypeError(f"a task id must be a str, got {type(value).__name__}")
         if not value or len(value) > 255 or "\x00" in value:
             raise ValueError("a task id must be 1 to 255 characters, without NUL")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a task id must be UTF-8 text (it holds a lone surrogate)") from None
         return super().__new__(cls, value)
 
     @classmethod

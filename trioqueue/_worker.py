@@ -39,6 +39,17 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _storable(text: str) -> str:
+    """Return ``text`` as every backend can store it: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class WorkerBuilder:
     """Builds a ``Worker``, as in Apalis.
 
@@ -205,6 +216,7 @@ class Worker:
         self._encode = self.backend.codec.encode
         self._reset()
         self._done = self._failed = self._killed = self._released = 0
+        self._serving = False
 
     def _reset(self) -> None:
         self._stopping = False
@@ -234,6 +246,8 @@ class Worker:
         ones finish within the shutdown timeout. Forced: cancel the running
         tasks and release them (their attempt does not count).
         """
+        if self._ran and not self._serving:
+            self._reset()  # between runs: this stop is for the next run
         if self._stopping:
             force = True
         else:
@@ -290,39 +304,43 @@ class Worker:
         Args:
           burst: Stop by itself once no task is ready and none is running.
         """
-        if self._consumer is not None:
+        if self._serving:
             raise RuntimeError(f"worker {self.name!r} is already running")
         if self._ran:
             self._reset()  # a worker may run again after it stopped
         self._ran = True
+        self._serving = True
         self._burst = burst
-        async with self.backend.open_consumer(
-            concurrency=self.concurrency,
-            prefetch=self.prefetch,
-            lease_seconds=self.lease_seconds,
-            poll_interval=self.poll_interval,
-        ) as consumer:
-            self._consumer = consumer
-            consumer.on_empty = self._on_empty
-            self._live_slots = self.concurrency
-            try:
-                async with trio.open_nursery() as nursery:
-                    for i in range(self.concurrency):
-                        nursery.start_soon(self._slot, consumer, i)
-                    self._emit(EventKind.START)
-                    task_status.started()
-                    if self._stopping:
-                        self.stop()
-                    await self._stop_event.wait()
-                    with trio.move_on_after(self.shutdown_timeout) as grace:
-                        self._grace = grace
-                        await self._slots_done.wait()
-                    if not self._slots_done.is_set():
-                        log.warning("%s: shutdown timeout, cancelling running tasks", self.name)
-                        self.stop(force=True)
-            finally:
-                self._consumer = None
-                self._emit(EventKind.STOP)
+        try:
+            async with self.backend.open_consumer(
+                concurrency=self.concurrency,
+                prefetch=self.prefetch,
+                lease_seconds=self.lease_seconds,
+                poll_interval=self.poll_interval,
+            ) as consumer:
+                self._consumer = consumer
+                consumer.on_empty = self._on_empty
+                self._live_slots = self.concurrency
+                try:
+                    async with trio.open_nursery() as nursery:
+                        for i in range(self.concurrency):
+                            nursery.start_soon(self._slot, consumer, i)
+                        self._emit(EventKind.START)
+                        task_status.started()
+                        if self._stopping:
+                            self.stop()
+                        await self._stop_event.wait()
+                        with trio.move_on_after(self.shutdown_timeout) as grace:
+                            self._grace = grace
+                            await self._slots_done.wait()
+                        if not self._slots_done.is_set():
+                            log.warning("%s: shutdown timeout, cancelling running tasks", self.name)
+                            self.stop(force=True)
+                finally:
+                    self._consumer = None
+                    self._emit(EventKind.STOP)
+        finally:
+            self._serving = False
 
     def _on_empty(self) -> None:
         if self._running or self._idle:
@@ -417,7 +435,7 @@ class Worker:
             log.error("%s: task %s killed: %s", self.name, rec.id, reason)
             if self._callbacks:
                 self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
-            return Outcome(rec.id, Status.KILLED, error=reason)
+            return Outcome(rec.id, Status.KILLED, error=_storable(reason))
         return Task(
             args,
             rec.id,  # type: ignore[arg-type]
@@ -449,7 +467,7 @@ class Worker:
             log.warning("%s: task %s aborted: %s", self.name, rec.id, exc.reason)
             if self._callbacks:
                 self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
-            return Outcome(rec.id, Status.KILLED, error=f"aborted: {exc.reason}")
+            return Outcome(rec.id, Status.KILLED, error=_storable(f"aborted: {exc.reason}"))
         if isinstance(exc, RetryAfter):
             return self._failed_outcome(rec, exc, exc.seconds, exc.reason)
         delay = self.backoff_policy.delay(rec.attempts)
@@ -483,7 +501,7 @@ class Worker:
             self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=exc)
         if not math.isfinite(delay) or delay < 0:
             delay = 0.0
-        return Outcome(rec.id, Status.FAILED, error=reason, delay=delay)
+        return Outcome(rec.id, Status.FAILED, error=_storable(reason), delay=delay)
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self._consumer else "idle")

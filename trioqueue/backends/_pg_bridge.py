@@ -82,6 +82,10 @@ class _Pool:
         if not conn.closed:
             conn.pgconn.finish()  # sync: sends Terminate and closes the socket
 
+    def forget(self, conn: Any) -> None:
+        """Stop tracking ``conn`` without closing it (its thread will)."""
+        self._all.discard(conn)
+
     def add(self, conn: Any) -> None:
         self._all.add(conn)
 
@@ -142,7 +146,11 @@ class AsyncioBridge:
         conn = await psycopg.AsyncConnection.connect(
             self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
         )
-        await conn.execute(self._setup)
+        try:
+            await conn.execute(self._setup)
+        except BaseException:
+            conn.pgconn.finish()
+            raise
         return conn
 
     async def _run(
@@ -176,7 +184,11 @@ class AsyncioBridge:
             return rows
 
     async def _listen_aio(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+        self,
+        channel: str,
+        on_notify: Callable[[str], None],
+        on_ready: Callable[[], None],
+        on_listening: Callable[[], None],
     ) -> None:
         conn = await psycopg.AsyncConnection.connect(
             self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
@@ -184,6 +196,7 @@ class AsyncioBridge:
         try:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             on_ready()
+            on_listening()
             async for n in conn.notifies():
                 on_notify(n.payload)
         finally:
@@ -194,10 +207,15 @@ class AsyncioBridge:
     ) -> None:
         """LISTEN forever, reconnecting with backoff."""
         n = 0
+
+        def listening() -> None:
+            nonlocal n
+            n = 0  # connected again: the next loss starts the backoff afresh
+
         while True:
             try:
                 await self._aio_as_trio(self._listen_aio, loop=self._loop)(
-                    channel, on_notify, on_ready
+                    channel, on_notify, on_ready, listening
                 )
             except (psycopg.Error, OSError) as exc:
                 n += 1
@@ -213,9 +231,10 @@ class AsyncioBridge:
 class ThreadBridge:
     """psycopg's sync API in worker threads, one thread hop per call.
 
-    Statements run in ``trio.to_thread.run_sync`` (not abandoned on
-    cancellation: a statement started is finished, bounded by
-    ``statement_timeout``). The LISTEN connection waits on its socket in Trio.
+    Statements run in ``trio.to_thread.run_sync``. A cancelled call abandons
+    its thread (a server that stopped answering cannot hang shutdown); the
+    thread closes that connection when the statement ends, and it never goes
+    back to the pool. The LISTEN connection waits on its socket in Trio.
     """
 
     def __init__(
@@ -236,7 +255,11 @@ class ThreadBridge:
         conn = psycopg.Connection.connect(
             self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
         )
-        conn.execute(self._setup)
+        try:
+            conn.execute(self._setup)
+        except BaseException:
+            conn.pgconn.finish()
+            raise
         return conn
 
     def _run(
@@ -257,10 +280,24 @@ class ThreadBridge:
         """Run one statement on a pooled connection in a thread and return its rows."""
         async with self._pool._slots:
             taken = self._pool.take()
+            abandoned = False
+
+            def run() -> tuple[psycopg.Connection[Row], list[Row]]:
+                conn, rows = self._run(taken, query, params)
+                if abandoned:  # nobody will take this connection back
+                    self._pool.drop(conn)
+                return conn, rows
+
             try:
                 conn, rows = await trio.to_thread.run_sync(
-                    self._run, taken, query, params, limiter=self._limiter
+                    run, limiter=self._limiter, abandon_on_cancel=True
                 )
+            except trio.Cancelled:
+                # The thread may still be using it: it closes it itself, later.
+                abandoned = True
+                if taken is not None:
+                    self._pool.forget(taken)
+                raise
             except BaseException:
                 if taken is not None:
                     self._pool.drop(taken)

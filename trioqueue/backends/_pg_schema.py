@@ -89,6 +89,11 @@ def migrate_connection(conn: psycopg.Connection[tuple[object, ...]], schema: str
             sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
         ).fetchone()
         version = 0 if row is None or row[0] is None else int(str(row[0]))
+        if version > len(MIGRATIONS):
+            raise psycopg.errors.FeatureNotSupported(
+                f"schema {schema} is at version {version}, newer than this trioqueue "
+                f"knows ({len(MIGRATIONS)}): upgrade trioqueue"
+            )
         for n, body in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("applying migration %d to schema %s", n, schema)
             conn.execute(sql.SQL(body).format(s=s))
