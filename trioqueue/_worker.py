@@ -143,8 +143,10 @@ class WorkerBuilder:
         """Give every attempt a deadline; an attempt past it fails with ``TaskTimeout``.
 
         The deadline is set on the cancel scope each task already runs under,
-        so it costs nothing per task; the failed attempt follows the backoff
-        like any other failure. ``TimeoutLayer`` does the same inside a stack.
+        rounded up to 1/64 of ``seconds`` (so it may fire up to that much
+        later), which makes it nearly free per task; the failed attempt follows
+        the backoff like any other failure. ``TimeoutLayer`` does the same,
+        exactly, inside a stack.
         """
         if seconds is not None and not seconds > 0:
             raise ValueError("timeout seconds must be > 0 (or None for no deadline)")
@@ -393,8 +395,14 @@ class Worker:
         outcome: Outcome | None = None
         timeout = self.timeout
         if timeout is not None:
-            scope.deadline = trio.current_time() + timeout
-            ATTEMPT_DEADLINE.set(scope.deadline)
+            # Rounded up to 1/64 of the timeout: tasks that start close together
+            # share one deadline, so the scope is re-registered with Trio's
+            # deadline heap a few times per timeout, not once per task.
+            grain = timeout / 64
+            deadline = math.ceil((trio.current_time() + timeout) / grain) * grain
+            if deadline != scope.deadline:
+                scope.deadline = deadline
+                ATTEMPT_DEADLINE.set(deadline)
         try:
             prepared = self._prepare(rec)
             if isinstance(prepared, Outcome):
