@@ -24,6 +24,17 @@ class Job:
 NO_ID = TaskId("none")
 
 
+async def run_until(
+    worker: tq.Worker, tally: Tally, kind: EventKind, n: int = 1, *, within: float
+) -> None:
+    """Run ``worker`` until ``tally`` saw ``n`` events of ``kind``, then stop it gracefully."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        with trio.fail_after(within):
+            await tally.wait(kind, n)
+        worker.stop()
+
+
 def builder(backend: tq.Backend, name: str = "w") -> WorkerBuilder:
     return WorkerBuilder(name).backend(backend)
 
@@ -44,11 +55,7 @@ async def test_priority_then_run_at_order(
         await b.push(Job("later-high"), priority=100, delay=3)
         await b.push(Job("soon"), priority=0, delay=1)
         w = builder(b).concurrency(1).on_event(tally).build(handler)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(100):
-                await tally.wait(EventKind.TASK_DONE, 5)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_DONE, 5, within=100)
     assert [name for name, _ in order] == ["high", "mid", "low", "soon", "later-high"]
     times = dict(order)
     assert times["soon"] - t0 == pytest.approx(1, abs=0.25)
@@ -74,11 +81,7 @@ async def test_retry_with_backoff_persists_attempts(
     async with open_backend() as b:
         tid = await b.push(Job("flaky"))
         w = builder(b).backoff(tq.Exponential(base=1, jitter=False)).on_event(tally).build(flaky)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(1000):
-                await tally.wait(EventKind.TASK_DONE)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_DONE, within=1000)
         task = await b.get_task(tid)
     assert task is not None
     assert (task.status, task.attempts, task.result) == (Status.DONE, 3, "ok")
@@ -114,11 +117,7 @@ async def test_max_attempts_then_killed(
     async with open_backend() as b:
         tid = await b.push(Job("x"), max_attempts=3)
         w = builder(b).backoff(tq.Fixed(1)).on_event(tally).build(always_fails)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(100):
-                await tally.wait(EventKind.TASK_KILLED)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_KILLED, within=100)
         task = await b.get_task(tid)
     assert task is not None
     assert (task.status, task.attempts, calls) == (Status.KILLED, 3, 3)
@@ -154,11 +153,7 @@ async def test_retry_after_sets_the_next_run(
     async with open_backend() as b:
         tid = await b.push(Job("x"))
         w = builder(b).on_event(tally).build(handler)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(100):
-                await tally.wait(EventKind.TASK_DONE)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_DONE, within=100)
         task = await b.get_task(tid)
     assert task is not None and task.result == 2 and task.status is Status.DONE
     assert times[1] - times[0] == pytest.approx(4, abs=0.25)
@@ -261,11 +256,7 @@ async def test_an_expired_lease_is_rescued_and_counts(
         claimed = await b.driver.claim("default", 10, "dead-token", 5.0)
         assert {r.id for r in claimed} == {tid, once}
         w = builder(b).lease(5).on_event(tally).build(handler)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(100):
-                await tally.wait(EventKind.TASK_DONE)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_DONE, within=100)
         t = await b.get_task(tid)
         killed = await b.get_task(once)
         # the dead worker's late outcome is refused: compare-and-set on the lease
@@ -368,11 +359,7 @@ async def test_worker_timeout_fails_the_attempt_and_retries(
     async with open_backend() as b:
         tid = await b.push(Job("x"))
         w = builder(b).timeout(5).backoff(tq.Fixed(3)).on_event(tally).build(slow_then_fast)
-        async with trio.open_nursery() as n:
-            n.start_soon(w.run)
-            with trio.fail_after(100):
-                await tally.wait(EventKind.TASK_DONE)
-            w.stop()
+        await run_until(w, tally, EventKind.TASK_DONE, within=100)
         t = await b.get_task(tid)
     assert t is not None and t.status is Status.DONE
     assert t.last_error == "TaskTimeout: attempt 1 ran past its 5s deadline"
