@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from trioqueue import Backend, Outcome, Status, StoredTask
+from trioqueue._driver import apply_outcome
 from trioqueue.backends.memory import MemoryDriver
 
 Clock = Callable[[], float]
@@ -249,20 +250,7 @@ class FileDriver:
                 t = self._held(tasks, o.id, token)
                 if t is None:
                     continue
-                t.lease_token = t.lease_expires_at = None
-                status = o.status
-                if status is Status.FAILED and t.attempts >= t.max_attempts:
-                    status = Status.KILLED
-                t.status = status
-                if status is Status.DONE:
-                    t.result = o.result
-                    t.finished_at = now
-                else:
-                    t.last_error = o.error
-                    if status is Status.FAILED:
-                        t.run_at = now + max(0.0, o.delay)
-                    else:
-                        t.finished_at = now
+                apply_outcome(t, o, now)
                 applied.append(o.id)
             return applied
 

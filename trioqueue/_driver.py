@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ._task import Status
 
-__all__ = ["Driver", "Outcome", "StoredTask"]
+__all__ = ["Driver", "Outcome", "StoredTask", "apply_outcome"]
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +54,30 @@ class Outcome:
     result: bytes | None = None
     error: str | None = None
     delay: float = 0.0
+
+
+def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
+    """Apply the settle rules of the contract to a record held in Python.
+
+    For drivers that keep records as Python objects (the memory driver, a
+    file-backed one): clears the lease; DONE stores the result; FAILED stores
+    the error and moves ``run_at`` to ``now + delay``, or becomes KILLED when
+    no attempt is left; KILLED and CANCELLED store the error. Final statuses
+    get ``finished_at``. The caller checks the lease first.
+    """
+    task.lease_token = task.lease_expires_at = None
+    status = outcome.status
+    if status is Status.FAILED and task.attempts >= task.max_attempts:
+        status = Status.KILLED
+    task.status = status
+    if status is Status.DONE:
+        task.result = outcome.result
+    else:
+        task.last_error = outcome.error
+    if status is Status.FAILED:
+        task.run_at = now + max(0.0, outcome.delay)
+    else:
+        task.finished_at = now
 
 
 class Driver(Protocol):

@@ -16,7 +16,7 @@ import trio
 
 from .._backend import Backend
 from .._codec import Codec
-from .._driver import Outcome, StoredTask
+from .._driver import Outcome, StoredTask, apply_outcome
 from .._task import Status
 
 __all__ = ["MemoryBackend", "MemoryDriver"]
@@ -168,21 +168,10 @@ class MemoryDriver:
             t = self._held(o.id, token)
             if t is None:
                 continue
-            self._unlease(t)
-            status = o.status
-            if status is Status.FAILED and t.attempts >= t.max_attempts:
-                status = Status.KILLED
-            t.status = status
-            if status is Status.DONE:
-                t.result = o.result
-                t.finished_at = now
-            else:
-                t.last_error = o.error
-                if status is Status.FAILED:
-                    t.run_at = now + max(0.0, o.delay)
-                    self._schedule(t, now)
-                else:
-                    t.finished_at = now
+            self._leased.discard(t.id)
+            apply_outcome(t, o, now)
+            if t.status is Status.FAILED:
+                self._schedule(t, now)
             applied.append(o.id)
         return applied
 
