@@ -32,14 +32,14 @@ from ._errors import TaskSinkError as TaskSinkError
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import TrioqueueError as TrioqueueError
 from ._handler import Data as Data
+from ._handler import ServiceBuilder as ServiceBuilder
+from ._handler import Stack as Stack
 from ._monitor import Monitor as Monitor
 from ._open import DEFAULT_BACKEND as DEFAULT_BACKEND
 from ._open import open_backend as open_backend
 from ._service import Layer as Layer
 from ._service import LayerFn as LayerFn
 from ._service import Service as Service
-from ._service import ServiceBuilder as ServiceBuilder
-from ._service import Stack as Stack
 from ._sink import TaskSink as TaskSink
 from ._task import Attempt as Attempt
 from ._task import Meta as Meta

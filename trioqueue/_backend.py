@@ -79,8 +79,11 @@ class Backend(TaskSink[Any]):
         push_buffer: int = 64,
         insert_batch: int = 1024,
         insert_attempts: int = 5,
+        transient: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.driver = driver
+        #: The driver exceptions retried with backoff (``BackendSpec.transient``).
+        self.transient = tuple(transient)
         self.queue = check_queue_name(queue)
         self.codec = codec if codec is not None else JsonCodec()
         self._push_buffer = push_buffer
@@ -171,7 +174,13 @@ class Backend(TaskSink[Any]):
     async def _insert(self, records: list[StoredTask], attempts: int) -> BaseException | None:
         """Insert with retries; return the error (the driver's own if any), or None."""
         try:
-            await retrying("insert tasks", self.driver.insert, records, attempts=attempts)
+            await retrying(
+                "insert tasks",
+                self.driver.insert,
+                records,
+                transient=self.transient,
+                attempts=attempts,
+            )
         except Exception as exc:  # a push fails; the backend goes on
             return (exc.__cause__ or exc) if isinstance(exc, BackendError) else exc
         return None
@@ -297,7 +306,9 @@ class Backend(TaskSink[Any]):
         Raises:
           BackendError: if storage failed after retries.
         """
-        return await retrying("count tasks", self.driver.counts, queue, attempts=3)
+        return await retrying(
+            "count tasks", self.driver.counts, queue, transient=self.transient, attempts=3
+        )
 
     async def list_tasks(
         self,
@@ -318,11 +329,16 @@ class Backend(TaskSink[Any]):
         async def call() -> list[StoredTask]:
             return await self.driver.list_tasks(queue=queue, status=st, limit=limit, offset=offset)
 
-        return [self._to_task(r) for r in await retrying("list tasks", call, attempts=3)]
+        return [
+            self._to_task(r)
+            for r in await retrying("list tasks", call, transient=self.transient, attempts=3)
+        ]
 
     async def get_task(self, id: str) -> Task[Any] | None:
         """Return the task with this id (args and result decoded as plain data), or None."""
-        rec = await retrying("read a task", self.driver.get, str(id), attempts=3)
+        rec = await retrying(
+            "read a task", self.driver.get, str(id), transient=self.transient, attempts=3
+        )
         return None if rec is None else self._to_task(rec)
 
     async def retry_task(self, id: str) -> bool:
@@ -331,11 +347,15 @@ class Backend(TaskSink[Any]):
         Returns:
           Whether the task was in a state that could be retried.
         """
-        return await retrying("retry a task", self.driver.retry, str(id), attempts=3)
+        return await retrying(
+            "retry a task", self.driver.retry, str(id), transient=self.transient, attempts=3
+        )
 
     async def cancel_task(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task. Returns whether it was cancelled."""
-        return await retrying("cancel a task", self.driver.cancel, str(id), attempts=3)
+        return await retrying(
+            "cancel a task", self.driver.cancel, str(id), transient=self.transient, attempts=3
+        )
 
     async def purge(self, *, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished over ``older_than`` seconds ago.
@@ -346,11 +366,15 @@ class Backend(TaskSink[Any]):
         if older_than < 0:
             raise ValueError("older_than must be >= 0 seconds")
         cutoff = self.driver.now() - older_than
-        return await retrying("purge tasks", self.driver.purge, cutoff, attempts=3)
+        return await retrying(
+            "purge tasks", self.driver.purge, cutoff, transient=self.transient, attempts=3
+        )
 
     async def rescue(self) -> int:
         """Recover tasks of any queue whose lease expired; returns how many."""
-        return await retrying("rescue tasks", self.driver.rescue, None, attempts=3)
+        return await retrying(
+            "rescue tasks", self.driver.rescue, None, transient=self.transient, attempts=3
+        )
 
     def statistics(self) -> BackendStatistics:
         """Return a ``BackendStatistics`` snapshot."""

@@ -22,7 +22,7 @@ from ._codec import CborCodec, Codec, JsonCodec
 from ._errors import HandlerError, TrioqueueError
 from ._handler import resolve
 from ._open import open_backend
-from ._service import Stack
+from ._handler import Stack
 from ._task import Task
 
 __all__ = [

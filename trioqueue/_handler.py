@@ -1,4 +1,4 @@
-"""Turning a handler function or service into a ``Service`` over ``Task``.
+"""Turning a handler function, service or stack of layers into a ``Service`` over ``Task``.
 
 Dependency injection is by annotation: after the args parameter, a handler
 may ask for ``Data[T]``, ``WorkerContext``, ``TaskId``, ``Attempt``,
@@ -11,16 +11,18 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 from ._context import WorkerContext
 from ._errors import HandlerError
-from ._service import Service, ServiceBuilder, Stack
+from ._service import Layer, Service
 from ._task import Attempt, Meta, Task, TaskId
 
-__all__ = ["Data", "resolve"]
+__all__ = ["Data", "ServiceBuilder", "Stack", "args_type_of", "resolve"]
 
 T = TypeVar("T")
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 class _DataMarker:
@@ -112,10 +114,8 @@ def _is_async(fn: Any) -> bool:
 
 
 def _args_type_of_task(hint: Any) -> Any:
-    if typing.get_origin(hint) is Task:
-        (arg,) = typing.get_args(hint)
-        return arg
-    return Any
+    args = typing.get_args(hint)
+    return args[0] if typing.get_origin(hint) is Task and args else Any
 
 
 def _function_service(
@@ -185,6 +185,38 @@ def _function_service(
     return call, args_type
 
 
+def args_type_of(handler: Any) -> Any:
+    """Return the type a handler's args decode into, without resolving its other parameters.
+
+    For a function, the first parameter's annotation (``X`` of ``Task[X]``);
+    for a service, that of ``__call__``'s task parameter; for a ``Stack``, its
+    handler's. ``Any`` when not annotated.
+
+    Raises:
+      HandlerError: if ``handler`` is not a handler, service or stack.
+    """
+    while isinstance(handler, Stack):
+        handler = handler.handler
+    if isinstance(handler, type):
+        raise HandlerError(f"{_name(handler)} is a class, not a service: pass an instance")
+    fn = handler
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial)):
+        fn = getattr(handler, "__call__", None)  # noqa: B004 - we need the method itself
+    if fn is None or not _is_async(fn):
+        raise HandlerError(f"{handler!r} is neither an async function nor a service")
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if not params:
+        raise HandlerError(f"handler {_name(handler)} takes no parameters: it needs the args")
+    hint = _hints(fn).get(params[0].name, Any)
+    if hint is Task or typing.get_origin(hint) is Task:
+        return _args_type_of_task(hint)
+    return hint if fn is handler else Any
+
+
 def resolve(
     handler: Any, *, data: dict[type, object], context: WorkerContext | None
 ) -> tuple[Service[Task[Any], Any], Any]:
@@ -222,3 +254,74 @@ def resolve(
         raise HandlerError(f"service {_name(type(handler))}.__call__ must take the task")
     args_type = _args_type_of_task(hints.get(params[0].name, Any))
     return handler, args_type
+
+
+class ServiceBuilder(Generic[Req, Res]):
+    """Stacks layers around a service; the first layer added sees the task first.
+
+    Example::
+
+        svc = (
+            ServiceBuilder()
+            .layer(LogLayer())
+            .layer(TimeoutLayer(30))
+            .service(send_email)
+        )
+        worker = WorkerBuilder("mail").backend(b).build(svc)
+
+    ``service()`` accepts a handler function (resolved as ``WorkerBuilder.build``
+    does, when the stack is built into a worker) or a service object.
+    """
+
+    def __init__(self, layers: tuple[Layer, ...] = ()) -> None:
+        self._layers = layers
+
+    def layer(self, layer: Layer) -> ServiceBuilder[Req, Res]:
+        """Return a builder with ``layer`` added inside the ones already there."""
+        if not hasattr(layer, "layer"):
+            raise TypeError(f"{layer!r} is not a Layer: it has no layer(inner) method")
+        return ServiceBuilder((*self._layers, layer))
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers, outermost first."""
+        return self._layers
+
+    def wrap(self, inner: Service[Any, Any]) -> Service[Any, Any]:
+        """Return ``inner`` wrapped in every layer (the first added outermost)."""
+        svc = inner
+        for layer in reversed(self._layers):
+            svc = layer.layer(svc)
+        return svc
+
+    def service(self, handler: Any) -> Stack:
+        """Return a ``Stack`` of these layers around ``handler``."""
+        return Stack(self._layers, handler)
+
+    def __repr__(self) -> str:
+        return f"ServiceBuilder({', '.join(type(x).__name__ for x in self._layers)})"
+
+
+class Stack:
+    """Layers around a handler or service, as ``ServiceBuilder.service`` returns it.
+
+    A worker resolves the handler (its dependency injection and its argument
+    type) when it builds, then wraps it in the layers. Calling a ``Stack``
+    directly runs it on a ``Task`` without worker-provided parameters.
+    """
+
+    def __init__(self, layers: tuple[Layer, ...], handler: Any) -> None:
+        self.layers = layers
+        self.handler = handler
+        self._direct: Service[Any, Any] | None = None
+
+    async def __call__(self, task: Any) -> Any:
+        """Run the stack on ``task`` (handlers may only ask for the task's own parts)."""
+        if self._direct is None:
+            inner, _ = resolve(self.handler, data={}, context=None)
+            self._direct = ServiceBuilder(self.layers).wrap(inner)
+        return await self._direct(task)
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(x).__name__ for x in self.layers)
+        return f"<Stack [{names}] -> {getattr(self.handler, '__name__', self.handler)!r}>"

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._backend import Backend
 from ._codec import Codec
+from ._registry import backend_spec
 
 __all__ = ["DEFAULT_BACKEND", "open_backend"]
 
@@ -24,6 +25,7 @@ async def open_backend(
     - ``memory://``: in memory, on the Trio clock (tests, demos).
     - ``sqlite:///path/to/file.db``: SQLite, the embedded default.
     - ``postgresql://user@host:port/db``: PostgreSQL (needs the ``postgres`` extra).
+    - any scheme added with ``trioqueue.drivers.register_backend``.
 
     Example::
 
@@ -37,29 +39,9 @@ async def open_backend(
       **options: Passed to the backend class's ``open``.
 
     Raises:
-      ValueError: for a URL of no known scheme.
+      ValueError: for a URL of no registered scheme.
+      TypeError: if ``url`` is not a str.
     """
-    if not isinstance(url, str):
-        raise TypeError(f"a backend URL must be a str, got {type(url).__name__}")
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    cls: Any
-    target: tuple[Any, ...]
-    if scheme == "memory":
-        from .backends.memory import MemoryBackend
-
-        cls, target = MemoryBackend, ()
-    elif scheme == "sqlite":
-        from .backends.sqlite import SqliteBackend
-
-        cls, target = SqliteBackend, (url,)
-    elif scheme in ("postgresql", "postgres"):
-        from .backends.postgres import PostgresBackend
-
-        cls, target = PostgresBackend, (url,)
-    else:
-        raise ValueError(
-            f"unknown backend URL {url!r}: use memory://, sqlite:///path.db "
-            f"or postgresql://user@host/db"
-        )
-    async with cls.open(*target, queue=queue, codec=codec, **options) as backend:
+    spec = backend_spec(url)
+    async with spec.open(url, queue=queue, codec=codec, **options) as backend:
         yield backend

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._backend import Backend
 
-__all__ = ["BackendSpec", "backend_spec", "register_backend", "registered_schemes", "scheme_of"]
+__all__ = [
+    "BackendSpec",
+    "backend_spec",
+    "register_backend",
+    "registered_schemes",
+    "scheme_of",
+    "unregister_backend",
+]
 
 #: The built-in rows: scheme -> ``"module:attribute"`` of its ``BackendSpec``.
 _BUILTIN = {

@@ -22,8 +22,8 @@ from ._context import (
 )
 from ._driver import Outcome, StoredTask
 from ._errors import Abort, RetryAfter, TaskTimeout
-from ._handler import resolve
-from ._service import Layer, Service, ServiceBuilder
+from ._handler import ServiceBuilder, resolve
+from ._service import Layer, Service
 from ._task import Meta, Status, Task, from_timestamp
 
 __all__ = ["DEFAULT_CONCURRENCY", "Worker", "WorkerBuilder"]

@@ -17,6 +17,7 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask, apply_outcome
+from .._registry import BackendSpec
 from .._task import Status
 
 __all__ = ["MemoryBackend", "MemoryDriver"]
@@ -340,3 +341,13 @@ class MemoryBackend(Backend):
         backend = cls(MemoryDriver(clock=clock), queue=queue, codec=codec, **options)
         async with backend.running():
             yield backend
+
+
+@asynccontextmanager
+async def _open_url(url: str, **options: Any) -> AsyncIterator[MemoryBackend]:
+    async with MemoryBackend.open(**options) as backend:
+        yield backend
+
+
+#: The backend table's row for ``memory://``.
+BACKEND = BackendSpec(name="memory", schemes=("memory",), open=_open_url, example="memory://")

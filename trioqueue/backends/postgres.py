@@ -22,10 +22,11 @@ from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
 from .._errors import BackendError, PushError
+from .._registry import BackendSpec
 from .._sink import check_queue_name
 from .._task import Status, TaskId
 from ._pg_bridge import AsyncioBridge, Bridge, Row, ThreadBridge
-from ._pg_schema import Statements, check_identifier, migrate_connection
+from ._pg_schema import MIGRATIONS, Statements, check_identifier, migrate_connection
 
 __all__ = ["PostgresBackend", "PostgresDriver", "migrate"]
 
@@ -447,7 +448,7 @@ class PostgresBackend(Backend):
                 listen=listen,
                 shield_seconds=statement_timeout + connect_timeout,
             )
-            backend = cls(driver, queue=queue, codec=codec, **options)
+            backend = cls(driver, queue=queue, codec=codec, transient=BACKEND.transient, **options)
             async with trio.open_nursery() as nursery:
                 if listen:
                     await nursery.start(driver.listener)
@@ -528,3 +529,19 @@ async def _run_async_on(bridge: Bridge, conn: Any, query: Any, params: dict[str,
         await conn.execute(query, params)
 
     await trio_asyncio.aio_as_trio(call, loop=loop)()
+
+
+#: The backend table's row for ``postgresql://`` (and ``postgres://``): lost or
+#: refused connections, server shutdowns, statement timeouts, serialization
+#: failures and deadlocks (``OperationalError`` and its subclasses), broken
+#: sockets and a statement that never came back (``OSError``) may pass.
+BACKEND = BackendSpec(
+    name="postgresql",
+    schemes=("postgresql", "postgres"),
+    open=PostgresBackend.open,
+    example="postgresql://user@host/db",
+    transient=(psycopg.OperationalError, psycopg.InterfaceError, OSError),
+    migrate=migrate,
+    schema_version=len(MIGRATIONS),
+    options=frozenset({"schema"}),
+)

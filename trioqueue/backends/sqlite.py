@@ -21,6 +21,7 @@ from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
 from .._errors import BackendClosed
+from .._registry import BackendSpec
 from .._task import Status
 from ._sqlite_schema import (
     CLAIM,
@@ -489,10 +490,29 @@ class SqliteBackend(Backend):
             poll_max=poll_max,
         )
         try:
-            backend = cls(driver, queue=queue, codec=codec, **options)
+            backend = cls(driver, queue=queue, codec=codec, transient=BACKEND.transient, **options)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await driver.aclose()
             raise
         async with backend.running():
             yield backend
+
+
+async def _migrate(url: str, **options: Any) -> int:
+    async with SqliteBackend.open(url, migrate=True, **options):
+        pass
+    return SCHEMA_VERSION
+
+
+#: The backend table's row for ``sqlite://``: a locked or busy file, a full
+#: disk or an I/O error (``OperationalError``) may pass; other errors do not.
+BACKEND = BackendSpec(
+    name="sqlite",
+    schemes=("sqlite",),
+    open=SqliteBackend.open,
+    example="sqlite:///path.db",
+    transient=(sqlite3.OperationalError,),
+    migrate=_migrate,
+    schema_version=SCHEMA_VERSION,
+)

@@ -1,0 +1,36 @@
+"""The public seam for storage backends: what a backend author implements and registers.
+
+A backend is the shared bridge (``Backend``) around a ``Driver``, the few
+batch operations a storage engine implements, plus one row in the backend
+table (``BackendSpec``, added with ``register_backend``) that maps a URL
+scheme to its opener, its migration, its schema version and the driver
+exceptions that are transient. ``open_backend``, the command line and the
+test harnesses find a backend only through that table. ``docs/drivers.md``
+walks through a complete third-party backend written against this module.
+"""
+
+from ._backend import Backend as Backend
+from ._driver import Driver as Driver
+from ._driver import Outcome as Outcome
+from ._driver import StoredTask as StoredTask
+from ._driver import apply_outcome as apply_outcome
+from ._registry import BackendSpec as BackendSpec
+from ._registry import backend_spec as backend_spec
+from ._registry import register_backend as register_backend
+from ._registry import registered_schemes as registered_schemes
+from ._registry import unregister_backend as unregister_backend
+from ._task import Status as Status
+
+__all__ = [
+    "Backend",
+    "BackendSpec",
+    "Driver",
+    "Outcome",
+    "Status",
+    "StoredTask",
+    "apply_outcome",
+    "backend_spec",
+    "register_backend",
+    "registered_schemes",
+    "unregister_backend",
+]
