@@ -18,11 +18,11 @@ import trio
 
 from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
-from ._driver import Driver, StoredTask
+from ._driver import Driver, StoredTask, to_task
 from ._errors import BackendClosed, BackendError, PushError
 from ._retrying import CLEANUP_TIMEOUT, retrying
 from ._sink import TaskSink, check_queue_name
-from ._task import MAX_TIMESTAMP, Meta, Status, Task, TaskId, from_timestamp
+from ._task import Status, Task
 
 __all__ = ["Backend", "BackendStatistics"]
 
@@ -250,7 +250,8 @@ class Backend(TaskSink[Any]):
         """
         self._sender()
         consumer = Consumer(
-            self,
+            self.driver,
+            transient=self.transient,
             queue=self.queue if queue is None else check_queue_name(queue),
             concurrency=concurrency,
             prefetch=prefetch if prefetch is not None else concurrency,
@@ -260,7 +261,7 @@ class Backend(TaskSink[Any]):
         self._consumers += 1
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(consumer._run)
+                await nursery.start(consumer.run)
                 try:
                     yield consumer
                 finally:
@@ -268,37 +269,26 @@ class Backend(TaskSink[Any]):
         finally:
             self._consumers -= 1
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
-                await consumer._close()
+                await consumer.close()
 
     # -- inspection and administration --
 
-    def _to_task(self, rec: StoredTask, *, decode: bool = True) -> Task[Any]:
+    def _to_task(self, rec: StoredTask) -> Task[Any]:
+        # Args and result as plain data; shown raw when they do not decode:
+        # one bad row must not break a listing.
+        plain = self.codec.decoder(Any)
         args: Any = rec.payload
         result: Any = rec.result
-        if decode:
-            plain = self.codec.decoder(Any)
+        try:
+            args = plain(rec.payload)
+        except Exception:
+            pass
+        if rec.result is not None:
             try:
-                args = plain(rec.payload)
-            except Exception:  # shown raw: one bad row must not break a listing
-                args = rec.payload
-            if rec.result is not None:
-                try:
-                    result = plain(rec.result)
-                except Exception:
-                    result = rec.result
-        return Task(
-            args=args,
-            id=TaskId(rec.id),
-            queue=rec.queue,
-            attempts=rec.attempts,
-            max_attempts=rec.max_attempts,
-            run_at=from_timestamp(min(max(rec.run_at, 0.0), MAX_TIMESTAMP)),
-            priority=rec.priority,
-            meta=Meta(rec.meta),
-            status=rec.status,
-            last_error=rec.last_error,
-            result=result,
-        )
+                result = plain(rec.result)
+            except Exception:
+                pass
+        return to_task(rec, args, result)
 
     async def counts(self, *, queue: str | None = None) -> dict[str, dict[Status, int]]:
         """Return task counts per queue and status (all queues when ``queue`` is None).

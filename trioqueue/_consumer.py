@@ -4,22 +4,22 @@ A claimer fills a bounded prefetch channel with tasks leased from the driver;
 an extender keeps the leases alive; a settler writes start marks, outcomes
 and releases in batches; a rescuer recovers expired leases. Closing releases
 whatever was prefetched but not started.
+
+The worker talks to it one way: it takes the next leased task, reports what
+became of each one (started, finished with an outcome, given back), waits on
+the idle state, and stops the claiming. The consumer never calls the worker.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sized
-from typing import TYPE_CHECKING
+from collections.abc import Sized
 
 import trio
 
-from ._driver import Outcome, StoredTask
+from ._driver import Driver, Outcome, StoredTask
 from ._retrying import retrying
-
-if TYPE_CHECKING:
-    from ._backend import Backend
 
 __all__ = ["Consumer"]
 
@@ -29,15 +29,19 @@ log = logging.getLogger("trioqueue.consumer")
 class Consumer:
     """One worker's side of the bridge: a prefetch channel of leased tasks.
 
-    Made by ``Backend.open_consumer``. The worker takes tasks from
-    ``receive`` (only when it has a free slot), calls ``start_nowait`` as it
-    begins one, and ``settle_nowait`` or ``release_nowait`` when it ends.
+    Made by ``Backend.open_consumer``. The worker takes tasks with
+    ``receive`` or ``receive_nowait`` (only when it has a free slot), reports
+    ``started(id)`` as it begins one and ``finished(outcome)`` or
+    ``give_back(id)`` when it ends, and calls ``stop_claiming()`` to stop.
+    ``wait_idle()`` returns once a claim found nothing ready while nothing is
+    held; ``wait_busy()`` once tasks were claimed again.
     """
 
     def __init__(
         self,
-        backend: Backend,
+        driver: Driver,
         *,
+        transient: tuple[type[BaseException], ...],
         queue: str,
         concurrency: int,
         prefetch: int,
@@ -46,8 +50,8 @@ class Consumer:
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
-        self.backend = backend
-        self.driver = backend.driver
+        self.driver = driver
+        self.transient = transient
         self.queue = queue
         self.token = secrets.token_hex(16)
         self.prefetch = prefetch
@@ -55,14 +59,14 @@ class Consumer:
         self.poll_interval = poll_interval
         self._max_held = concurrency + prefetch
         self._low_water = prefetch // 2
-        self._send, self.receive = trio.open_memory_channel[StoredTask](prefetch)
+        self._send, self._recv = trio.open_memory_channel[StoredTask](prefetch)
         # The channel's own deque, read on the hot path instead of building a
         # statistics() record per task; None if trio ever stops exposing it.
         self._buffer: Sized | None = getattr(getattr(self._send, "_state", None), "data", None)
-        #: Tasks leased by this consumer and not yet settled or released.
-        self.held: set[str] = set()
-        #: Leases found lost by the extender: these must not start.
-        self.lost: set[str] = set()
+        # Tasks leased by this consumer and not yet settled or released.
+        self._held: set[str] = set()
+        # Leases found lost by the extender: these must not start.
+        self._lost: set[str] = set()
         self._claiming = True
         self._claim_wake = trio.Event()
         self._claimer_waiting = False
@@ -72,66 +76,101 @@ class Consumer:
         self._released: list[str] = []
         self._settle_wake = trio.Event()
         self._settler_waiting = False
-        self.claimed_total = 0
-        #: Called by the claimer when a claim found nothing and nothing is buffered.
-        self.on_empty: Callable[[], None] | None = None
-        self._recheck = False
+        self._idle = trio.Event()
+        self._busy = trio.Event()
+        self._busy.set()
         self._wait_scope: trio.CancelScope | None = None
+        self.claimed_total = 0
 
-    # -- what the worker calls (all non-blocking) --
+    # -- what the worker calls --
 
-    def took_nowait(self) -> None:
-        """Tell the claimer a task left the prefetch channel."""
-        if self._claimer_waiting and self._send.statistics().current_buffer_used <= self._low_water:
+    def receive_nowait(self) -> StoredTask:
+        """Take the next leased task from the prefetch channel without waiting.
+
+        Raises:
+          trio.WouldBlock: if none is buffered.
+          trio.EndOfChannel: once claiming stopped and the channel is empty.
+        """
+        while True:
+            rec = self._recv.receive_nowait()
+            if self._claimer_waiting:
+                self._took()
+            if not self._lost or rec.id not in self._lost:
+                return rec
+            self._lost.discard(rec.id)
+
+    async def receive(self) -> StoredTask:
+        """Take the next leased task, waiting for one.
+
+        Raises:
+          trio.EndOfChannel: once claiming stopped and the channel is empty.
+        """
+        while True:
+            try:
+                return self.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            rec = await self._recv.receive()
+            if self._claimer_waiting:
+                self._took()
+            if not self._lost or rec.id not in self._lost:
+                return rec
+            self._lost.discard(rec.id)
+
+    def _took(self) -> None:
+        if self._send.statistics().current_buffer_used <= self._low_water:
             self._claimer_waiting = False
             self._claim_wake.set()
 
-    def start_nowait(self, id: str) -> None:
-        """Record that the task ``id`` began running (flushed in a batch)."""
+    def started(self, id: str) -> None:
+        """Report that the task ``id`` began running (flushed in a batch)."""
         self._started.append(id)
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()
 
-    def settle_nowait(self, outcome: Outcome) -> None:
-        """Queue an outcome for the next settle batch."""
+    def finished(self, outcome: Outcome) -> None:
+        """Report how a task ended; it is settled in the next batch."""
         self._outcomes.append(outcome)
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()
 
-    def release_nowait(self, id: str) -> None:
-        """Give back a task that will not run (or was cancelled by shutdown)."""
+    def give_back(self, id: str) -> None:
+        """Give back a task that will not run (or was cancelled by shutdown), unsettled."""
         self._released.append(id)
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()
 
-    def recheck_soon(self) -> None:
-        """Ask the claimer to look for ready tasks again once outcomes are settled."""
-        self._recheck = True
-        if self._settler_waiting:
-            self._settler_waiting = False
-            self._settle_wake.set()
-
-    def stop_claiming(self) -> list[str]:
-        """Stop claiming and release what waits in the prefetch channel.
+    def stop_claiming(self) -> int:
+        """Stop claiming and give back what waits in the prefetch channel.
 
         Returns:
-          The ids released (they are written to storage by the settler at once).
+          How many tasks were given back (written to storage by the settler at once).
         """
         self._claiming = False
         self._claim_wake.set()
-        ids = []
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+        n = 0
         while True:
             try:
-                rec = self.receive.receive_nowait()
+                rec = self._recv.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            ids.append(rec.id)
-            self.release_nowait(rec.id)
+            n += 1
+            self.give_back(rec.id)
         self._send.close()  # slots parked in receive() get EndOfChannel
-        return ids
+        return n
+
+    async def wait_idle(self) -> None:
+        """Return once a claim found nothing ready while nothing is held or being settled."""
+        await self._idle.wait()
+
+    async def wait_busy(self) -> None:
+        """Return once the consumer is not idle (tasks were claimed since)."""
+        await self._busy.wait()
 
     @property
     def buffered(self) -> int:
@@ -140,12 +179,28 @@ class Consumer:
             return len(self._buffer)
         return self._send.statistics().current_buffer_used
 
+    @property
+    def held(self) -> int:
+        """Tasks leased and not yet settled or released (buffered, running or settling)."""
+        return len(self._held)
+
+    def _set_idle(self, idle: bool) -> None:
+        if idle and not self._idle.is_set():
+            self._idle.set()
+            self._busy = trio.Event()
+        elif not idle and self._idle.is_set():
+            self._idle = trio.Event()
+            self._busy.set()
+
     # -- background loops --
 
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Rescue expired leases once, then run the claimer, settler, extender and rescuer."""
         # Rescue once before the first claim, so even a burst run picks up
         # the tasks of a worker that died.
-        await retrying("rescue expired leases", self.driver.rescue, self.queue)
+        await retrying(
+            "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
@@ -154,7 +209,7 @@ class Consumer:
             task_status.started()
 
     async def _claimer(self) -> None:
-        send, driver = self._send, self.driver
+        send, driver, tr = self._send, self.driver, self.transient
         while True:
             if not self._claiming:
                 return
@@ -164,23 +219,30 @@ class Consumer:
             # the buffer: count those slots as room too. What is held stays
             # bounded by concurrency + prefetch either way.
             room = self.prefetch - used + stats.tasks_waiting_receive
-            free = min(room, self._max_held - len(self.held))
+            free = min(room, self._max_held - len(self._held))
             if free <= 0 or (used > self._low_water and room < self.prefetch):
                 self._claim_wake = trio.Event()
                 self._claimer_waiting = True
                 await self._claim_wake.wait()
                 continue
             recs = await retrying(
-                "claim tasks", driver.claim, self.queue, free, self.token, self.lease_seconds
+                "claim tasks",
+                driver.claim,
+                self.queue,
+                free,
+                self.token,
+                self.lease_seconds,
+                transient=tr,
             )
             if not self._claiming:
                 for r in recs:
-                    self.held.add(r.id)
-                    self.release_nowait(r.id)
+                    self._held.add(r.id)
+                    self.give_back(r.id)
                 return
             if recs:
+                self._set_idle(False)
                 self.claimed_total += len(recs)
-                held, send_nowait = self.held, send.send_nowait
+                held, send_nowait = self._held, send.send_nowait
                 for r in recs:
                     if r.id in held:
                         # Our own lease on it expired and we claimed it again
@@ -189,21 +251,23 @@ class Consumer:
                         continue
                     held.add(r.id)
                     send_nowait(r)
-                if self.lost:  # reclaimed after a lease was lost: it may run again
-                    self.lost.difference_update(r.id for r in recs)
+                if self._lost:  # reclaimed after a lease was lost: it may run again
+                    self._lost.difference_update(r.id for r in recs)
                 await trio.lowlevel.checkpoint()
                 continue
-            if not self.held and self.on_empty is not None and not self._pending():
-                self.on_empty()
-                if not self._claiming:
-                    return
-            nxt = await retrying("read the schedule", driver.next_run_at, self.queue)
+            if not self._held and not self._pending():
+                self._set_idle(True)
+            nxt = await retrying("read the schedule", driver.next_run_at, self.queue, transient=tr)
+            if not self._claiming:
+                return
             timeout = self.poll_interval
             if nxt is not None:
                 timeout = max(0.0, min(timeout, nxt - driver.now()))
             if timeout > 0:
                 with trio.CancelScope() as self._wait_scope:
-                    await retrying("wait for tasks", driver.wait_for_tasks, self.queue, timeout)
+                    await retrying(
+                        "wait for tasks", driver.wait_for_tasks, self.queue, timeout, transient=tr
+                    )
                 self._wait_scope = None
 
     def _pending(self) -> bool:
@@ -211,15 +275,16 @@ class Consumer:
 
     async def _settler(self) -> None:
         while True:
-            if not (self._pending() or self._recheck):
+            if not self._pending():
                 self._settle_wake = trio.Event()
                 self._settler_waiting = True
                 await self._settle_wake.wait()
+            settled = bool(self._outcomes)
             await self._flush()
-            if self._recheck and not self._pending():
-                self._recheck = False
-                if self._wait_scope is not None:
-                    self._wait_scope.cancel()
+            if settled and not self._held and self._wait_scope is not None:
+                # Nothing left running or buffered: a failed attempt may be
+                # ready again now, so look at once instead of after the wait.
+                self._wait_scope.cancel()
             await trio.lowlevel.checkpoint()
 
     async def _flush(self) -> None:
@@ -227,11 +292,11 @@ class Consumer:
         # fails for good (or is cancelled) the batch goes back, so nothing the
         # worker reported is forgotten. Ids in flight are "settling": the
         # extender must not take them for lost leases.
-        driver, token = self.driver, self.token
+        driver, token, tr = self.driver, self.token, self.transient
         if self._started:
             started, self._started = self._started, []
             try:
-                await retrying("mark tasks running", driver.start, started, token)
+                await retrying("mark tasks running", driver.start, started, token, transient=tr)
             except BaseException:
                 self._started[:0] = started
                 raise
@@ -240,7 +305,9 @@ class Consumer:
             ids = [o.id for o in outcomes]
             self._settling.update(ids)
             try:
-                applied = await retrying("settle tasks", driver.settle, outcomes, token)
+                applied = await retrying(
+                    "settle tasks", driver.settle, outcomes, token, transient=tr
+                )
             except BaseException:
                 self._outcomes[:0] = outcomes
                 raise
@@ -249,7 +316,7 @@ class Consumer:
             if len(applied) != len(outcomes):
                 lost = set(ids) - set(applied)
                 log.warning("lease lost before settling %d task(s): %s", len(lost), sorted(lost))
-            self.held.difference_update(ids)
+            self._held.difference_update(ids)
             if self._claimer_waiting:
                 self._claimer_waiting = False
                 self._claim_wake.set()
@@ -257,51 +324,66 @@ class Consumer:
             released, self._released = self._released, []
             self._settling.update(released)
             try:
-                await retrying("release tasks", driver.release, released, token)
+                await retrying("release tasks", driver.release, released, token, transient=tr)
             except BaseException:
                 self._released[:0] = released
                 raise
             finally:
                 self._settling.difference_update(released)
-            self.held.difference_update(released)
+            self._held.difference_update(released)
 
     async def _extender(self) -> None:
         every = self.lease_seconds / 3
         while True:
             await trio.sleep(every)
-            ids = sorted(self.held - self._settling)
+            ids = sorted(self._held - self._settling)
             if not ids:
                 continue
             kept = await retrying(
-                "extend leases", self.driver.extend, ids, self.token, self.lease_seconds
+                "extend leases",
+                self.driver.extend,
+                ids,
+                self.token,
+                self.lease_seconds,
+                transient=self.transient,
             )
             if len(kept) != len(ids):
                 # Ids settled while the extend ran are gone from held: not lost.
-                lost = (set(ids) - set(kept) - self._settling) & self.held
+                lost = (set(ids) - set(kept) - self._settling) & self._held
                 if lost:
                     log.warning("lease lost for %d task(s): %s", len(lost), sorted(lost))
-                    self.lost.update(lost)
-                    self.held.difference_update(lost)
+                    self._lost.update(lost)
+                    self._held.difference_update(lost)
 
     async def _rescuer(self) -> None:
         every = max(self.lease_seconds / 2, 0.01)
         while True:
-            n = await retrying("rescue expired leases", self.driver.rescue, self.queue)
+            n = await retrying(
+                "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
+            )
             if n:
                 log.info("rescued %d task(s) whose lease expired", n)
             await trio.sleep(every)
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
+        """Stop claiming, settle what was reported, and release anything still held."""
         self.stop_claiming()
         # Anything still held was neither settled nor released: give it back.
         await self._flush()
-        rest = sorted(self.held)
+        rest = sorted(self._held)
         if rest:
-            await retrying("release tasks", self.driver.release, rest, self.token, attempts=5)
-            self.held.clear()
+            await retrying(
+                "release tasks",
+                self.driver.release,
+                rest,
+                self.token,
+                transient=self.transient,
+                attempts=5,
+            )
+            self._held.clear()
 
     def __repr__(self) -> str:
         return (
-            f"<Consumer queue={self.queue!r} held={len(self.held)} "
+            f"<Consumer queue={self.queue!r} held={len(self._held)} "
             f"buffered={self.buffered}/{self.prefetch} claimed={self.claimed_total}>"
         )

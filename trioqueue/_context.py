@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextvars
 import enum
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._worker import Worker
+from typing import Protocol
 
 __all__ = ["EventKind", "WorkerContext", "WorkerEvent", "WorkerStatistics"]
 
@@ -75,6 +70,20 @@ class WorkerStatistics:
     shutting_down: bool
 
 
+class _Running(Protocol):
+    """What a ``WorkerContext`` reads of the worker that made it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_shutting_down(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def statistics(self) -> WorkerStatistics: ...
+
+
 class WorkerContext:
     """The running worker, as a handler sees it (ask for it by annotation).
 
@@ -85,7 +94,7 @@ class WorkerContext:
                 ...
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: _Running) -> None:
         self._worker = worker
 
     @property
@@ -111,9 +120,3 @@ class WorkerContext:
 
 
 EventCallback = Callable[[WorkerEvent], None]
-
-#: The deadline (Trio clock) of the attempt running in this task, if the worker
-#: has one; layers read it to tell a timed-out attempt from a shutdown.
-ATTEMPT_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "trioqueue_attempt_deadline", default=math.inf
-)

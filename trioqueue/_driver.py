@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._task import Status
+from ._task import MAX_TIMESTAMP, Meta, Status, Task, TaskId, from_timestamp
 
-__all__ = ["Driver", "Outcome", "StoredTask", "apply_outcome"]
+__all__ = ["Driver", "Outcome", "StoredTask", "apply_outcome", "to_task"]
 
 
 @dataclass(slots=True, eq=False)
@@ -38,6 +38,32 @@ class StoredTask:
     finished_at: float | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
+
+
+def to_task(
+    rec: StoredTask, args: Any, result: Any = None, status: Status | None = None
+) -> Task[Any]:
+    """Return the ``Task`` a stored record stands for, with its args (and result) decoded.
+
+    Args:
+      rec: The stored record.
+      args: Its payload, decoded by the caller.
+      result: Its result, decoded by the caller.
+      status: The status to show instead of the stored one (a worker shows RUNNING).
+    """
+    return Task(
+        args,
+        TaskId(rec.id),
+        rec.queue,
+        rec.attempts,
+        rec.max_attempts,
+        from_timestamp(min(max(rec.run_at, 0.0), MAX_TIMESTAMP)),
+        rec.priority,
+        Meta(rec.meta),
+        rec.status if status is None else status,
+        rec.last_error,
+        result,
+    )
 
 
 @dataclass(slots=True)

@@ -13,18 +13,17 @@ from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._consumer import Consumer
 from ._context import (
-    ATTEMPT_DEADLINE,
     EventCallback,
     EventKind,
     WorkerContext,
     WorkerEvent,
     WorkerStatistics,
 )
-from ._driver import Outcome, StoredTask
-from ._errors import Abort, RetryAfter, TaskTimeout
+from ._driver import StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
+from ._outcome import DONE, DONE_VERDICT, KILLED, RELEASED, Verdict, decide, undecodable
 from ._service import Layer, Service
-from ._task import Meta, Status, Task, from_timestamp
+from ._task import Status, Task
 
 __all__ = ["DEFAULT_CONCURRENCY", "Worker", "WorkerBuilder"]
 
@@ -32,22 +31,6 @@ log = logging.getLogger("trioqueue.worker")
 
 #: Tasks a worker runs at once unless told otherwise.
 DEFAULT_CONCURRENCY = 10
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _storable(text: str) -> str:
-    """Return ``text`` as every backend can store it: no NUL, no lone surrogate."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
 
 
 class WorkerBuilder:
@@ -231,7 +214,7 @@ class Worker:
         self._grace: trio.CancelScope | None = None
         self._live_slots = 0
         self._slots_done = trio.Event()
-        self._idle = False
+        self._idle_watch = trio.CancelScope()
         self._running = 0
 
     # -- control --
@@ -258,12 +241,12 @@ class Worker:
             self._emit(EventKind.STOPPING)
         c = self._consumer
         if c is not None:
-            self._released += len(c.stop_claiming())
+            self._released += c.stop_claiming()
         if force:
             self._forced = True
             for scope in self._task_scopes:
                 if scope is not None:
-                    scope.cancel()
+                    scope.cancel("the worker is shutting down")
             if self._grace is not None:
                 self._grace.cancel()
 
@@ -321,12 +304,12 @@ class Worker:
                 poll_interval=self.poll_interval,
             ) as consumer:
                 self._consumer = consumer
-                consumer.on_empty = self._on_empty
                 self._live_slots = self.concurrency
                 try:
                     async with trio.open_nursery() as nursery:
                         for i in range(self.concurrency):
                             nursery.start_soon(self._slot, consumer, i)
+                        nursery.start_soon(self._watch_idle, consumer)
                         self._emit(EventKind.START)
                         task_status.started()
                         if self._stopping:
@@ -344,39 +327,38 @@ class Worker:
         finally:
             self._serving = False
 
-    def _on_empty(self) -> None:
-        if self._running or self._idle:
-            return
-        self._idle = True
-        self._emit(EventKind.IDLE)
-        if self._burst and not self._stopping:
-            self.stop()
+    async def _watch_idle(self, consumer: Consumer) -> None:
+        # IDLE once per idle spell; a burst run stops at the first. Ends
+        # with the last slot.
+        with self._idle_watch:
+            while True:
+                await consumer.wait_idle()
+                self._emit(EventKind.IDLE)
+                if self._burst and not self._stopping:
+                    self.stop()
+                    return
+                await consumer.wait_busy()
 
     async def _slot(self, consumer: Consumer, i: int) -> None:
         # A slot runs one task at a time under the slot's cancel scope, so
         # cancelling that scope cancels exactly the task it is running. A
         # scope is entered once, so a new one is made after a cancellation.
-        recv = consumer.receive
         try:
             while not self._stopping:
                 with trio.CancelScope() as scope:
                     self._task_scopes[i] = scope
                     while not self._stopping:
                         try:
-                            rec = recv.receive_nowait()
+                            rec = consumer.receive_nowait()
                         except trio.WouldBlock:
                             try:
-                                rec = await recv.receive()
-                            except (trio.EndOfChannel, trio.ClosedResourceError):
+                                rec = await consumer.receive()
+                            except trio.EndOfChannel:
                                 return
-                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                        except trio.EndOfChannel:
                             return
-                        consumer.took_nowait()
-                        if consumer.lost and rec.id in consumer.lost:
-                            consumer.lost.discard(rec.id)
-                            continue
                         if self._stopping:
-                            consumer.release_nowait(rec.id)
+                            consumer.give_back(rec.id)
                             self._released += 1
                             return
                         await self._execute(consumer, rec, scope)
@@ -387,113 +369,88 @@ class Worker:
             self._live_slots -= 1
             if self._live_slots == 0:
                 self._slots_done.set()
+                self._idle_watch.cancel()
 
     async def _execute(self, consumer: Consumer, rec: StoredTask, scope: trio.CancelScope) -> None:
         self._running += 1
-        self._idle = False
-        consumer.start_nowait(rec.id)
-        outcome: Outcome | None = None
+        consumer.started(rec.id)
         timeout = self.timeout
         if timeout is not None:
             # Rounded up to 1/64 of the timeout: tasks that start close together
             # share one deadline, so the scope is re-registered with Trio's
-            # deadline heap a few times per timeout, not once per task.
+            # deadline heap a few times per timeout, not once per task. The
+            # deadline stays until the next task sets its own: resetting it
+            # costs as much again, and an idle slot whose stale deadline fires
+            # only gets a fresh scope.
             grain = timeout / 64
             deadline = math.ceil((trio.current_time() + timeout) / grain) * grain
             if deadline != scope.deadline:
                 scope.deadline = deadline
-                ATTEMPT_DEADLINE.set(deadline)
+        verdict: Verdict | None = None
+        error: BaseException | None = None
+        result: Any = None
         try:
-            prepared = self._prepare(rec)
-            if isinstance(prepared, Outcome):
-                outcome = prepared
+            try:
+                args = self._decode(rec.payload)
+            except Exception as exc:  # CodecError, or worse: a payload must never crash a worker
+                verdict = undecodable(exc)
             else:
                 # The service call, inline: this is the per-task hot path.
                 try:
-                    result = await self.service(prepared)
+                    result = await self.service(to_task(rec, args, status=Status.RUNNING))
                 except Exception as exc:
-                    outcome = self._failure(rec, exc)
-                else:
-                    outcome = self._success(rec, result)
+                    error = exc
+                except BaseException as exc:  # cancelled: by the deadline, or a shutdown
+                    error = exc
+                    raise
         finally:
             self._running -= 1
-            if timeout is not None:
-                if outcome is None and scope.cancel_called and not self._forced:
-                    late = TaskTimeout(f"attempt {rec.attempts} ran past its {timeout:g}s deadline")
-                    delay = self.backoff_policy.delay(rec.attempts)
-                    outcome = self._failed_outcome(rec, late, delay, _reason(late))
-                # The deadline stays until the next task sets its own: resetting
-                # it costs as much again, and an idle slot whose stale deadline
-                # fires only gets a fresh scope.
-            if outcome is not None:
-                consumer.settle_nowait(outcome)
-            else:  # cancelled (forced shutdown): give it back, attempt uncounted
-                consumer.release_nowait(rec.id)
-                self._released += 1
-            if not self._running and not consumer.buffered:
-                consumer.recheck_soon()
+            if verdict is None:
+                verdict = decide(
+                    rec.attempts,
+                    rec.max_attempts,
+                    error,
+                    backoff=self.backoff_policy,
+                    timeout=timeout,
+                )
+            self._account(rec, verdict, result)
+            payload = None if verdict is not DONE_VERDICT else self._result_payload(rec, result)
+            outcome = verdict.outcome(rec.id, payload)
+            if outcome is None:  # given back, its attempt uncounted
+                consumer.give_back(rec.id)
+            else:
+                consumer.finished(outcome)
 
-    def _prepare(self, rec: StoredTask) -> Task[Any] | Outcome:
-        """Return the task with its args decoded, or a KILLED outcome if they do not decode."""
+    def _result_payload(self, rec: StoredTask, result: Any) -> bytes | None:
+        if result is None:
+            return None
         try:
-            args = self._decode(rec.payload)
-        except Exception as exc:  # CodecError, or worse: a payload must never crash a worker
-            self._killed += 1
-            reason = f"undecodable payload: {exc}"
-            log.error("%s: task %s killed: %s", self.name, rec.id, reason)
-            if self._callbacks:
-                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
-            return Outcome(rec.id, Status.KILLED, error=_storable(reason))
-        return Task(
-            args,
-            rec.id,  # type: ignore[arg-type]
-            rec.queue,
-            rec.attempts,
-            rec.max_attempts,
-            from_timestamp(rec.run_at),
-            rec.priority,
-            Meta(rec.meta),
-            Status.RUNNING,
-            rec.last_error,
-            None,
-        )
-
-    def _success(self, rec: StoredTask, result: Any) -> Outcome:
-        try:
-            payload = None if result is None else self._encode(result)
+            return self._encode(result)
         except Exception as exc:  # the task did its work: DONE, without a result
-            payload = None
             log.warning("%s: task %s: result not stored: %s", self.name, rec.id, exc)
-        self._done += 1
-        if self._callbacks:
-            self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
-        return Outcome(rec.id, Status.DONE, result=payload)
+            return None
 
-    def _failure(self, rec: StoredTask, exc: Exception) -> Outcome:
-        if isinstance(exc, Abort):
-            self._killed += 1
-            log.warning("%s: task %s aborted: %s", self.name, rec.id, exc.reason)
+    def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
+        """Count, log and emit the event of one attempt's verdict: the one place."""
+        label = verdict.label
+        if label == DONE:
+            self._done += 1
             if self._callbacks:
-                self._emit(EventKind.TASK_KILLED, task_id=rec.id, attempt=rec.attempts, error=exc)
-            return Outcome(rec.id, Status.KILLED, error=_storable(f"aborted: {exc.reason}"))
-        if isinstance(exc, RetryAfter):
-            return self._failed_outcome(rec, exc, exc.seconds, exc.reason)
-        delay = self.backoff_policy.delay(rec.attempts)
-        return self._failed_outcome(rec, exc, delay, _reason(exc))
-
-    def _failed_outcome(
-        self, rec: StoredTask, exc: Exception, delay: float, reason: str
-    ) -> Outcome:
-        last = rec.attempts >= rec.max_attempts
-        if last:
+                self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
+            return
+        if label == RELEASED:
+            self._released += 1
+            return
+        if label == KILLED:
             self._killed += 1
             log.error(
-                "%s: task %s failed its last attempt (%d): %s",
+                "%s: task %s killed at attempt %d: %s",
                 self.name,
                 rec.id,
                 rec.attempts,
-                reason,
+                verdict.reason,
             )
+            kind = EventKind.TASK_KILLED
         else:
             self._failed += 1
             log.warning(
@@ -501,15 +458,12 @@ class Worker:
                 self.name,
                 rec.id,
                 rec.attempts,
-                delay,
-                reason,
+                verdict.delay,
+                verdict.reason,
             )
+            kind = EventKind.TASK_FAILED
         if self._callbacks:
-            kind = EventKind.TASK_KILLED if last else EventKind.TASK_FAILED
-            self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=exc)
-        if not math.isfinite(delay) or delay < 0:
-            delay = 0.0
-        return Outcome(rec.id, Status.FAILED, error=_storable(reason), delay=delay)
+            self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=verdict.error)
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self._consumer else "idle")

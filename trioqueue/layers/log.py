@@ -8,41 +8,11 @@ from typing import Any
 
 import trio
 
-from .._context import ATTEMPT_DEADLINE
-from .._errors import Abort, RetryAfter
+from .._outcome import decide
 from .._service import Service
 from .._task import Task
 
-__all__ = ["Log", "LogLayer", "outcome_of"]
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, Abort | RetryAfter):
-        return exc.reason
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def outcome_of(task: Task[Any], exc: BaseException | None) -> str:
-    """Name what the worker will make of an attempt that ended with ``exc`` (None: returned).
-
-    Returns:
-      ``"done"``; ``"killed"`` (``Abort``, or a failure of the last attempt);
-      ``"retry"`` (``RetryAfter``); ``"failed"`` (any other exception, retried
-      after the worker's backoff, or cancelled by the worker's deadline);
-      ``"released"`` (cancelled by a shutdown: given back to storage unsettled).
-    """
-    if exc is None:
-        return "done"
-    if not isinstance(exc, Exception):
-        # Cancelled: by a deadline that has passed (the worker's timeout: a
-        # failed attempt), or by a shutdown (the task goes back unsettled).
-        if not isinstance(exc, trio.Cancelled) or ATTEMPT_DEADLINE.get() > trio.current_time():
-            return "released"
-        return "killed" if task.attempts >= task.max_attempts else "failed"
-    if isinstance(exc, Abort) or task.attempts >= task.max_attempts:
-        return "killed"
-    return "retry" if isinstance(exc, RetryAfter) else "failed"
+__all__ = ["Log", "LogLayer"]
 
 
 class LogLayer:
@@ -50,7 +20,8 @@ class LogLayer:
 
     Both records carry, as ``extra`` attributes, ``queue``, ``task_id`` and
     ``attempt``; the end record adds ``outcome`` (``done``, ``failed``,
-    ``retry``, ``killed`` or ``released``) and ``duration`` (seconds on the
+    ``retry``, ``killed`` or ``released``: the label the worker's own outcome
+    policy gives the attempt) and ``duration`` (seconds on the
     Trio clock). ``include_args`` adds ``task_args`` (``args`` is taken by
     ``logging`` itself). When the logger does not take ``level``, the layer
     costs one cached level check per attempt.
@@ -125,12 +96,13 @@ class Log:
             raise
         finally:
             duration = trio.current_time() - start
-            outcome = outcome_of(task, error)
+            verdict = decide(task.attempts, task.max_attempts, error)
+            outcome = verdict.label
             end = {**extra, "outcome": outcome, "duration": duration}
-            if error is None:
+            if verdict.reason is None:
                 msg = "task %s attempt %d %s in %.3fs"
                 logger.log(level, msg, task.id, task.attempts, outcome, duration, extra=end)
             else:
                 msg = "task %s attempt %d %s in %.3fs: %s"
-                why = _describe(error)
+                why = verdict.reason
                 logger.log(level, msg, task.id, task.attempts, outcome, duration, why, extra=end)

@@ -7,15 +7,11 @@ from typing import Any
 
 from .._backoff import Backoff, Exponential, backoff_from
 from .._errors import Abort, RetryAfter
+from .._outcome import reason
 from .._service import Service
 from .._task import Task
 
 __all__ = ["Retry", "RetryLayer"]
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _always(exc: BaseException) -> bool:
@@ -86,10 +82,10 @@ class Retry:
         except (Abort, RetryAfter):
             raise
         except Exception as exc:
-            reason = _reason(exc)
+            why = reason(exc)
             if self.retry_if(exc):
-                raise RetryAfter(max(0.0, self.backoff.delay(task.attempts)), reason) from exc
-            raise Abort(reason) from exc
+                raise RetryAfter(max(0.0, self.backoff.delay(task.attempts)), why) from exc
+            raise Abort(why) from exc
 
     def __repr__(self) -> str:
         return f"<Retry {self.backoff!r} -> {self.inner!r}>"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._outcome import DONE, decide
 from .._service import Service
 from .._sink import TaskSink
 from .._task import Task, TaskId
-from .log import outcome_of
 
 __all__ = ["Trace", "TraceLayer", "inject_trace_context", "traced_push"]
 
@@ -148,7 +148,8 @@ class Trace:
             try:
                 result = await self.inner(task)
             except BaseException as exc:
-                span.set_attribute("trioqueue.outcome", outcome_of(task, exc))
+                label = decide(task.attempts, task.max_attempts, exc).label
+                span.set_attribute("trioqueue.outcome", label)
                 raise
-            span.set_attribute("trioqueue.outcome", "done")
+            span.set_attribute("trioqueue.outcome", DONE)
             return result

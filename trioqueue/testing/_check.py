@@ -173,7 +173,7 @@ async def _shutdown_release(c: _Ctx) -> None:
     ids = [await c.backend.push({"i": i}, id=f"sr-{i}") for i in range(3)]
     async with c.backend.open_consumer(concurrency=1, prefetch=3, lease_seconds=60.0) as con:
         with trio.fail_after(10):
-            first = await con.receive.receive()
+            first = await con.receive()
         c.expect(first.id in ids, f"the consumer received unknown task {first.id}")
     for id in ids:
         rec = await c.get(id)

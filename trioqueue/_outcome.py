@@ -1,0 +1,154 @@
+"""The outcome policy: how the end of one attempt becomes what storage records.
+
+A pure decision, made in one place. The worker calls ``decide`` once per
+attempt and then counts, logs and emits events from the ``Verdict``; the
+layers that report outcomes (``LogLayer``, ``MetricsLayer``, ``TraceLayer``)
+call the same function, so they name exactly what the worker will record.
+
+The labels::
+
+    done       the handler returned                     -> DONE, result stored
+    failed     it raised; another attempt is scheduled  -> FAILED, run_at = now + backoff
+    retry      it raised RetryAfter(seconds)            -> FAILED, run_at = now + seconds
+    killed     Abort, an undecodable payload, or a
+               failure of the last attempt              -> KILLED
+    released   cancelled by a shutdown                  -> given back, attempt uncounted
+
+A cancellation by a deadline (``WorkerBuilder.timeout``) is a failed attempt
+(``TaskTimeout``); any other cancellation is a shutdown. Trio says which:
+``trio.Cancelled.source`` is ``"deadline"`` for the first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from ._backoff import Backoff
+from ._driver import Outcome
+from ._errors import Abort, RetryAfter, TaskTimeout
+from ._task import Status
+
+__all__ = [
+    "DONE",
+    "DONE_VERDICT",
+    "FAILED",
+    "KILLED",
+    "LABELS",
+    "RELEASED",
+    "RETRY",
+    "Verdict",
+    "decide",
+    "reason",
+    "storable",
+    "undecodable",
+]
+
+DONE: Final = "done"
+FAILED: Final = "failed"
+RETRY: Final = "retry"
+KILLED: Final = "killed"
+RELEASED: Final = "released"
+#: Every label, in a stable order (metrics publish one series per label).
+LABELS: Final = (DONE, FAILED, RETRY, KILLED, RELEASED)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one attempt's end comes to.
+
+    Attributes:
+      label: One of ``LABELS``.
+      status: What to record: DONE, FAILED (the driver makes it KILLED when no
+        attempt is left) or KILLED; None for a release.
+      reason: The one-line reason stored as ``last_error`` (None for done/released).
+      delay: Seconds until the next attempt, for FAILED.
+      error: The exception that ended the attempt, if any.
+    """
+
+    label: str
+    status: Status | None
+    reason: str | None = None
+    delay: float = 0.0
+    error: BaseException | None = None
+
+    def outcome(self, id: str, result: bytes | None = None) -> Outcome | None:
+        """Return the ``Outcome`` to settle for task ``id`` (None: release it)."""
+        if self.status is None:
+            return None
+        if self.status is Status.DONE:
+            return Outcome(id, Status.DONE, result=result)
+        return Outcome(id, self.status, error=self.reason, delay=self.delay)
+
+
+#: The verdict on every attempt that returned.
+DONE_VERDICT: Final = Verdict(DONE, Status.DONE)
+
+
+def reason(exc: BaseException) -> str:
+    """Return ``Type: message`` (or ``Type``), the one-line text of a failure."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def storable(text: str) -> str:
+    """Return ``text`` as every backend can store it: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def decide(
+    attempts: int,
+    max_attempts: int,
+    exc: BaseException | None,
+    *,
+    backoff: Backoff | None = None,
+    timeout: float | None = None,
+) -> Verdict:
+    """Decide what an attempt that ended with ``exc`` (None: it returned) comes to.
+
+    Args:
+      attempts: The attempt's number (1-based), as the task carries it.
+      max_attempts: The task's ``max_attempts``.
+      exc: What the service raised, or None.
+      backoff: The worker's retry delay policy (None: no delay, for callers
+        that only need the label).
+      timeout: The worker's per-attempt timeout, named in the reason of an
+        attempt its deadline cancelled.
+
+    Returns:
+      The ``Verdict``; pure apart from the jitter ``backoff`` may draw.
+    """
+    if exc is None:
+        return DONE_VERDICT
+    last = attempts >= max_attempts
+    if isinstance(exc, trio.Cancelled):
+        if exc.source != "deadline":
+            return Verdict(RELEASED, None, error=exc)
+        within = f" {timeout:g}s" if timeout is not None else ""
+        exc = TaskTimeout(f"attempt {attempts} ran past its{within} deadline")
+    elif not isinstance(exc, Exception):
+        return Verdict(RELEASED, None, error=exc)  # KeyboardInterrupt and the like
+    if isinstance(exc, Abort):
+        return Verdict(KILLED, Status.KILLED, storable(f"aborted: {exc.reason}"), error=exc)
+    if isinstance(exc, RetryAfter):
+        label, text, delay = RETRY, exc.reason, exc.seconds
+    else:
+        label, text = FAILED, reason(exc)
+        delay = 0.0 if backoff is None else backoff.delay(attempts)
+    if not math.isfinite(delay) or delay < 0:
+        delay = 0.0
+    return Verdict(KILLED if last else label, Status.FAILED, storable(text), delay, exc)
+
+
+def undecodable(exc: BaseException) -> Verdict:
+    """The verdict on a task whose payload does not decode into the handler's type."""
+    return Verdict(KILLED, Status.KILLED, storable(f"undecodable payload: {exc}"), error=exc)
