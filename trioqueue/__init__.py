@@ -10,6 +10,8 @@ from ._backoff import Backoff as Backoff
 from ._backoff import Exponential as Exponential
 from ._backoff import Fixed as Fixed
 from ._backoff import Linear as Linear
+from ._builder import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
+from ._builder import WorkerBuilder as WorkerBuilder
 from ._codec import CborCodec as CborCodec
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
@@ -46,9 +48,7 @@ from ._task import Meta as Meta
 from ._task import Status as Status
 from ._task import Task as Task
 from ._task import TaskId as TaskId
-from ._worker import DEFAULT_CONCURRENCY as DEFAULT_CONCURRENCY
 from ._worker import Worker as Worker
-from ._worker import WorkerBuilder as WorkerBuilder
 from .backends.memory import MemoryBackend as MemoryBackend
 
 __version__ = "0.1.0"

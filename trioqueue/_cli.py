@@ -37,7 +37,7 @@ from ._cli_support import (
 from ._errors import BackendError, TaskSinkError
 from ._open import DEFAULT_BACKEND
 from ._task import Status
-from ._worker import DEFAULT_CONCURRENCY
+from ._builder import DEFAULT_CONCURRENCY
 
 __all__ = ["build_parser", "main", "parse_duration"]
 

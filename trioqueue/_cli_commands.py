@@ -41,7 +41,7 @@ from ._context import EventKind, WorkerEvent
 from ._errors import CodecError, HandlerError
 from ._monitor import Monitor
 from ._task import Status, Task
-from ._worker import WorkerBuilder
+from ._builder import WorkerBuilder
 
 __all__ = [
     "cmd_cancel",

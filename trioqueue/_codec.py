@@ -66,7 +66,7 @@ def _check_size(codec: Codec, data: bytes) -> bytes:
     return data
 
 
-def _validation_error(codec: Codec, type_: Any, exc: Exception) -> CodecError:
+def _validation_error(type_: Any, exc: Exception) -> CodecError:
     name = getattr(type_, "__name__", None) or repr(type_)
     return CodecError(f"payload does not fit {name}: {exc}")
 
@@ -105,7 +105,7 @@ class JsonCodec:
             try:
                 return dec.decode(_check_size(self, data))
             except msgspec.ValidationError as exc:
-                raise _validation_error(self, type_, exc) from exc
+                raise _validation_error(type_, exc) from exc
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 raise CodecError(f"payload is not valid JSON: {exc}") from exc
             except RecursionError as exc:
@@ -178,7 +178,7 @@ class CborCodec:
             try:
                 return msgspec.convert(obj, type_)
             except msgspec.ValidationError as exc:
-                raise _validation_error(self, type_, exc) from exc
+                raise _validation_error(type_, exc) from exc
 
         return decode
 

@@ -99,8 +99,7 @@ class TaskSink(Generic[Args]):
 
     async def _store_window(self, batches: AsyncIterable[list[StoredTask]]) -> None:
         """Send many batches, keeping a bounded number in flight."""
-        async for batch in batches:
-            await self._store(batch)
+        raise NotImplementedError
 
     # -- encoding --
 

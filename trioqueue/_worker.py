@@ -1,16 +1,20 @@
-"""Workers: run a service over the tasks a backend feeds, with bounded concurrency."""
+"""Workers: run a service over the tasks a backend feeds, with bounded concurrency.
+
+``WorkerBuilder`` (in ``_builder.py``) fills in a ``WorkerConfig`` and builds one.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from ._backend import Backend
-from ._backoff import Backoff, Exponential, backoff_from
+from ._backoff import Backoff
 from ._consumer import Consumer
 from ._context import (
     EventCallback,
@@ -25,140 +29,42 @@ from ._outcome import DONE, DONE_VERDICT, KILLED, RELEASED, Verdict, decide, und
 from ._service import Layer, Service
 from ._task import Status, Task
 
-__all__ = ["DEFAULT_CONCURRENCY", "Worker", "WorkerBuilder"]
+__all__ = ["Worker", "WorkerConfig"]
 
 log = logging.getLogger("trioqueue.worker")
 
-#: Tasks a worker runs at once unless told otherwise.
-DEFAULT_CONCURRENCY = 10
 
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything a ``Worker`` is built from; ``WorkerBuilder`` fills it in.
 
-class WorkerBuilder:
-    """Builds a ``Worker``, as in Apalis.
-
-    Example::
-
-        worker = (
-            WorkerBuilder("email-worker")
-            .backend(backend)
-            .data(State())
-            .layer(TimeoutLayer(30))
-            .concurrency(10)
-            .build(send_email)
-        )
-        await worker.run()
-
-    Each method returns the builder; ``build`` resolves the handler and fails
-    at once (with ``HandlerError``) if a parameter cannot be provided.
+    Attributes:
+      name: The worker's name.
+      backend: The backend whose queue it consumes.
+      data: Shared state by type, for ``Data[T]`` parameters.
+      layers: The middleware, outermost first.
+      concurrency: Tasks run at once.
+      prefetch: The prefetch channel's capacity.
+      lease_seconds: Lease length; renewed every third of it.
+      poll_interval: Longest wait between claims without a wake-up.
+      shutdown_timeout: How long a graceful stop waits for running tasks.
+      backoff: The delay policy after a failed attempt.
+      timeout: Each attempt's deadline in seconds, or None.
+      callbacks: Event callbacks.
     """
 
-    def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not name:
-            raise TypeError("a worker name must be a non-empty str")
-        self._name = name
-        self._backend: Backend | None = None
-        self._data: dict[type, object] = {}
-        self._layers: list[Layer] = []
-        self._concurrency = DEFAULT_CONCURRENCY
-        self._prefetch: int | None = None
-        self._lease = 30.0
-        self._poll = 1.0
-        self._shutdown_timeout = 30.0
-        self._backoff: Backoff = Exponential()
-        self._timeout: float | None = None
-        self._callbacks: list[EventCallback] = []
-
-    def backend(self, backend: Backend) -> WorkerBuilder:
-        """Set the backend whose queue the worker consumes."""
-        if not isinstance(backend, Backend):
-            raise TypeError(f"expected a trioqueue backend, got {type(backend).__name__}")
-        self._backend = backend
-        return self
-
-    def data(self, obj: object) -> WorkerBuilder:
-        """Register shared state; handlers ask for it as ``Data[type(obj)]``."""
-        self._data[type(obj)] = obj
-        return self
-
-    def layer(self, layer: Layer) -> WorkerBuilder:
-        """Add a middleware layer; the first added sees each task first."""
-        if not hasattr(layer, "layer"):
-            raise TypeError(f"{layer!r} is not a Layer: it has no layer(inner) method")
-        self._layers.append(layer)
-        return self
-
-    def concurrency(self, n: int) -> WorkerBuilder:
-        """Set how many tasks run at once (default ``DEFAULT_CONCURRENCY``)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {n!r}")
-        self._concurrency = n
-        return self
-
-    def prefetch(self, n: int) -> WorkerBuilder:
-        """Set the prefetch channel's capacity (default: the concurrency)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"prefetch must be an int >= 1, got {n!r}")
-        self._prefetch = n
-        return self
-
-    def lease(self, seconds: float) -> WorkerBuilder:
-        """Set the lease length in seconds (default 30); it is renewed every third."""
-        if not seconds > 0:
-            raise ValueError("lease seconds must be > 0")
-        self._lease = float(seconds)
-        return self
-
-    def poll_interval(self, seconds: float) -> WorkerBuilder:
-        """Set the longest wait between claims when storage gives no wake-up (default 1)."""
-        if not seconds > 0:
-            raise ValueError("poll interval must be > 0")
-        self._poll = float(seconds)
-        return self
-
-    def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
-        """Set how long a graceful stop waits for running tasks (default 30)."""
-        if not seconds >= 0:
-            raise ValueError("shutdown timeout must be >= 0")
-        self._shutdown_timeout = float(seconds)
-        return self
-
-    def timeout(self, seconds: float | None) -> WorkerBuilder:
-        """Give every attempt a deadline; an attempt past it fails with ``TaskTimeout``.
-
-        The deadline is set on the cancel scope each task already runs under,
-        rounded up to 1/64 of ``seconds`` (so it may fire up to that much
-        later), which makes it nearly free per task; the failed attempt follows
-        the backoff like any other failure. ``TimeoutLayer`` does the same,
-        exactly, inside a stack.
-        """
-        if seconds is not None and not seconds > 0:
-            raise ValueError("timeout seconds must be > 0 (or None for no deadline)")
-        self._timeout = None if seconds is None else float(seconds)
-        return self
-
-    def backoff(self, policy: Backoff | Callable[[int], float]) -> WorkerBuilder:
-        """Set the delay policy after a failed attempt (default ``Exponential()``)."""
-        self._backoff = backoff_from(policy)
-        return self
-
-    def on_event(self, callback: EventCallback) -> WorkerBuilder:
-        """Call ``callback(WorkerEvent)`` on start, idle, task done/failed/killed, stop.
-
-        Callbacks run on the worker's task and must not block.
-        """
-        self._callbacks.append(callback)
-        return self
-
-    def build(self, handler: Any) -> Worker:
-        """Return the ``Worker`` running ``handler`` (a function, service or stack).
-
-        Raises:
-          HandlerError: if the handler cannot be resolved (names the parameter).
-          ValueError: if no backend was set.
-        """
-        if self._backend is None:
-            raise ValueError(f"worker {self._name!r} has no backend: call .backend(b) first")
-        return Worker(self, handler)
+    name: str
+    backend: Backend
+    data: Mapping[type, object]
+    layers: tuple[Layer, ...]
+    concurrency: int
+    prefetch: int
+    lease_seconds: float
+    poll_interval: float
+    shutdown_timeout: float
+    backoff: Backoff
+    timeout: float | None
+    callbacks: tuple[EventCallback, ...]
 
 
 class Worker:
@@ -182,21 +88,20 @@ class Worker:
       tasks are cancelled and released.
     """
 
-    def __init__(self, builder: WorkerBuilder, handler: Any) -> None:
-        assert builder._backend is not None
-        self.name = builder._name
-        self.backend = builder._backend
-        self.concurrency = builder._concurrency
-        self.prefetch = builder._prefetch or builder._concurrency
-        self.lease_seconds = builder._lease
-        self.poll_interval = builder._poll
-        self.shutdown_timeout = builder._shutdown_timeout
-        self.backoff_policy = builder._backoff
-        self.timeout = builder._timeout
-        self._callbacks = list(builder._callbacks)
+    def __init__(self, config: WorkerConfig, handler: Any) -> None:
+        self.name = config.name
+        self.backend = config.backend
+        self.concurrency = config.concurrency
+        self.prefetch = config.prefetch
+        self.lease_seconds = config.lease_seconds
+        self.poll_interval = config.poll_interval
+        self.shutdown_timeout = config.shutdown_timeout
+        self.backoff_policy = config.backoff
+        self.timeout = config.timeout
+        self._callbacks = list(config.callbacks)
         self.context = WorkerContext(self)
-        inner, self.args_type = resolve(handler, data=dict(builder._data), context=self.context)
-        self.service: Service[Task[Any], Any] = ServiceBuilder(tuple(builder._layers)).wrap(inner)
+        inner, self.args_type = resolve(handler, data=dict(config.data), context=self.context)
+        self.service: Service[Task[Any], Any] = ServiceBuilder(config.layers).wrap(inner)
         self._decode = self.backend.codec.decoder(self.args_type)
         self._encode = self.backend.codec.encode
         self._reset()
@@ -205,7 +110,6 @@ class Worker:
 
     def _reset(self) -> None:
         self._stopping = False
-        self._forced = False
         self._ran = False
         self._stop_event = trio.Event()
         self._burst = False
@@ -243,7 +147,6 @@ class Worker:
         if c is not None:
             self._released += c.stop_claiming()
         if force:
-            self._forced = True
             for scope in self._task_scopes:
                 if scope is not None:
                     scope.cancel("the worker is shutting down")

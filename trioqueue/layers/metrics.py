@@ -10,13 +10,13 @@ import trio
 
 from .._backend import Backend
 from .._errors import BackendError
+from .._outcome import DONE, LABELS, decide
 from .._service import Service
 from .._task import Status, Task
-from .log import outcome_of
 
 __all__ = ["Metrics", "MetricsLayer", "QueueDepthCollector", "collect_queue_depth", "serve_metrics"]
 
-_OUTCOMES = ("done", "failed", "retry", "killed", "released")
+_OUTCOMES = LABELS
 
 
 def _prometheus() -> Any:
@@ -165,14 +165,14 @@ class Metrics:
         try:
             result = await self.inner(task)
         except BaseException as exc:
-            s.outcomes[outcome_of(task, exc)] += 1
+            s.outcomes[decide(task.attempts, task.max_attempts, exc).label] += 1
             raise
         finally:
             s.in_progress -= 1
             elapsed = trio.current_time() - start
             s.sum += elapsed
             s.buckets[bisect_left(_BUCKETS, elapsed)] += 1
-        s.outcomes["done"] += 1
+        s.outcomes[DONE] += 1
         return result
 
 

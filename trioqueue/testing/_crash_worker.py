@@ -22,7 +22,7 @@ from .._backend import Backend
 from .._monitor import Monitor
 from .._open import open_backend
 from .._task import TaskId
-from .._worker import WorkerBuilder
+from .._builder import WorkerBuilder
 
 log = logging.getLogger("trioqueue.testing.crash")
 

@@ -1,0 +1,159 @@
+"""``WorkerBuilder``: configure a worker step by step, as in Apalis, then build it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._backend import Backend
+from ._backoff import Backoff, Exponential, backoff_from
+from ._context import EventCallback
+from ._service import Layer
+from ._worker import Worker, WorkerConfig
+
+__all__ = ["DEFAULT_CONCURRENCY", "WorkerBuilder"]
+
+#: Tasks a worker runs at once unless told otherwise.
+DEFAULT_CONCURRENCY = 10
+
+
+class WorkerBuilder:
+    """Builds a ``Worker``, as in Apalis.
+
+    Example::
+
+        worker = (
+            WorkerBuilder("email-worker")
+            .backend(backend)
+            .data(State())
+            .layer(TimeoutLayer(30))
+            .concurrency(10)
+            .build(send_email)
+        )
+        await worker.run()
+
+    Each method returns the builder; ``build`` resolves the handler and fails
+    at once (with ``HandlerError``) if a parameter cannot be provided.
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError("a worker name must be a non-empty str")
+        self._name = name
+        self._backend: Backend | None = None
+        self._data: dict[type, object] = {}
+        self._layers: list[Layer] = []
+        self._concurrency = DEFAULT_CONCURRENCY
+        self._prefetch: int | None = None
+        self._lease = 30.0
+        self._poll = 1.0
+        self._shutdown_timeout = 30.0
+        self._backoff: Backoff = Exponential()
+        self._timeout: float | None = None
+        self._callbacks: list[EventCallback] = []
+
+    def backend(self, backend: Backend) -> WorkerBuilder:
+        """Set the backend whose queue the worker consumes."""
+        if not isinstance(backend, Backend):
+            raise TypeError(f"expected a trioqueue backend, got {type(backend).__name__}")
+        self._backend = backend
+        return self
+
+    def data(self, obj: object) -> WorkerBuilder:
+        """Register shared state; handlers ask for it as ``Data[type(obj)]``."""
+        self._data[type(obj)] = obj
+        return self
+
+    def layer(self, layer: Layer) -> WorkerBuilder:
+        """Add a middleware layer; the first added sees each task first."""
+        if not hasattr(layer, "layer"):
+            raise TypeError(f"{layer!r} is not a Layer: it has no layer(inner) method")
+        self._layers.append(layer)
+        return self
+
+    def concurrency(self, n: int) -> WorkerBuilder:
+        """Set how many tasks run at once (default ``DEFAULT_CONCURRENCY``)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {n!r}")
+        self._concurrency = n
+        return self
+
+    def prefetch(self, n: int) -> WorkerBuilder:
+        """Set the prefetch channel's capacity (default: the concurrency)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {n!r}")
+        self._prefetch = n
+        return self
+
+    def lease(self, seconds: float) -> WorkerBuilder:
+        """Set the lease length in seconds (default 30); it is renewed every third."""
+        if not seconds > 0:
+            raise ValueError("lease seconds must be > 0")
+        self._lease = float(seconds)
+        return self
+
+    def poll_interval(self, seconds: float) -> WorkerBuilder:
+        """Set the longest wait between claims when storage gives no wake-up (default 1)."""
+        if not seconds > 0:
+            raise ValueError("poll interval must be > 0")
+        self._poll = float(seconds)
+        return self
+
+    def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
+        """Set how long a graceful stop waits for running tasks (default 30)."""
+        if not seconds >= 0:
+            raise ValueError("shutdown timeout must be >= 0")
+        self._shutdown_timeout = float(seconds)
+        return self
+
+    def timeout(self, seconds: float | None) -> WorkerBuilder:
+        """Give every attempt a deadline; an attempt past it fails with ``TaskTimeout``.
+
+        The deadline is set on the cancel scope each task already runs under,
+        rounded up to 1/64 of ``seconds`` (so it may fire up to that much
+        later), which makes it nearly free per task; the failed attempt follows
+        the backoff like any other failure. ``TimeoutLayer`` does the same,
+        exactly, inside a stack.
+        """
+        if seconds is not None and not seconds > 0:
+            raise ValueError("timeout seconds must be > 0 (or None for no deadline)")
+        self._timeout = None if seconds is None else float(seconds)
+        return self
+
+    def backoff(self, policy: Backoff | Callable[[int], float]) -> WorkerBuilder:
+        """Set the delay policy after a failed attempt (default ``Exponential()``)."""
+        self._backoff = backoff_from(policy)
+        return self
+
+    def on_event(self, callback: EventCallback) -> WorkerBuilder:
+        """Call ``callback(WorkerEvent)`` on start, idle, task done/failed/killed, stop.
+
+        Callbacks run on the worker's task and must not block.
+        """
+        self._callbacks.append(callback)
+        return self
+
+    def build(self, handler: Any) -> Worker:
+        """Return the ``Worker`` running ``handler`` (a function, service or stack).
+
+        Raises:
+          HandlerError: if the handler cannot be resolved (names the parameter).
+          ValueError: if no backend was set.
+        """
+        if self._backend is None:
+            raise ValueError(f"worker {self._name!r} has no backend: call .backend(b) first")
+        config = WorkerConfig(
+            name=self._name,
+            backend=self._backend,
+            data=dict(self._data),
+            layers=tuple(self._layers),
+            concurrency=self._concurrency,
+            prefetch=self._prefetch or self._concurrency,
+            lease_seconds=self._lease,
+            poll_interval=self._poll,
+            shutdown_timeout=self._shutdown_timeout,
+            backoff=self._backoff,
+            timeout=self._timeout,
+            callbacks=tuple(self._callbacks),
+        )
+        return Worker(config, handler)
