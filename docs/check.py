@@ -26,9 +26,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PACKAGES = ("trioqueue", "trioqueue.layers", "trioqueue.testing")
+PACKAGES = ("trioqueue", "trioqueue.drivers", "trioqueue.layers", "trioqueue.testing")
 #: Pages whose examples are run.
-RUNNABLE = ("concepts.md", "tasks.md", "pushing.md", "workers.md", "delivery.md")
+RUNNABLE = (
+    "concepts.md",
+    "tasks.md",
+    "pushing.md",
+    "workers.md",
+    "delivery.md",
+    "drivers.md",
+)
 #: Seconds an example may take.
 TIMEOUT = 60.0
 
