@@ -18,7 +18,7 @@ PUBLIC = {
 
 def test_public_names_are_exactly_the_pinned_ones() -> None:
     names = {n for n in dir(trioqueue) if not n.startswith("_")}
-    assert names - {"backends", "layers", "testing"} == PUBLIC
+    assert names - {"backends", "drivers", "layers", "testing"} == PUBLIC
 
 
 LAYERS = {

@@ -20,6 +20,7 @@ from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
 from ._driver import Driver, StoredTask, to_task
 from ._errors import BackendClosed, BackendError, PushError
+from ._nursery import open_nursery
 from ._retrying import CLEANUP_TIMEOUT, retrying
 from ._sink import TaskSink, check_queue_name
 from ._task import Status, Task
@@ -110,7 +111,7 @@ class Backend(TaskSink[Any]):
         """
         send, recv = trio.open_memory_channel[_Batch](self._push_buffer)
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 nursery.start_soon(self._inserter, recv)
                 self._send = send
                 try:
@@ -260,7 +261,7 @@ class Backend(TaskSink[Any]):
         )
         self._consumers += 1
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 await nursery.start(consumer.run)
                 try:
                     yield consumer

@@ -19,6 +19,7 @@ from collections.abc import Sized
 import trio
 
 from ._driver import Driver, Outcome, StoredTask
+from ._nursery import open_nursery
 from ._retrying import retrying
 
 __all__ = ["Consumer"]
@@ -201,7 +202,7 @@ class Consumer:
         await retrying(
             "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
         )
-        async with trio.open_nursery() as nursery:
+        async with open_nursery() as nursery:
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
             nursery.start_soon(self._rescuer)

@@ -25,6 +25,7 @@ from ._context import (
 )
 from ._driver import StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
+from ._nursery import open_nursery
 from ._outcome import DONE, DONE_VERDICT, KILLED, RELEASED, Verdict, decide, undecodable
 from ._service import Layer, Service
 from ._task import Status, Task
@@ -209,7 +210,7 @@ class Worker:
                 self._consumer = consumer
                 self._live_slots = self.concurrency
                 try:
-                    async with trio.open_nursery() as nursery:
+                    async with open_nursery() as nursery:
                         for i in range(self.concurrency):
                             nursery.start_soon(self._slot, consumer, i)
                         nursery.start_soon(self._watch_idle, consumer)
