@@ -19,10 +19,10 @@ from typing import Any
 import trio
 
 from .._backend import Backend
+from .._builder import WorkerBuilder
 from .._monitor import Monitor
 from .._open import open_backend
 from .._task import TaskId
-from .._builder import WorkerBuilder
 
 log = logging.getLogger("trioqueue.testing.crash")
 
