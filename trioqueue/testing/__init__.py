@@ -10,11 +10,11 @@ None of them depends on pytest.
 """
 
 from ._check import CHECK_NAMES as CHECK_NAMES
-from ._check import BackendFactory as BackendFactory
-from ._check import ManualClock as ManualClock
 from ._check import check_backend as check_backend
+from ._context import BackendFactory as BackendFactory
+from ._context import ManualClock as ManualClock
 from ._crash import CrashReport as CrashReport
 from ._crash import CrashTestFailure as CrashTestFailure
 from ._crash import run_crash_test as run_crash_test
 from ._model import Model as Model
-from ._model import make_state_machine as make_state_machine
+from ._state_machine import make_state_machine as make_state_machine
