@@ -101,16 +101,12 @@ class Consumer:
             self._lost.discard(rec.id)
 
     async def receive(self) -> StoredTask:
-        """Take the next leased task, waiting for one.
+        """Take the next leased task, waiting until one is claimed.
 
         Raises:
           trio.EndOfChannel: once claiming stopped and the channel is empty.
         """
         while True:
-            try:
-                return self.receive_nowait()
-            except trio.WouldBlock:
-                pass
             rec = await self._recv.receive()
             if self._claimer_waiting:
                 self._took()

@@ -51,13 +51,16 @@ def to_task(
       result: Its result, decoded by the caller.
       status: The status to show instead of the stored one (a worker shows RUNNING).
     """
+    run_at = rec.run_at
+    if not 0.0 <= run_at <= MAX_TIMESTAMP:  # a hostile row must not break a listing
+        run_at = min(max(run_at, 0.0), MAX_TIMESTAMP)
     return Task(
         args,
-        TaskId(rec.id),
+        str.__new__(TaskId, rec.id),  # checked when it was pushed
         rec.queue,
         rec.attempts,
         rec.max_attempts,
-        from_timestamp(min(max(rec.run_at, 0.0), MAX_TIMESTAMP)),
+        from_timestamp(run_at),
         rec.priority,
         Meta(rec.meta),
         rec.status if status is None else status,

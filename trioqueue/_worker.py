@@ -23,10 +23,10 @@ from ._context import (
     WorkerEvent,
     WorkerStatistics,
 )
-from ._driver import StoredTask, to_task
+from ._driver import Outcome, StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
 from ._nursery import open_nursery
-from ._outcome import DONE, DONE_VERDICT, KILLED, RELEASED, Verdict, decide, undecodable
+from ._outcome import DONE_VERDICT, KILLED, RELEASED, Verdict, decide, undecodable
 from ._service import Layer, Service
 from ._task import Status, Task
 
@@ -301,7 +301,7 @@ class Worker:
             else:
                 # The service call, inline: this is the per-task hot path.
                 try:
-                    result = await self.service(to_task(rec, args, status=Status.RUNNING))
+                    result = await self.service(to_task(rec, args, None, Status.RUNNING))
                 except Exception as exc:
                     error = exc
                 except BaseException as exc:  # cancelled: by the deadline, or a shutdown
@@ -310,24 +310,27 @@ class Worker:
         finally:
             self._running -= 1
             if verdict is None:
-                verdict = decide(
-                    rec.attempts,
-                    rec.max_attempts,
-                    error,
-                    backoff=self.backoff_policy,
-                    timeout=timeout,
+                verdict = (
+                    DONE_VERDICT
+                    if error is None
+                    else decide(
+                        rec.attempts,
+                        rec.max_attempts,
+                        error,
+                        backoff=self.backoff_policy,
+                        timeout=timeout,
+                    )
                 )
             self._account(rec, verdict, result)
-            payload = None if verdict is not DONE_VERDICT else self._result_payload(rec, result)
-            outcome = verdict.outcome(rec.id, payload)
-            if outcome is None:  # given back, its attempt uncounted
-                consumer.give_back(rec.id)
-            else:
+            if verdict is DONE_VERDICT:
+                payload = None if result is None else self._result_payload(rec, result)
+                consumer.finished(Outcome(rec.id, Status.DONE, payload))
+            elif (outcome := verdict.outcome(rec.id)) is not None:
                 consumer.finished(outcome)
+            else:  # given back, its attempt uncounted
+                consumer.give_back(rec.id)
 
     def _result_payload(self, rec: StoredTask, result: Any) -> bytes | None:
-        if result is None:
-            return None
         try:
             return self._encode(result)
         except Exception as exc:  # the task did its work: DONE, without a result
@@ -336,12 +339,12 @@ class Worker:
 
     def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
         """Count, log and emit the event of one attempt's verdict: the one place."""
-        label = verdict.label
-        if label == DONE:
+        if verdict is DONE_VERDICT:
             self._done += 1
             if self._callbacks:
                 self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
             return
+        label = verdict.label
         if label == RELEASED:
             self._released += 1
             return
