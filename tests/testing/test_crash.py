@@ -10,7 +10,7 @@ import pytest
 from trioqueue.testing import CrashReport, CrashTestFailure, run_crash_test
 
 LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where toy_driver.py lives
 OPENER = "toy_driver:open_file_backend"
 
 

@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.timeout(60),
 ]
 
-ROOT = str(Path(__file__).resolve().parents[1])
+ROOT = str(Path(__file__).resolve().parents[2])
 
 CHILD = textwrap.dedent(
     """
