@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,postgres,metrics,otel
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-long lint bench demo docs clean
+.PHONY: install test test-quick test-long lint bench demo docs clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 ## The test suite (SQLite files and the PostgreSQL server at 127.0.0.1:5432).
 test: install
 	$(BIN)/python -m pytest -q
+
+## The edit loop: the tests that take under about a second each.
+test-quick: install
+	$(BIN)/python -m pytest -q -m "not slow and not seconds"
 
 ## Big Hypothesis budgets and many crash rounds.
 test-long: install

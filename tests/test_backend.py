@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+import pytest
 import trio
 import trio.testing
 
@@ -62,6 +63,7 @@ async def test_a_producer_waits_on_a_full_channel() -> None:
     assert await backend.counts() == {"default": {Status.PENDING: 6}}
 
 
+@pytest.mark.seconds
 async def test_push_stream_of_a_million_holds_a_bounded_number() -> None:
     driver = CountingDriver()
     backend = tq.Backend(driver, push_buffer=8)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
+@pytest.mark.seconds
 def test_docs_check_passes() -> None:
     done = subprocess.run(
         [sys.executable, str(DOCS / "check.py")], capture_output=True, text=True, timeout=240

@@ -139,6 +139,7 @@ async def test_abort_kills_at_once(autojump_clock: trio.abc.Clock, open_backend:
     )  # fmt: skip
 
 
+@pytest.mark.seconds
 async def test_retry_after_sets_the_next_run(
     autojump_clock: trio.abc.Clock, tally: Tally, open_backend: Factory
 ) -> None:
@@ -215,6 +216,7 @@ async def test_events_are_emitted(autojump_clock: trio.abc.Clock, open_backend: 
     assert EventKind.IDLE in kinds
 
 
+@pytest.mark.seconds
 async def test_lease_is_extended_while_a_long_task_runs(
     autojump_clock: trio.abc.Clock, tally: Tally, open_backend: Factory
 ) -> None:
@@ -243,6 +245,7 @@ async def test_lease_is_extended_while_a_long_task_runs(
     assert t is not None and t.status is Status.DONE and t.attempts == 1
 
 
+@pytest.mark.seconds
 async def test_an_expired_lease_is_rescued_and_counts(
     autojump_clock: trio.abc.Clock, tally: Tally, open_backend: Factory
 ) -> None:
@@ -268,6 +271,7 @@ async def test_an_expired_lease_is_rescued_and_counts(
     assert "lease expired" in (killed.last_error or "")
 
 
+@pytest.mark.seconds
 async def test_concurrency_and_holding_are_bounded(
     autojump_clock: trio.abc.Clock, open_backend: Factory
 ) -> None:
@@ -345,6 +349,7 @@ async def test_typed_round_trip_per_codec(
     assert task is not None and task.result == {"n": 42}
 
 
+@pytest.mark.seconds
 async def test_worker_timeout_fails_the_attempt_and_retries(
     autojump_clock: trio.abc.Clock, tally: Tally, open_backend: Factory
 ) -> None:

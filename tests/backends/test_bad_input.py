@@ -93,6 +93,7 @@ async def test_undecodable_payloads_are_killed_and_the_worker_goes_on(
         assert sorted(ran) == list(range(5))
 
 
+@pytest.mark.seconds
 async def test_args_not_fitting_the_handler_type_kill_naming_the_field(
     open_backend: Factory,
 ) -> None:

@@ -28,6 +28,7 @@ async def run_workers(url: str, workers: int, ledger: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("backend,workers", [("sqlite", 2), ("postgres", 4)])
+@pytest.mark.seconds
 async def test_worker_processes_never_run_a_task_twice(
     tmp_path: Path, backend: str, workers: int
 ) -> None:

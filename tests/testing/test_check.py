@@ -19,6 +19,7 @@ def open_backend(request: pytest.FixtureRequest) -> Factory:
     return BACKENDS[request.param]
 
 
+@pytest.mark.seconds
 async def test_every_backend_passes(open_backend: Factory) -> None:
     await check_backend(open_backend)
 

@@ -20,6 +20,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.seconds
 async def test_killed_workers_lose_no_task(tmp_path: Path) -> None:
     report = await run_crash_test(
         f"toyfile://{tmp_path}/store.json",
@@ -40,6 +41,7 @@ async def test_killed_workers_lose_no_task(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.seconds
 async def test_killed_workers_lose_no_task_on_real_backends(tmp_path: Path, backend: str) -> None:
     if backend == "sqlite":
         report = await _real(f"sqlite:///{tmp_path}/tasks.db", tmp_path, rounds=3, tasks=60)
@@ -100,6 +102,7 @@ async def test_many_rounds_of_kills_lose_no_task(tmp_path: Path) -> None:
     assert report.reruns > 0
 
 
+@pytest.mark.seconds
 async def test_a_driver_losing_tasks_on_rescue_is_caught(tmp_path: Path) -> None:
     with pytest.raises(CrashTestFailure) as info:
         await run_crash_test(

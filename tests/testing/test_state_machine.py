@@ -42,6 +42,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.mark.timeout(3600 if LONG else 300)
+@pytest.mark.seconds
 def test_backend_agrees_with_the_model(backend_name: str) -> None:
     machine = make_state_machine(BACKENDS[backend_name])
     examples = EXAMPLES.get(backend_name, DEFAULT_EXAMPLES)
@@ -53,6 +54,7 @@ def test_backend_agrees_with_the_model(backend_name: str) -> None:
     [toy_driver.open_losing_rescue, toy_driver.open_unchecked_settle],
     ids=["loses-on-rescue", "unchecked-settle"],
 )
+@pytest.mark.seconds
 def test_the_model_catches_a_broken_driver(factory: Factory) -> None:
     machine = make_state_machine(factory)
     with pytest.raises(AssertionError):
