@@ -61,7 +61,7 @@ def test_public_classes_and_functions_live_in_private_modules_of_the_package() -
     homes = {}
     for n in PUBLIC:
         obj = getattr(trioqueue, n)
-        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+        if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__")):
             homes[n] = obj.__module__
     assert "Task" in homes and "open_backend" in homes  # the check sees classes and functions
     strays = {
