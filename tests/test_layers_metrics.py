@@ -1,23 +1,15 @@
-"""MetricsLayer and the queue depth collector: sample values in a fresh registry."""
+"""MetricsLayer: sample values in a fresh registry."""
 
 from __future__ import annotations
 
 import sys
-import urllib.request
-from functools import partial
 
 import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
 from trioqueue import Abort, Attempt, MemoryBackend, ServiceBuilder, Status, Task, WorkerBuilder
-from trioqueue.layers import (
-    MetricsLayer,
-    QueueDepthCollector,
-    RetryLayer,
-    collect_queue_depth,
-    serve_metrics,
-)
+from trioqueue.layers import MetricsLayer, RetryLayer
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -84,47 +76,6 @@ async def test_layers_on_one_registry_share_the_metrics() -> None:
         svc = ServiceBuilder().layer(MetricsLayer(registry=registry)).service(handler)
         await svc(Task(1, queue="a", attempts=1))
     assert sample(registry, "trioqueue_tasks_total", queue="a", outcome="done") == 2.0
-
-
-async def test_queue_depth_from_counts(autojump_clock: trio.abc.Clock) -> None:
-    registry = CollectorRegistry()
-    async with MemoryBackend.open(queue="a") as backend:
-        await backend.push_bulk(range(3))
-        await backend.push(9, delay=60)
-
-        async def handler(x: int) -> None:
-            return None
-
-        await WorkerBuilder("w").backend(backend).build(handler).run(burst=True)
-        await backend.push(7)
-        async with trio.open_nursery() as nursery:
-            depth = await nursery.start(partial(collect_queue_depth, registry=registry), backend)
-            assert isinstance(depth, QueueDepthCollector)
-            name = "trioqueue_queue_depth"
-            assert sample(registry, name, queue="a", status="done") == 3.0
-            assert sample(registry, name, queue="a", status="pending") == 2.0
-            assert sample(registry, name, queue="a", status="killed") == 0.0
-            await WorkerBuilder("w2").backend(backend).build(handler).run(burst=True)
-            await trio.sleep(15.5)  # one interval later the collector has read again
-            assert sample(registry, name, queue="a", status="done") == 4.0
-            assert sample(registry, name, queue="a", status="pending") == 1.0
-            nursery.cancel_scope.cancel()
-
-
-def test_serve_metrics_over_http() -> None:
-    registry = CollectorRegistry()
-    MetricsLayer(registry=registry)
-    server, thread = serve_metrics(0, registry, addr="127.0.0.1")
-    try:
-        port = server.server_address[1]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            body = resp.read().decode()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-    assert "# TYPE trioqueue_tasks_total counter" in body
-    assert "# TYPE trioqueue_task_duration_seconds histogram" in body
 
 
 def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,9 @@ from ._errors import TrioqueueError as TrioqueueError
 from ._handler import Data as Data
 from ._handler import ServiceBuilder as ServiceBuilder
 from ._handler import Stack as Stack
+from ._metrics_server import QueueDepthCollector as QueueDepthCollector
+from ._metrics_server import collect_queue_depth as collect_queue_depth
+from ._metrics_server import serve_metrics as serve_metrics
 from ._monitor import Monitor as Monitor
 from ._open import DEFAULT_BACKEND as DEFAULT_BACKEND
 from ._open import open_backend as open_backend

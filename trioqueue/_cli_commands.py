@@ -13,6 +13,7 @@ import msgspec
 import trio
 
 from ._backend import Backend
+from ._builder import WorkerBuilder
 from ._cli_progress import Progress, ProgressLogHandler
 from ._cli_support import (
     EXIT_BACKEND,
@@ -39,9 +40,10 @@ from ._cli_support import (
 )
 from ._context import EventKind, WorkerEvent
 from ._errors import CodecError, HandlerError
+from ._metrics_server import collect_queue_depth, serve_metrics
 from ._monitor import Monitor
 from ._task import Status, Task
-from ._builder import WorkerBuilder
+from .layers.metrics import MetricsLayer
 
 __all__ = [
     "cmd_cancel",
@@ -224,24 +226,23 @@ async def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _metrics(port: int) -> Any:
-    """Start the metrics HTTP server; return the ``trioqueue.layers.metrics`` module."""
+def _metrics(port: int) -> None:
+    """Start the metrics HTTP server."""
     try:
-        from .layers import metrics
-
-        metrics.serve_metrics(port)
+        serve_metrics(port)
     except ImportError as exc:
         raise CliError(EXIT_USAGE, f"--metrics-port is not available: {exc}") from exc
     except OSError as exc:
         raise CliError(EXIT_USAGE, f"cannot serve metrics on port {port}: {exc}") from exc
-    return metrics
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     """Run a worker until stopped by a signal (or, with --burst, until idle)."""
     handler = load_handler(args.handler)
     args_type_of(handler, args.handler)
-    metrics = None if args.metrics_port is None else _metrics(args.metrics_port)
+    metrics = args.metrics_port is not None
+    if metrics:
+        _metrics(args.metrics_port)
     live = args.progress if args.progress is not None else args.burst and sys.stderr.isatty()
     name = f"{args.handler}@{socket.gethostname()}:{os.getpid()}"
     monitor = Monitor(shutdown_timeout=args.shutdown_timeout)
@@ -253,8 +254,8 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     async with open_backend_of(args, queue=args.queue) as backend:
         builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
         builder.shutdown_timeout(args.shutdown_timeout)
-        if metrics is not None:
-            builder.layer(metrics.MetricsLayer())
+        if metrics:
+            builder.layer(MetricsLayer())
         if args.burst:
             builder.on_event(stop_when_idle)
         try:
@@ -270,8 +271,8 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(progress.run)
-                if metrics is not None:
-                    await nursery.start(metrics.collect_queue_depth, backend)
+                if metrics:
+                    await nursery.start(collect_queue_depth, backend)
                 await monitor.run()
                 nursery.cancel_scope.cancel()
         finally:

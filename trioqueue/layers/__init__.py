@@ -5,9 +5,6 @@ from .circuit_breaker import CircuitState as CircuitState
 from .concurrency import ConcurrencyLimitLayer as ConcurrencyLimitLayer
 from .log import LogLayer as LogLayer
 from .metrics import MetricsLayer as MetricsLayer
-from .metrics import QueueDepthCollector as QueueDepthCollector
-from .metrics import collect_queue_depth as collect_queue_depth
-from .metrics import serve_metrics as serve_metrics
 from .rate_limit import RateLimitLayer as RateLimitLayer
 from .retry import RetryLayer as RetryLayer
 from .timeout import TimeoutLayer as TimeoutLayer

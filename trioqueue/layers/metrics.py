@@ -1,4 +1,4 @@
-"""Prometheus metrics: tasks by outcome, attempt durations, tasks in progress, queue depth."""
+"""Prometheus metrics of attempts: tasks by outcome, attempt durations, tasks in progress."""
 
 from __future__ import annotations
 
@@ -8,29 +8,14 @@ from typing import Any
 
 import trio
 
-from .._backend import Backend
-from .._errors import BackendError
+from .._metrics_server import load_prometheus, registry_or_default
 from .._outcome import DONE, LABELS, decide
 from .._service import Service
-from .._task import Status, Task
+from .._task import Task
 
-__all__ = ["Metrics", "MetricsLayer", "QueueDepthCollector", "collect_queue_depth", "serve_metrics"]
+__all__ = ["Metrics", "MetricsLayer"]
 
 _OUTCOMES = LABELS
-
-
-def _prometheus() -> Any:
-    try:
-        import prometheus_client
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "trioqueue's metrics need prometheus-client: pip install trioqueue[metrics]"
-        ) from exc
-    return prometheus_client
-
-
-def _default_registry(registry: Any) -> Any:
-    return _prometheus().REGISTRY if registry is None else registry
 
 
 #: The duration histogram's upper bounds (prometheus-client's defaults; +Inf is implied).
@@ -68,7 +53,7 @@ class _Family:
         return s
 
     def _families(self) -> tuple[Any, Any, Any]:
-        _prometheus()
+        load_prometheus()
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -124,7 +109,7 @@ class MetricsLayer:
     Example::
 
         worker = WorkerBuilder("mail").backend(b).layer(MetricsLayer()).build(send)
-        serve_metrics(9100)  # http://localhost:9100/metrics
+        trioqueue.serve_metrics(9100)  # http://localhost:9100/metrics
 
     Args:
       registry: A ``prometheus_client.CollectorRegistry`` (default: the global one).
@@ -134,7 +119,7 @@ class MetricsLayer:
     """
 
     def __init__(self, *, registry: Any = None) -> None:
-        self.registry = _default_registry(registry)
+        self.registry = registry_or_default(registry)
         family = _families.get(self.registry)
         if family is None:
             family = _families[self.registry] = _Family(self.registry)
@@ -174,91 +159,3 @@ class Metrics:
             s.buckets[bisect_left(_BUCKETS, elapsed)] += 1
         s.outcomes[DONE] += 1
         return result
-
-
-class QueueDepthCollector:
-    """A Prometheus collector of ``trioqueue_queue_depth{queue,status}``, refreshed by ``update``.
-
-    Prometheus scrapes from its own thread, which cannot await storage, so
-    the collector serves the counts of its last ``update(backend)``;
-    ``collect_queue_depth`` runs the updates on a schedule.
-
-    Example::
-
-        depth = QueueDepthCollector(registry=registry)
-        await depth.update(backend)
-
-    Args:
-      registry: Where to register (default: the global registry; ``False`` for none).
-    """
-
-    def __init__(self, *, registry: Any = None) -> None:
-        self._counts: dict[str, dict[Status, int]] = {}
-        if registry is not False:
-            _default_registry(registry).register(self)
-
-    async def update(self, backend: Backend) -> None:
-        """Read ``backend.counts()`` (every queue) for the next scrapes.
-
-        Raises:
-          BackendError: if storage failed after retries.
-        """
-        self._counts = await backend.counts()
-
-    def collect(self) -> Any:
-        """Yield the gauge family (called by prometheus-client on a scrape)."""
-        _prometheus()
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily(
-            "trioqueue_queue_depth", "Tasks per queue and status.", labels=["queue", "status"]
-        )
-        for queue, by_status in sorted(self._counts.items()):
-            for status in Status:
-                family.add_metric([queue, status.value], by_status.get(status, 0))
-        yield family
-
-
-async def collect_queue_depth(
-    backend: Backend,
-    *,
-    registry: Any = None,
-    interval: float = 15.0,
-    task_status: trio.TaskStatus[QueueDepthCollector] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Keep ``trioqueue_queue_depth`` up to date from ``backend.counts()`` until cancelled.
-
-    Use as ``depth = await nursery.start(collect_queue_depth, backend)``; the
-    first update has happened when it returns. A failed read is skipped (the
-    last counts stay) and tried again next interval.
-
-    Args:
-      backend: The backend whose queues to count.
-      registry: Where to register the collector (default: the global registry).
-      interval: Seconds between updates.
-    """
-    collector = QueueDepthCollector(registry=registry)
-    await collector.update(backend)
-    task_status.started(collector)
-    while True:
-        await trio.sleep(interval)
-        try:
-            await collector.update(backend)
-        except BackendError:
-            continue
-
-
-def serve_metrics(port: int, registry: Any = None, *, addr: str = "0.0.0.0") -> Any:
-    """Serve ``registry`` (default: the global one) over HTTP at ``/metrics`` on ``port``.
-
-    The server runs in a daemon thread (prometheus-client's
-    ``start_http_server``); this is what the CLI's ``--metrics-port`` calls.
-
-    Returns:
-      The ``(server, thread)`` pair; ``server.shutdown()`` stops it.
-
-    Raises:
-      ImportError: if prometheus-client is not installed.
-      OSError: if the port cannot be bound.
-    """
-    return _prometheus().start_http_server(port, addr=addr, registry=_default_registry(registry))
