@@ -265,7 +265,7 @@ def test_admin_commands(cli: Cli) -> None:
          "cannot open backend 'sqlite:///no-such-dir/q.db'"),
         (["status", "--backend", "postgresql://postgres@127.0.0.1:1/nowhere"], 3,
          "cannot open backend 'postgresql://postgres@127.0.0.1:1/nowhere'"),
-        (["status", "--schema", "jobs"], 2, "--schema applies to PostgreSQL backends only"),
+        (["status", "--schema", "jobs"], 2, "--schema applies to postgresql backends only"),
         (["show", "NOPE"], 4, "no task with id 'NOPE'"),
         (["retry", "NOPE"], 4, "no task with id 'NOPE'"),
         (["cancel", "NOPE"], 4, "no task with id 'NOPE'"),

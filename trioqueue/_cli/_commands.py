@@ -1,49 +1,32 @@
-"""The commands of the ``trioqueue`` command line, one coroutine each."""
+"""The commands that push, inspect and manage tasks, one coroutine each.
+
+Each takes the parsed arguments and returns the exit status; a failure the
+user can act on is a ``CliError``. The worker command is in ``_worker_command``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import socket
-import sys
 from typing import Any
 
 import msgspec
-import trio
 
-from ._backend import Backend
-from ._builder import WorkerBuilder
-from ._cli_progress import Progress, ProgressLogHandler
-from ._cli_support import (
+from .._backend import Backend
+from .._errors import CodecError
+from .._task import Status, Task
+from ._backends import backend_options, make_codec, open_backend_of, spec_of
+from ._errors import (
     EXIT_BACKEND,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
-    args_type_of,
-    backend_options,
-    dumps,
-    iso,
     leaf,
-    load_handler,
-    make_codec,
     one_line,
-    open_backend_of,
-    redact,
-    short,
-    table,
-    task_dict,
-    type_name,
 )
-from ._context import EventKind, WorkerEvent
-from ._errors import CodecError, HandlerError
-from ._metrics_server import collect_queue_depth, serve_metrics
-from ._monitor import Monitor
-from ._task import Status, Task
-from .layers.metrics import MetricsLayer
+from ._handlers import args_type, load_handler
+from ._output import dumps, iso, redact, short, table, task_dict, type_name
 
 __all__ = [
     "cmd_cancel",
@@ -54,10 +37,7 @@ __all__ = [
     "cmd_show",
     "cmd_status",
     "cmd_tasks",
-    "cmd_worker",
 ]
-
-log = logging.getLogger("trioqueue.cli")
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
@@ -168,48 +148,35 @@ async def cmd_purge(args: argparse.Namespace) -> int:
 async def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the storage schema and print its version."""
     url: str = args.backend
-    backend_options(args)
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "memory":
-        print("memory backend: nothing to migrate")
-        return EXIT_OK
-    if scheme == "sqlite":
-        from .backends.sqlite import SCHEMA_VERSION
-
-        async with open_backend_of(args):
-            pass
-        print(f"sqlite schema up to date at version {SCHEMA_VERSION}")
+    spec = spec_of(url)
+    options = backend_options(args, spec)
+    if spec.migrate is None:
+        print(f"{spec.name} backend: nothing to migrate")
         return EXIT_OK
     try:
-        from .backends import postgres
-    except ImportError as exc:
-        raise CliError(
-            EXIT_BACKEND, f"cannot use backend {redact(url)!r}: {one_line(exc)}"
-        ) from exc
-    try:
-        version = await postgres.migrate(url, **backend_options(args))
+        version = await spec.migrate(url, **options)
     except Exception as exc:
         raise CliError(
             EXIT_BACKEND, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}"
         ) from exc
-    print(f"postgresql schema up to date at version {version}")
+    print(f"{spec.name} schema up to date at version {version}")
     return EXIT_OK
 
 
 async def cmd_push(args: argparse.Namespace) -> int:
     """Validate args against the handler's type and push one task."""
     handler = load_handler(args.handler)
-    args_type = args_type_of(handler, args.handler)
+    arg_type = args_type(handler, args.handler)
     try:
         value = msgspec.json.decode(args.args.encode())
     except msgspec.DecodeError as exc:
         raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {exc}") from exc
     codec = make_codec(args.codec)
     try:
-        codec.decoder(args_type)(codec.encode(value))
+        codec.decoder(arg_type)(codec.encode(value))
     except CodecError as exc:
         raise CliError(
-            EXIT_USAGE, f"args do not fit {args.handler} ({type_name(args_type)}): {exc}"
+            EXIT_USAGE, f"args do not fit {args.handler} ({type_name(arg_type)}): {exc}"
         ) from exc
     async with open_backend_of(args, queue=args.queue) as backend:
         try:
@@ -224,57 +191,3 @@ async def cmd_push(args: argparse.Namespace) -> int:
             raise CliError(EXIT_USAGE, f"cannot push: {exc}") from exc
     print(task_id)
     return EXIT_OK
-
-
-def _metrics(port: int) -> None:
-    """Start the metrics HTTP server."""
-    try:
-        serve_metrics(port)
-    except ImportError as exc:
-        raise CliError(EXIT_USAGE, f"--metrics-port is not available: {exc}") from exc
-    except OSError as exc:
-        raise CliError(EXIT_USAGE, f"cannot serve metrics on port {port}: {exc}") from exc
-
-
-async def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a worker until stopped by a signal (or, with --burst, until idle)."""
-    handler = load_handler(args.handler)
-    args_type_of(handler, args.handler)
-    metrics = args.metrics_port is not None
-    if metrics:
-        _metrics(args.metrics_port)
-    live = args.progress if args.progress is not None else args.burst and sys.stderr.isatty()
-    name = f"{args.handler}@{socket.gethostname()}:{os.getpid()}"
-    monitor = Monitor(shutdown_timeout=args.shutdown_timeout)
-
-    def stop_when_idle(event: WorkerEvent) -> None:
-        if event.kind is EventKind.IDLE:
-            monitor.stop()
-
-    async with open_backend_of(args, queue=args.queue) as backend:
-        builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
-        builder.shutdown_timeout(args.shutdown_timeout)
-        if metrics:
-            builder.layer(MetricsLayer())
-        if args.burst:
-            builder.on_event(stop_when_idle)
-        try:
-            worker = builder.build(handler)
-        except HandlerError as exc:
-            raise CliError(EXIT_USAGE, f"{args.handler} is not a handler: {exc}") from exc
-        monitor.register(worker)
-        progress = Progress(worker, stream=sys.stderr, live=live)
-        for h in logging.getLogger().handlers:
-            if isinstance(h, ProgressLogHandler):
-                h.progress = progress
-        log.info("worker %s on %s queue %r", name, redact(args.backend), backend.queue)
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(progress.run)
-                if metrics:
-                    await nursery.start(collect_queue_depth, backend)
-                await monitor.run()
-                nursery.cancel_scope.cancel()
-        finally:
-            progress.finish()
-    return EXIT_INTERRUPTED if monitor.signals_received > 1 else EXIT_OK

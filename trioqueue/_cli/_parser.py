@@ -1,4 +1,4 @@
-"""The ``trioqueue`` command line: run workers, push tasks, inspect and manage storage.
+"""The ``trioqueue`` command line's syntax: commands, options, and the types of their values.
 
 See ``docs/cli.md`` for every command, option, environment variable and exit code.
 """
@@ -6,42 +6,14 @@ See ``docs/cli.md`` for every command, option, environment variable and exit cod
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
-import sys
-from collections.abc import Awaitable, Callable, Sequence
 
-import trio
+from .._builder import DEFAULT_CONCURRENCY
+from .._open import DEFAULT_BACKEND
+from .._task import Status
 
-from ._cli_commands import (
-    cmd_cancel,
-    cmd_migrate,
-    cmd_purge,
-    cmd_push,
-    cmd_retry,
-    cmd_show,
-    cmd_status,
-    cmd_tasks,
-    cmd_worker,
-)
-from ._cli_progress import ProgressLogHandler
-from ._cli_support import (
-    EXIT_BACKEND,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    CliError,
-    leaf,
-    one_line,
-)
-from ._errors import BackendError, TaskSinkError
-from ._open import DEFAULT_BACKEND
-from ._task import Status
-from ._builder import DEFAULT_CONCURRENCY
-
-__all__ = ["build_parser", "main", "parse_duration"]
-
-log = logging.getLogger("trioqueue.cli")
+__all__ = ["build_parser", "parse_duration"]
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)")
@@ -130,7 +102,7 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
     p.add_argument(
         "--schema",
         metavar="NAME",
-        help="PostgreSQL schema holding the tables (default: trioqueue)",
+        help="the database schema holding the tables, on backends that have schemas",
     )
     if queue_help is not None:
         p.add_argument("--queue", metavar="Q", help=queue_help)
@@ -150,8 +122,8 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``trioqueue`` argument parser."""
-    from . import __version__
+    """Return the ``trioqueue`` argument parser (each command's name is ``args.command``)."""
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="trioqueue",
@@ -206,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="never draw the live progress line",
     )
-    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
         "push",
@@ -226,13 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts allowed in all (default 25)",
     )
     p.add_argument("--id", metavar="ID", help="task id (pushing an existing id stores nothing)")
-    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser(
         "status", parents=[_common(queue_help=all_queues)], help="task counts per queue and status"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
         "tasks",
@@ -245,24 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offset", type=_count, default=0, metavar="N", help="skip N tasks")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("show", parents=[_common(codec=True)], help="show one task")
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
         "retry", parents=[_common(codec=True)], help="run a failed or killed task again now"
     )
     p.add_argument("id", metavar="ID")
-    p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser(
         "cancel", parents=[_common(codec=True)], help="cancel a pending or failed task"
     )
     p.add_argument("id", metavar="ID")
-    p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser(
         "purge", parents=[_common(codec=True)], help="delete finished tasks older than a duration"
@@ -274,67 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="e.g. 30s, 15m, 12h, 7d",
     )
-    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser(
         "migrate", parents=[_common(codec=True)], help="create or upgrade the storage schema"
     )
-    p.set_defaults(func=cmd_migrate)
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    handler = ProgressLogHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-def _fail(code: int, message: str) -> int:
-    print(f"trioqueue: error: {message}", file=sys.stderr)
-    return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``trioqueue`` command line; return the exit status.
-
-    Args:
-      argv: The arguments (default ``sys.argv[1:]``).
-
-    Returns:
-      The exit status (see ``docs/cli.md``).
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "codec"):
-        args.codec = "json"
-    _setup_logging(args.log_level)
-    func: Callable[[argparse.Namespace], Awaitable[int]] = args.func
-    try:
-        return trio.run(func, args)
-    except KeyboardInterrupt:
-        print("trioqueue: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BaseException as exc:
-        return _report(exc)
-
-
-def _report(exc: BaseException) -> int:
-    err = leaf(exc)
-    if isinstance(err, CliError):
-        return _fail(err.code, err.message)
-    if isinstance(err, KeyboardInterrupt):
-        print("trioqueue: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if isinstance(err, (BackendError, TaskSinkError)):
-        return _fail(EXIT_BACKEND, one_line(err))
-    if isinstance(err, SystemExit | GeneratorExit):
-        raise exc
-    if isinstance(err, Exception):
-        log.debug("unexpected error", exc_info=err)
-        return _fail(
-            EXIT_FAILED,
-            f"unexpected {one_line(err)} (run with --log-level debug for the traceback)",
-        )
-    raise exc

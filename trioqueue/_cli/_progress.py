@@ -9,8 +9,8 @@ from typing import TextIO
 
 import trio
 
-from ._context import WorkerStatistics
-from ._worker import Worker
+from .._context import WorkerStatistics
+from .._worker import Worker
 
 __all__ = ["Progress", "ProgressLogHandler", "summary_line"]
 
