@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,89 @@ async def test_schema_created_and_tasks_kept_across_reopen(db: str) -> None:
             {"k": [1, 2]},
             Status.PENDING,
         )
+
+
+# The statements of schema version 1 as they shipped: a file they made must open.
+_VERSION_1 = (
+    """CREATE TABLE trioqueue_tasks (
+        id TEXT PRIMARY KEY NOT NULL, queue TEXT NOT NULL, payload BLOB NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 25, run_at REAL NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0, meta TEXT NOT NULL DEFAULT '{}',
+        last_error TEXT, result BLOB, created_at REAL NOT NULL, finished_at REAL,
+        lease_token TEXT, lease_expires_at REAL)""",
+    """CREATE INDEX trioqueue_tasks_claim ON trioqueue_tasks (queue, priority DESC, run_at, id)
+        WHERE status IN ('pending', 'failed')""",
+    """CREATE INDEX trioqueue_tasks_schedule ON trioqueue_tasks (queue, run_at)
+        WHERE status IN ('pending', 'failed')""",
+    """CREATE INDEX trioqueue_tasks_lease ON trioqueue_tasks (lease_expires_at)
+        WHERE status IN ('queued', 'running')""",
+    """CREATE INDEX trioqueue_tasks_finished ON trioqueue_tasks (finished_at)
+        WHERE status IN ('done', 'killed', 'cancelled')""",
+)
+
+
+def _schema_of(path: str) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name LIKE 'trioqueue_tasks%' ORDER BY name"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [
+        (name, " ".join(sql.replace("(", " ( ").replace(")", " ) ").split())) for name, sql in rows
+    ]
+
+
+async def test_a_version_1_file_opens_and_migrates(tmp_path: Path) -> None:
+    old, new = str(tmp_path / "old.db"), str(tmp_path / "new.db")
+    conn = sqlite3.connect(old, isolation_level=None)
+    for statement in _VERSION_1:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE trioqueue_schema (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO trioqueue_schema (version) VALUES (1)")
+    conn.execute(
+        "INSERT INTO trioqueue_tasks (id, queue, payload, status, run_at, meta, created_at) "
+        "VALUES ('old-1', 'default', ?, 'pending', ?, '{\"k\": 1}', ?)",
+        (b'"kept"', T0, T0),
+    )
+    conn.close()
+    async with opened(old) as backend:
+        t = await task(backend, "old-1")
+        assert (t.args, t.meta, t.status) == ("kept", {"k": 1}, Status.PENDING)
+    async with opened(new):
+        pass
+    assert _schema_of(old) == _schema_of(new)  # migrated as a new file is made
+
+
+async def test_every_field_round_trips(db: str) -> None:
+    rec = StoredTask(
+        id="all",
+        queue="q",
+        payload=b"\x00payload",
+        status=Status.RUNNING,
+        attempts=2,
+        max_attempts=7,
+        run_at=T0 + 0.25,
+        priority=-3,
+        meta={"k": [1, "two"]},
+        last_error="boom",
+        result=b"\x01result",
+        created_at=T0 - 1.5,
+        finished_at=T0 + 9.5,
+        lease_token="tok",
+        lease_expires_at=T0 + 30.0,
+    )
+    drv = await SqliteDriver.connect(db)
+    try:
+        assert await drv.insert([rec]) == 1
+        got = await drv.get("all")
+        listed = await drv.list_tasks(queue="q", status=Status.RUNNING, limit=5, offset=0)
+    finally:
+        await drv.aclose()
+    assert got is not None and asdict(got) == asdict(rec)
+    assert [asdict(t) for t in listed] == [asdict(rec)]
 
 
 async def test_newer_schema_is_refused(db: str) -> None:

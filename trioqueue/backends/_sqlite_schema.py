@@ -1,32 +1,37 @@
-"""The SQLite backend's schema, statements and connection set-up.
+"""The SQLite backend's schema, every statement ``SqliteDriver`` runs, and connection set-up.
 
-Migrations are a list of steps applied in order on open; the statements are
-the ones ``SqliteDriver`` runs, each for a whole batch.
+Migrations are SQL scripts applied in order on open; the statements are the
+ones the driver runs, each for a whole batch. The column lists come from
+``StoredTask``'s fields (``_columns.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 
-from .._driver import StoredTask
 from .._errors import BackendError
 from .._task import Status
+from ._columns import Columns
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
 Conn = sqlite3.Connection
 
-#: Each step brings the schema from version ``i`` to ``i + 1``; append, never edit.
-MIGRATIONS: list[tuple[str, ...]] = [
-    (
-        """CREATE TABLE trioqueue_tasks (
+#: The migrations, in order; the schema's version is how many were applied.
+#: Each is a script of statements run in one transaction. Never edit one that
+#: shipped: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """\
+CREATE TABLE trioqueue_tasks (
             id TEXT PRIMARY KEY NOT NULL,
             queue TEXT NOT NULL,
             payload BLOB NOT NULL,
@@ -42,34 +47,57 @@ MIGRATIONS: list[tuple[str, ...]] = [
             finished_at REAL,
             lease_token TEXT,
             lease_expires_at REAL
-        )""",
-        # The claim query walks this in claim order.
-        """CREATE INDEX trioqueue_tasks_claim
+        );
+-- The claim query walks this in claim order.
+CREATE INDEX trioqueue_tasks_claim
             ON trioqueue_tasks (queue, priority DESC, run_at, id)
-            WHERE status IN ('pending', 'failed')""",
-        # next_run_at: the earliest waiting task of a queue.
-        """CREATE INDEX trioqueue_tasks_schedule
+            WHERE status IN ('pending', 'failed');
+-- next_run_at: the earliest waiting task of a queue.
+CREATE INDEX trioqueue_tasks_schedule
             ON trioqueue_tasks (queue, run_at)
-            WHERE status IN ('pending', 'failed')""",
-        # rescue: leases that expired.
-        """CREATE INDEX trioqueue_tasks_lease
+            WHERE status IN ('pending', 'failed');
+-- rescue: leases that expired.
+CREATE INDEX trioqueue_tasks_lease
             ON trioqueue_tasks (lease_expires_at)
-            WHERE status IN ('queued', 'running')""",
-        # purge: finished tasks by age.
-        """CREATE INDEX trioqueue_tasks_finished
+            WHERE status IN ('queued', 'running');
+-- purge: finished tasks by age.
+CREATE INDEX trioqueue_tasks_finished
             ON trioqueue_tasks (finished_at)
-            WHERE status IN ('done', 'killed', 'cancelled')""",
-    ),
-]
+            WHERE status IN ('done', 'killed', 'cancelled');
+""",
+)
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(MIGRATIONS)
 
-COLUMNS = (
-    "id, queue, payload, status, attempts, max_attempts, run_at, priority, meta, "
-    "last_error, result, created_at, finished_at, lease_token, lease_expires_at"
+
+def _decode_result(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def encode_meta(meta: dict[str, Any]) -> str:
+    return msgspec.json.encode(dict(meta)).decode()
+
+
+#: The table's columns and how each differs from the record's field.
+COLUMNS = Columns(
+    to_db={"status": operator.attrgetter("value"), "meta": encode_meta},
+    from_db={
+        "payload": bytes,
+        "status": Status,
+        "meta": msgspec.json.decode,
+        "result": _decode_result,
+    },
 )
-INSERT = f"INSERT OR IGNORE INTO trioqueue_tasks ({COLUMNS}) VALUES ({', '.join('?' * 15)})"
+row_to_task = COLUMNS.record
+
+# -- statements --
+
+_COLS = COLUMNS.select
+INSERT = (
+    f"INSERT OR IGNORE INTO trioqueue_tasks ({_COLS}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS.names))})"
+)
 CLAIM = f"""
 UPDATE trioqueue_tasks
 SET status = 'queued', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?
@@ -79,17 +107,17 @@ WHERE rowid IN (
     ORDER BY priority DESC, run_at, id
     LIMIT ?
 )
-RETURNING {COLUMNS}
+RETURNING {_COLS}
 """
 # Batches of ids travel as one JSON array parameter: one cached statement for any size.
-IDS = "id IN (SELECT value FROM json_each(?))"
-HELD = "lease_token = ? AND status IN ('queued', 'running')"
+_IDS = "id IN (SELECT value FROM json_each(?))"
+_HELD = "lease_token = ? AND status IN ('queued', 'running')"
 START = (
     f"UPDATE trioqueue_tasks SET status = 'running' "
-    f"WHERE {IDS} AND lease_token = ? AND status = 'queued'"
+    f"WHERE {_IDS} AND lease_token = ? AND status = 'queued'"
 )
-EXTEND = f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {IDS} AND {HELD} RETURNING id"
-SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {IDS} AND {HELD}"
+EXTEND = f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {_IDS} AND {_HELD} RETURNING id"
+SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {_IDS} AND {_HELD}"
 SETTLE = """
 UPDATE trioqueue_tasks SET
     status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
@@ -106,7 +134,7 @@ WHERE id = :id AND lease_token = :token AND status IN ('queued', 'running')
 RELEASE = f"""
 UPDATE trioqueue_tasks
 SET status = 'pending', attempts = max(0, attempts - 1), lease_token = NULL, lease_expires_at = NULL
-WHERE {IDS} AND {HELD}
+WHERE {_IDS} AND {_HELD}
 RETURNING queue
 """
 EXPIRED = """
@@ -131,36 +159,64 @@ RETURNING queue, status
 NEXT_RUN_AT = (
     "SELECT min(run_at) FROM trioqueue_tasks WHERE queue = ? AND status IN ('pending', 'failed')"
 )
+COUNTS = """
+SELECT queue, status, count(*) FROM trioqueue_tasks
+WHERE (:queue IS NULL OR queue = :queue)
+GROUP BY queue, status
+"""
+LIST_TASKS = f"""
+SELECT {_COLS} FROM trioqueue_tasks
+WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :status)
+ORDER BY id DESC LIMIT :limit OFFSET :offset
+"""
+GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
+RETRY = """
+UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
+    max_attempts = max(max_attempts, attempts + 1)
+WHERE id = ? AND status IN ('failed', 'killed') RETURNING queue
+"""
+CANCEL = """
+UPDATE trioqueue_tasks SET status = 'cancelled', finished_at = ?
+WHERE id = ? AND status IN ('pending', 'failed')
+"""
+PURGE = """
+DELETE FROM trioqueue_tasks
+WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < ?
+"""
+#: Changes whenever another connection commits (polled by ``wait_for_tasks``).
+DATA_VERSION = "PRAGMA data_version"
 
 SYNCHRONOUS_MODES = ("off", "normal", "full")
 
 
-def encode_meta(meta: dict[str, Any]) -> str:
-    return msgspec.json.encode(dict(meta)).decode()
-
-
-def row_to_task(r: Sequence[Any]) -> StoredTask:
-    return StoredTask(
-        r[0],
-        r[1],
-        bytes(r[2]),
-        Status(r[3]),
-        r[4],
-        r[5],
-        r[6],
-        r[7],
-        msgspec.json.decode(r[8]),
-        r[9],
-        None if r[10] is None else bytes(r[10]),
-        r[11],
-        r[12],
-        r[13],
-        r[14],
-    )
-
-
 def ids_json(ids: Iterable[str]) -> str:
     return msgspec.json.encode([str(id) for id in ids]).decode()
+
+
+def data_version(conn: Conn) -> int:
+    return int(conn.execute(DATA_VERSION).fetchone()[0])
+
+
+@contextmanager
+def immediate(conn: Conn, *, full_sync: bool = False) -> Iterator[None]:
+    """Run the block in one ``BEGIN IMMEDIATE`` transaction: commit, or roll back on error.
+
+    ``full_sync`` makes this commit ``synchronous = FULL`` (then back to NORMAL).
+    """
+    if full_sync:
+        conn.execute("PRAGMA synchronous = FULL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if full_sync:
+            conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def parse_target(target: str) -> tuple[str, dict[str, str]]:
@@ -188,10 +244,6 @@ def parse_target(target: str) -> tuple[str, dict[str, str]]:
     path = unquote(parts.path)
     path = path[1:] if path.startswith("/") else path
     return path or ":memory:", dict(parse_qsl(parts.query))
-
-
-def data_version(conn: Conn) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def open_connection(path: str, busy_timeout: float, synchronous: str, migrate: bool) -> Conn:
@@ -223,9 +275,21 @@ def open_connection(path: str, busy_timeout: float, synchronous: str, migrate: b
     return conn
 
 
+def _statements(script: str) -> Iterator[str]:
+    # One statement at a time (executescript would commit the open transaction).
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"an incomplete statement ends the script: {pending.strip()[:60]!r}")
+
+
 def migrate_file(conn: Conn, path: str, migrate: bool) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         conn.execute("CREATE TABLE IF NOT EXISTS trioqueue_schema (version INTEGER NOT NULL)")
         row = conn.execute("SELECT max(version) FROM trioqueue_schema").fetchone()
         version = row[0] or 0
@@ -240,14 +304,9 @@ def migrate_file(conn: Conn, path: str, migrate: bool) -> None:
                 f"{SCHEMA_VERSION}: open it with migrate=True"
             )
         for step in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[step]:
+            for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)
             log.info("%s: migrated the schema to version %d", path, step + 1)
         if version < SCHEMA_VERSION:
             conn.execute("DELETE FROM trioqueue_schema")
             conn.execute("INSERT INTO trioqueue_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise

@@ -23,27 +23,7 @@ from .._driver import Outcome, StoredTask
 from .._errors import BackendClosed
 from .._registry import BackendSpec
 from .._task import Status
-from ._sqlite_schema import (
-    CLAIM,
-    COLUMNS,
-    EXPIRED,
-    EXTEND,
-    INSERT,
-    NEXT_RUN_AT,
-    RELEASE,
-    RESCUE,
-    SETTLE,
-    SETTLE_HELD,
-    START,
-    SYNCHRONOUS_MODES,
-    Conn,
-    data_version,
-    encode_meta,
-    ids_json,
-    open_connection,
-    parse_target,
-    row_to_task,
-)
+from . import _sqlite_schema as schema
 from ._sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteDriver"]
@@ -119,14 +99,21 @@ class SqliteDriver:
           BackendError: if the file cannot be opened, is not a database, has a
             schema newer than this code (or older, with ``migrate=False``).
         """
-        if synchronous not in SYNCHRONOUS_MODES:
-            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        if synchronous not in schema.SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"synchronous must be one of {schema.SYNCHRONOUS_MODES}, got {synchronous!r}"
+            )
         if not busy_timeout >= 0:
             raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
         if not 0 < poll_min <= poll_max:
             raise ValueError(f"need 0 < poll_min <= poll_max, got {poll_min!r}, {poll_max!r}")
         conn = await trio.to_thread.run_sync(
-            open_connection, path, busy_timeout, synchronous, migrate, abandon_on_cancel=False
+            schema.open_connection,
+            path,
+            busy_timeout,
+            synchronous,
+            migrate,
+            abandon_on_cancel=False,
         )
         return cls(
             conn,
@@ -154,27 +141,15 @@ class SqliteDriver:
             out = await trio.to_thread.run_sync(fn, conn, *args, limiter=self._limiter)
         return out
 
-    def _write(self, conn: Conn, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
+    def _write(
+        self, conn: schema.Conn, fn: Callable[..., T], *args: Any, durable: bool = False
+    ) -> T:
         # Runs on the worker thread: one BEGIN IMMEDIATE transaction around fn.
-        sync = durable and self._synchronous == "normal"
-        if sync:
-            conn.execute("PRAGMA synchronous = FULL")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        finally:
-            if sync:
-                conn.execute("PRAGMA synchronous = NORMAL")
-        return out
+        with schema.immediate(conn, full_sync=durable and self._synchronous == "normal"):
+            return fn(conn, *args)
 
     async def _tx(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
-        def run(conn: Conn) -> T:
+        def run(conn: schema.Conn) -> T:
             return self._write(conn, fn, *args, durable=durable)
 
         return await self._call(run)
@@ -191,30 +166,11 @@ class SqliteDriver:
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        rows = [
-            (
-                t.id,
-                t.queue,
-                t.payload,
-                t.status.value,
-                t.attempts,
-                t.max_attempts,
-                t.run_at,
-                t.priority,
-                encode_meta(t.meta),
-                t.last_error,
-                t.result,
-                t.created_at,
-                t.finished_at,
-                t.lease_token,
-                t.lease_expires_at,
-            )
-            for t in tasks
-        ]
+        rows = [schema.COLUMNS.row(t) for t in tasks]
 
-        def run(conn: Conn) -> int:
+        def run(conn: schema.Conn) -> int:
             before = conn.total_changes
-            conn.executemany(INSERT, rows)
+            conn.executemany(schema.INSERT, rows)
             return conn.total_changes - before
 
         n = await self._tx(run, durable=True)
@@ -229,19 +185,19 @@ class SqliteDriver:
             return []
         now = self.now()
 
-        def run(conn: Conn) -> tuple[int, list[Any]]:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        def run(conn: schema.Conn) -> tuple[int, list[Any]]:
+            version = schema.data_version(conn)
             rows = self._write(
                 conn,
                 lambda c: c.execute(
-                    CLAIM, (token, now + lease_seconds, queue, now, limit)
+                    schema.CLAIM, (token, now + lease_seconds, queue, now, limit)
                 ).fetchall(),
             )
             return version, rows
 
         version, rows = await self._call(run)
         self._seen[queue] = version
-        out = [row_to_task(r) for r in rows]
+        out = [schema.row_to_task(r) for r in rows]
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
         if len(out) == limit:
             self._wake_queues((queue,))  # more may be ready: wake this driver's other waiters
@@ -250,15 +206,15 @@ class SqliteDriver:
     async def start(self, ids: Sequence[str], token: str) -> None:
         """Mark leased QUEUED tasks RUNNING."""
         if ids:
-            arg = ids_json(ids)
-            await self._tx(lambda c: c.execute(START, (arg, token)))
+            arg = schema.ids_json(ids)
+            await self._tx(lambda c: c.execute(schema.START, (arg, token)))
 
     async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
         """Extend the leases still held; return their ids."""
         if not ids:
             return []
-        arg, expires = ids_json(ids), self.now() + lease_seconds
-        rows = await self._tx(lambda c: c.execute(EXTEND, (expires, arg, token)).fetchall())
+        arg, expires = schema.ids_json(ids), self.now() + lease_seconds
+        rows = await self._tx(lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall())
         kept = {r[0] for r in rows}
         return [id for id in ids if id in kept]
 
@@ -268,8 +224,10 @@ class SqliteDriver:
             return []
         now = self.now()
 
-        def run(conn: Conn) -> list[tuple[str, str]]:
-            held = dict(conn.execute(SETTLE_HELD, (ids_json(o.id for o in outcomes), token)))
+        def run(conn: schema.Conn) -> list[tuple[str, str]]:
+            held = dict(
+                conn.execute(schema.SETTLE_HELD, (schema.ids_json(o.id for o in outcomes), token))
+            )
             params: list[dict[str, Any]] = [
                 {
                     "id": o.id,
@@ -283,7 +241,7 @@ class SqliteDriver:
                 for o in outcomes
                 if o.id in held
             ]
-            conn.executemany(SETTLE, params)
+            conn.executemany(schema.SETTLE, params)
             return [(o.id, held[o.id]) for o in outcomes if o.id in held]
 
         applied = await self._tx(run)
@@ -296,8 +254,8 @@ class SqliteDriver:
         """Give leased tasks back as PENDING, uncounting their attempt."""
         if not ids:
             return 0
-        arg = ids_json(ids)
-        rows = await self._tx(lambda c: c.execute(RELEASE, (arg, token)).fetchall())
+        arg = schema.ids_json(ids)
+        rows = await self._tx(lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall())
         self._wake_queues(r[0] for r in rows)
         return len(rows)
 
@@ -305,11 +263,11 @@ class SqliteDriver:
         """Recover expired leases: KILLED when out of attempts, else FAILED now."""
         args = {"now": self.now(), "queue": queue}
 
-        def run(conn: Conn) -> list[Any]:
+        def run(conn: schema.Conn) -> list[Any]:
             # A read first: no write lock taken when nothing expired (the usual case).
-            if conn.execute(EXPIRED, args).fetchone() is None:
+            if conn.execute(schema.EXPIRED, args).fetchone() is None:
                 return []
-            return self._write(conn, lambda c: c.execute(RESCUE, args).fetchall())
+            return self._write(conn, lambda c: c.execute(schema.RESCUE, args).fetchall())
 
         rows = await self._call(run)
         self._wake_queues(r[0] for r in rows if r[1] == "failed")
@@ -317,7 +275,7 @@ class SqliteDriver:
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
-        row = await self._call(lambda c: c.execute(NEXT_RUN_AT, (queue,)).fetchone())
+        row = await self._call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
@@ -330,7 +288,7 @@ class SqliteDriver:
             ev = self._wake[queue] = trio.Event()
         seen = self._seen.get(queue)
         if seen is None:
-            seen = self._seen[queue] = await self._call(data_version)
+            seen = self._seen[queue] = await self._call(schema.data_version)
         deadline = trio.current_time() + max_wait
         pause = self._poll_min
         while not ev.is_set():
@@ -339,7 +297,7 @@ class SqliteDriver:
                 break
             with trio.move_on_after(min(pause, left)):
                 await ev.wait()
-            if ev.is_set() or await self._call(data_version) != seen:
+            if ev.is_set() or await self._call(schema.data_version) != seen:
                 break
             pause = min(pause * 2, self._poll_max)
         if ev.is_set() and self._wake.get(queue) is ev:
@@ -349,13 +307,7 @@ class SqliteDriver:
 
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
         """Count tasks per queue and status."""
-        sql = "SELECT queue, status, count(*) FROM trioqueue_tasks"
-        args: tuple[Any, ...] = ()
-        if queue is not None:
-            sql, args = sql + " WHERE queue = ?", (queue,)
-        rows = await self._call(
-            lambda c: c.execute(sql + " GROUP BY queue, status", args).fetchall()
-        )
+        rows = await self._call(lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall())
         out: dict[str, dict[Status, int]] = {}
         for q, status, n in rows:
             out.setdefault(q, {})[Status(status)] = n
@@ -365,55 +317,38 @@ class SqliteDriver:
         self, *, queue: str | None, status: Status | None, limit: int, offset: int
     ) -> list[StoredTask]:
         """List tasks, newest id first."""
-        where, args = [], []
-        if queue is not None:
-            where.append("queue = ?")
-            args.append(queue)
-        if status is not None:
-            where.append("status = ?")
-            args.append(status.value)
-        sql = f"SELECT {COLUMNS} FROM trioqueue_tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        params = (*args, max(0, limit), max(0, offset))
-        rows = await self._call(lambda c: c.execute(sql, params).fetchall())
-        return [row_to_task(r) for r in rows]
+        params = {
+            "queue": queue,
+            "status": None if status is None else status.value,
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        rows = await self._call(lambda c: c.execute(schema.LIST_TASKS, params).fetchall())
+        return [schema.row_to_task(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
-        sql = f"SELECT {COLUMNS} FROM trioqueue_tasks WHERE id = ?"
-        row = await self._call(lambda c: c.execute(sql, (id,)).fetchone())
-        return None if row is None else row_to_task(row)
+        row = await self._call(lambda c: c.execute(schema.GET, (id,)).fetchone())
+        return None if row is None else schema.row_to_task(row)
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
-        sql = (
-            "UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL, "
-            "max_attempts = max(max_attempts, attempts + 1) "
-            "WHERE id = ? AND status IN ('failed', 'killed') RETURNING queue"
-        )
         args = (self.now(), id)
-        rows = await self._tx(lambda c: c.execute(sql, args).fetchall(), durable=True)
+        rows = await self._tx(lambda c: c.execute(schema.RETRY, args).fetchall(), durable=True)
         self._wake_queues(r[0] for r in rows)
         return bool(rows)
 
     async def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task."""
-        sql = (
-            "UPDATE trioqueue_tasks SET status = 'cancelled', finished_at = ? "
-            "WHERE id = ? AND status IN ('pending', 'failed')"
-        )
         args = (self.now(), id)
-        return bool(await self._tx(lambda c: c.execute(sql, args).rowcount, durable=True))
+        return bool(await self._tx(lambda c: c.execute(schema.CANCEL, args).rowcount, durable=True))
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
-        sql = (
-            "DELETE FROM trioqueue_tasks "
-            "WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < ?"
+        rows = await self._tx(
+            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount, durable=True
         )
-        return int(await self._tx(lambda c: c.execute(sql, (older_than,)).rowcount, durable=True))
+        return int(rows)
 
     async def aclose(self) -> None:
         """Close the connection (idempotent)."""
@@ -473,7 +408,7 @@ class SqliteBackend(Backend):
         Resource handling:
           The connection is closed when the block exits.
         """
-        path, url_options = parse_target(target)
+        path, url_options = schema.parse_target(target)
         busy_timeout = float(options.pop("busy_timeout", url_options.pop("busy_timeout", 5.0)))
         synchronous = str(options.pop("synchronous", url_options.pop("synchronous", "normal")))
         poll_min = float(options.pop("poll_min", url_options.pop("poll_min", 0.005)))

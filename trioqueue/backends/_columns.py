@@ -1,0 +1,84 @@
+"""``StoredTask`` as table columns: rows made from records and records read from rows.
+
+A SQL backend stores one column per field of ``StoredTask``, named as the
+field, in the field order. Where its storage type differs from Python's (a
+``Status`` stored as text, ``meta`` as JSON), the backend names a converter
+for that field; every other value passes unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .._driver import StoredTask
+
+__all__ = ["FIELDS", "Columns"]
+
+#: The column names: ``StoredTask``'s fields, in order.
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StoredTask))
+
+Convert = Callable[[Any], Any]
+
+
+class Columns:
+    """How one backend turns ``StoredTask`` records into rows and back.
+
+    Example::
+
+        COLUMNS = Columns(
+            to_db={"status": operator.attrgetter("value")},
+            from_db={"status": Status},
+        )
+        sql = f"SELECT {COLUMNS.select} FROM tasks"
+
+    Args:
+      to_db: Converters by field name for values on their way into storage.
+      from_db: Converters by field name for column values read back; they
+        receive None for a NULL column of a nullable field.
+
+    Raises:
+      ValueError: if a converter names a field ``StoredTask`` does not have.
+    """
+
+    __slots__ = ("_from", "_get", "_to", "names", "select")
+
+    def __init__(
+        self,
+        *,
+        to_db: Mapping[str, Convert] | None = None,
+        from_db: Mapping[str, Convert] | None = None,
+    ) -> None:
+        to_db, from_db = to_db or {}, from_db or {}
+        unknown = (to_db.keys() | from_db.keys()) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"not fields of StoredTask: {sorted(unknown)}")
+        #: The column names, in field order.
+        self.names = FIELDS
+        #: The names as a SQL list (``"id, queue, ..."``).
+        self.select = ", ".join(FIELDS)
+        self._get = operator.attrgetter(*FIELDS)
+        # Only the converted positions are visited: reading a row stays cheap.
+        self._to = tuple((i, to_db[n]) for i, n in enumerate(FIELDS) if n in to_db)
+        self._from = tuple((i, from_db[n]) for i, n in enumerate(FIELDS) if n in from_db)
+
+    def row(self, task: StoredTask) -> list[Any]:
+        """Return the column values of ``task``, in column order, converted for storage."""
+        values = list(self._get(task))
+        for i, convert in self._to:
+            values[i] = convert(values[i])
+        return values
+
+    def arrays(self, tasks: Sequence[StoredTask]) -> dict[str, list[Any]]:
+        """Return each column's values across ``tasks``, by column name (one array each)."""
+        rows = [self.row(t) for t in tasks]
+        return {name: [r[i] for r in rows] for i, name in enumerate(self.names)}
+
+    def record(self, row: Sequence[Any]) -> StoredTask:
+        """Return the record a row of every column (in column order) stands for."""
+        values = list(row)
+        for i, convert in self._from:
+            values[i] = convert(values[i])
+        return StoredTask(*values)
