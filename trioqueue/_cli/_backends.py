@@ -79,8 +79,9 @@ def backend_options(args: argparse.Namespace, spec: BackendSpec) -> dict[str, An
             continue
         if name not in spec.options:
             having = [s.name for s in _specs() if name in s.options]
-            where = f"{_either(having)} backends" if having else "no backend installed here"
-            raise CliError(EXIT_USAGE, f"{flag} applies to {where} only")
+            if not having:
+                raise CliError(EXIT_USAGE, f"{flag} applies to none of the backends here")
+            raise CliError(EXIT_USAGE, f"{flag} applies to {_either(having)} backends only")
         options[name] = value
     return options
 

@@ -1,0 +1,45 @@
+"""What commands print: passwords masked, UTC timestamps, tables, task fields."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from trioqueue import Task
+from trioqueue._cli._output import iso, jsonable, redact, short, table, task_dict
+
+
+def test_redact_masks_only_the_password() -> None:
+    assert redact("postgresql://app:s3cret@db:5432/jobs") == "postgresql://app:***@db:5432/jobs"
+    assert redact("postgresql://app@db/jobs") == "postgresql://app@db/jobs"
+    assert redact("sqlite:///q.db") == "sqlite:///q.db"
+    assert redact("http://[::1") == "http://[::1"  # not a URL to take apart
+
+
+def test_iso_is_utc_to_the_millisecond() -> None:
+    paris = timezone(timedelta(hours=1))
+    assert iso(datetime(2025, 1, 10, 10, 30, 0, 125_999, tzinfo=paris)) == (
+        "2025-01-10T09:30:00.125Z"
+    )
+    assert iso(None) is None
+
+
+def test_table_aligns_columns_without_trailing_space() -> None:
+    assert table(["id", "status"], [["a", "done"], ["long-id", ""]]) == (
+        "id       status\na        done\nlong-id"
+    )
+
+
+def test_short_fits_one_line() -> None:
+    assert short("a\n  b") == "a b"
+    assert short("x" * 10, 5) == "xxxx…"
+    assert short(None) == ""
+
+
+def test_undecoded_payloads_show_as_hex() -> None:
+    assert jsonable(b"\x00\xff") == {"$bytes": "00ff"}
+    d = task_dict(Task(b"\x01", queue="q", attempts=1))
+    assert list(d) == [
+        "id", "queue", "status", "attempts", "max_attempts", "priority", "run_at", "meta",
+        "last_error", "args", "result",
+    ]  # fmt: skip
+    assert (d["queue"], d["args"], d["attempts"]) == ("q", {"$bytes": "01"}, 1)
