@@ -14,7 +14,7 @@ from typing import Any
 from .._backend import Backend
 from .._codec import CborCodec, Codec, JsonCodec
 from .._open import open_backend
-from .._registry import BackendSpec, backend_spec, registered_schemes
+from ..drivers import BackendSpec, backend_spec, registered_schemes
 from ._errors import EXIT_BACKEND, EXIT_USAGE, CliError, leaf, one_line
 from ._output import redact
 
