@@ -202,6 +202,8 @@ def args_type_of(handler: Any) -> Any:
     fn = handler
     if not (inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial)):
         fn = getattr(handler, "__call__", None)  # noqa: B004 - we need the method itself
+    if fn is handler and not _is_async(fn):
+        raise HandlerError(f"handler {_name(handler)} is not async: define it with `async def`")
     if fn is None or not _is_async(fn):
         raise HandlerError(f"{handler!r} is neither an async function nor a service")
     params = [

@@ -11,10 +11,12 @@ an optional dependency (psycopg) is imported only when its scheme is used.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from ._backend import Backend
@@ -22,11 +24,16 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendSpec",
     "backend_spec",
+    "redact_url",
     "register_backend",
     "registered_schemes",
     "scheme_of",
     "unregister_backend",
 ]
+
+#: The entry-point group a package names its ``BackendSpec`` in, by scheme, so
+#: that its backend is found without being imported first.
+ENTRY_POINT_GROUP = "trioqueue.backends"
 
 #: The built-in rows: scheme -> ``"module:attribute"`` of its ``BackendSpec``.
 _BUILTIN = {
@@ -80,6 +87,19 @@ class BackendSpec:
 _table: dict[str, BackendSpec | str] = dict(_BUILTIN)
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password, if any, replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: no password to hide in it
+        return url
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def scheme_of(url: str) -> str:
     """Return the lower-cased scheme of ``url`` (``""`` if it has none)."""
     head, sep, _ = url.partition(":")
@@ -127,6 +147,11 @@ def registered_schemes() -> list[str]:
 def backend_spec(url: str) -> BackendSpec:
     """Return the row for the scheme of ``url``.
 
+    A scheme not in the table is looked up among the installed packages'
+    entry points of the group ``trioqueue.backends`` (name: the scheme,
+    value: ``"module:SPEC"``), so ``trioqueue status --backend myscheme://``
+    finds a third-party backend without importing it first.
+
     Raises:
       TypeError: if ``url`` is not a str.
       ValueError: for a scheme nobody registered (the message lists the known ones).
@@ -136,13 +161,31 @@ def backend_spec(url: str) -> BackendSpec:
         raise TypeError(f"a backend URL must be a str, got {type(url).__name__}")
     scheme = scheme_of(url)
     row = _table.get(scheme)
+    if row is None and scheme:
+        row = _from_entry_points(scheme)
     if row is None:
         known = ", ".join(f"{s}://" for s in registered_schemes())
         raise ValueError(
-            f"unknown backend URL {url!r}: use a URL of a registered scheme ({known}), "
-            f"e.g. sqlite:///path.db"
+            f"unknown backend URL {redact_url(url)!r}: use a URL of a registered scheme "
+            f"({known}), e.g. sqlite:///path.db"
         )
     return _load(scheme) if isinstance(row, str) else row
+
+
+def _from_entry_points(scheme: str) -> BackendSpec | None:
+    """Register and return the spec an installed package names for ``scheme``, if any."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        spec = ep.load()
+        if not isinstance(spec, BackendSpec):
+            raise TypeError(
+                f"entry point {ep.value!r} for the {scheme}:// backend is not a BackendSpec"
+            )
+        if scheme not in spec.schemes:
+            raise ValueError(f"entry point {ep.value!r} names {scheme!r}, its spec does not")
+        for s in spec.schemes:
+            _table.setdefault(s, spec)
+        return spec
+    return None
 
 
 def _load(scheme: str) -> BackendSpec:

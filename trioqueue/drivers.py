@@ -16,6 +16,7 @@ from ._driver import StoredTask as StoredTask
 from ._driver import apply_outcome as apply_outcome
 from ._registry import BackendSpec as BackendSpec
 from ._registry import backend_spec as backend_spec
+from ._registry import redact_url as redact_url
 from ._registry import register_backend as register_backend
 from ._registry import registered_schemes as registered_schemes
 from ._registry import unregister_backend as unregister_backend
@@ -30,6 +31,7 @@ __all__ = [
     "StoredTask",
     "apply_outcome",
     "backend_spec",
+    "redact_url",
     "register_backend",
     "registered_schemes",
     "unregister_backend",

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from .._errors import HandlerError
-from .._handler import args_type_of, resolve
+from .._handler import args_type_of
 from ._errors import EXIT_USAGE, CliError, one_line
 
 __all__ = ["args_type", "load_handler"]
@@ -65,10 +65,4 @@ def args_type(handler: Any, spec: str) -> Any:
     try:
         return args_type_of(handler)
     except HandlerError as exc:
-        reason = exc
-    # The worker's own check words most refusals more precisely ("is not async").
-    try:
-        resolve(handler, data={}, context=None)
-    except HandlerError as exc:
-        reason = exc
-    raise CliError(EXIT_USAGE, f"{spec} is not a handler: {reason}") from reason
+        raise CliError(EXIT_USAGE, f"{spec} is not a handler: {exc}") from exc

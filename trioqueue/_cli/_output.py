@@ -6,26 +6,13 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 from .._task import Task
+from ..drivers import redact_url as redact
 
 __all__ = ["dumps", "iso", "jsonable", "redact", "short", "table", "task_dict", "type_name"]
-
-
-def redact(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL we can take apart: no password to hide in it
-        return url
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def type_name(t: Any) -> str:
