@@ -15,12 +15,21 @@ from typing import Any
 
 from .._driver import StoredTask
 
-__all__ = ["FIELDS", "Columns"]
+__all__ = ["FIELDS", "Columns", "nullable"]
 
 #: The column names: ``StoredTask``'s fields, in order.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StoredTask))
 
 Convert = Callable[[Any], Any]
+
+
+def nullable(convert: Convert) -> Convert:
+    """Return ``convert`` for a nullable column: None (NULL) passes unconverted."""
+
+    def maybe(value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return maybe
 
 
 class Columns:
@@ -30,20 +39,20 @@ class Columns:
 
         COLUMNS = Columns(
             to_db={"status": operator.attrgetter("value")},
-            from_db={"status": Status},
+            from_db={"status": Status, "result": nullable(bytes)},
         )
         sql = f"SELECT {COLUMNS.select} FROM tasks"
 
     Args:
       to_db: Converters by field name for values on their way into storage.
-      from_db: Converters by field name for column values read back; they
-        receive None for a NULL column of a nullable field.
+      from_db: Converters by field name for column values read back (a
+        nullable column's converter sees NULL as None: wrap it in ``nullable``).
 
     Raises:
       ValueError: if a converter names a field ``StoredTask`` does not have.
     """
 
-    __slots__ = ("_from", "_get", "_to", "names", "select")
+    __slots__ = ("_by_column", "_from", "_get", "_to", "names", "select")
 
     def __init__(
         self,
@@ -63,6 +72,7 @@ class Columns:
         # Only the converted positions are visited: reading a row stays cheap.
         self._to = tuple((i, to_db[n]) for i, n in enumerate(FIELDS) if n in to_db)
         self._from = tuple((i, from_db[n]) for i, n in enumerate(FIELDS) if n in from_db)
+        self._by_column = tuple((n, operator.attrgetter(n), to_db.get(n)) for n in FIELDS)
 
     def row(self, task: StoredTask) -> list[Any]:
         """Return the column values of ``task``, in column order, converted for storage."""
@@ -73,8 +83,11 @@ class Columns:
 
     def arrays(self, tasks: Sequence[StoredTask]) -> dict[str, list[Any]]:
         """Return each column's values across ``tasks``, by column name (one array each)."""
-        rows = [self.row(t) for t in tasks]
-        return {name: [r[i] for r in rows] for i, name in enumerate(self.names)}
+        out: dict[str, list[Any]] = {}
+        for name, get, convert in self._by_column:
+            values = list(map(get, tasks))
+            out[name] = values if convert is None else list(map(convert, values))
+        return out
 
     def record(self, row: Sequence[Any]) -> StoredTask:
         """Return the record a row of every column (in column order) stands for."""

@@ -20,7 +20,7 @@ import msgspec
 
 from .._errors import BackendError
 from .._task import Status
-from ._columns import Columns
+from ._columns import Columns, nullable
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -71,22 +71,18 @@ CREATE INDEX trioqueue_tasks_finished
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _decode_result(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
-
-
-def encode_meta(meta: dict[str, Any]) -> str:
+def _encode_meta(meta: dict[str, Any]) -> str:
     return msgspec.json.encode(dict(meta)).decode()
 
 
 #: The table's columns and how each differs from the record's field.
 COLUMNS = Columns(
-    to_db={"status": operator.attrgetter("value"), "meta": encode_meta},
+    to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
     from_db={
         "payload": bytes,
         "status": Status,
         "meta": msgspec.json.decode,
-        "result": _decode_result,
+        "result": nullable(bytes),
     },
 )
 row_to_task = COLUMNS.record

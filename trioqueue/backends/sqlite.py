@@ -8,7 +8,6 @@ are acknowledged. See ``docs/sqlite.md``.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -27,8 +26,6 @@ from . import _sqlite_schema as schema
 from ._sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteDriver"]
-
-log = logging.getLogger("trioqueue.backends.sqlite")
 
 T = TypeVar("T")
 
