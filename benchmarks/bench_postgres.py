@@ -1,9 +1,9 @@
 """Benchmark the PostgreSQL backend; prints one JSON line per measurement.
 
-Usage: ``python benchmarks/bench_postgres.py [--server URL] [--tasks N] [--bridge asyncio,thread]``
+Usage: ``python benchmarks/bench_postgres.py [--server URL] [--tasks N] [--runner asyncio,thread]``
 
 Each run uses a fresh database (random name) on the server, dropped at the end.
-Measures: one crossing from Trio into psycopg per bridge, the two ways to insert
+Measures: one crossing from Trio into psycopg per statement runner, the two ways to insert
 a batch (``unnest`` vs COPY into a temporary table), ``push_bulk`` rate, and the
 end-to-end throughput of no-op tasks at concurrency 10 and 100.
 """
@@ -24,9 +24,9 @@ import trio_asyncio
 from psycopg import sql
 
 from trioqueue import StoredTask, TaskId, WorkerBuilder
-from trioqueue.backends._pg_bridge import AsyncioBridge, Bridge, ThreadBridge
+from trioqueue.backends._pg_runner import AsyncioRunner, Runner, ThreadRunner
 from trioqueue.backends._pg_schema import Statements
-from trioqueue.backends.postgres import PostgresBackend, _insert_params, migrate
+from trioqueue.backends.postgres import PostgresBackend, migrate
 
 
 def emit(**fields: Any) -> None:
@@ -47,27 +47,27 @@ def database(server: str) -> Iterator[str]:
 
 async def bench_crossing(url: str, n: int = 2000) -> None:
     async with trio_asyncio.open_loop() as loop:
-        bridges: dict[str, Bridge] = {
-            "asyncio": AsyncioBridge(
+        runners: dict[str, Runner] = {
+            "asyncio": AsyncioRunner(
                 url, loop=loop, pool_size=1, statement_timeout=30, connect_timeout=10
             ),
-            "thread": ThreadBridge(url, pool_size=1, statement_timeout=30, connect_timeout=10),
+            "thread": ThreadRunner(url, pool_size=1, statement_timeout=30, connect_timeout=10),
         }
-        for name, b in bridges.items():
+        for name, b in runners.items():
             for _ in range(50):
                 await b.fetch("SELECT 1", None)
             t0 = time.perf_counter()
             for _ in range(n):
                 await b.fetch("SELECT 1", None)
             dt = time.perf_counter() - t0
-            emit(bench="crossing", bridge=name, us_per_statement=round(dt / n * 1e6, 1))
+            emit(bench="crossing", runner=name, us_per_statement=round(dt / n * 1e6, 1))
             await b.aclose()
     with psycopg.connect(url, autocommit=True) as c:
         t0 = time.perf_counter()
         for _ in range(n):
             c.execute("SELECT 1").fetchone()
         dt = time.perf_counter() - t0
-    emit(bench="crossing", bridge="none (sync, blocking)", us_per_statement=round(dt / n * 1e6, 1))
+    emit(bench="crossing", runner="none (sync, blocking)", us_per_statement=round(dt / n * 1e6, 1))
 
 
 def _records(n: int, queue: str) -> list[StoredTask]:
@@ -85,7 +85,7 @@ def bench_insert_forms(url: str, schema: str, n: int, batch: int = 1024) -> None
         recs = _records(n, "insert-unnest")
         t0 = time.perf_counter()
         for i in range(0, n, batch):
-            c.execute(st.insert, _insert_params(recs[i : i + batch], st.channel))
+            c.execute(st.insert, st.insert_params(recs[i : i + batch]))
         emit(
             bench="insert_form", form="unnest", tasks=n, per_s=round(n / (time.perf_counter() - t0))
         )
@@ -130,15 +130,15 @@ def bench_insert_forms(url: str, schema: str, n: int, batch: int = 1024) -> None
         )
 
 
-async def bench_backend(url: str, schema: str, bridge: str, n: int) -> None:
+async def bench_backend(url: str, schema: str, runner: str, n: int) -> None:
     for concurrency in (10, 100):
-        queue = f"bench-{bridge}-{concurrency}"
-        async with PostgresBackend.open(url, queue=queue, schema=schema, bridge=bridge) as b:
+        queue = f"bench-{runner}-{concurrency}"
+        async with PostgresBackend.open(url, queue=queue, schema=schema, runner=runner) as b:
             t0 = time.perf_counter()
             await b.push_bulk([None] * n)
             push_dt = time.perf_counter() - t0
             if concurrency == 10:
-                emit(bench="push_bulk", bridge=bridge, tasks=n, per_s=round(n / push_dt))
+                emit(bench="push_bulk", runner=runner, tasks=n, per_s=round(n / push_dt))
 
             async def noop(args: None) -> None:
                 return None
@@ -151,7 +151,7 @@ async def bench_backend(url: str, schema: str, bridge: str, n: int) -> None:
             done = sum(v for k, v in counts.get(queue, {}).items() if k.value == "done")
             emit(
                 bench="end_to_end",
-                bridge=bridge,
+                runner=runner,
                 concurrency=concurrency,
                 tasks=n,
                 done=done,
@@ -160,20 +160,20 @@ async def bench_backend(url: str, schema: str, bridge: str, n: int) -> None:
             )
 
 
-async def main(server: str, n: int, bridges: list[str]) -> None:
+async def main(server: str, n: int, runners: list[str]) -> None:
     with database(server) as url:
         schema = "bench"
         await migrate(url, schema=schema)
         await bench_crossing(url)
         await trio.to_thread.run_sync(bench_insert_forms, url, schema, n)
-        for bridge in bridges:
-            await bench_backend(url, schema, bridge, n)
+        for runner in runners:
+            await bench_backend(url, schema, runner, n)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--tasks", type=int, default=20_000)
-    p.add_argument("--bridge", default="asyncio,thread")
+    p.add_argument("--runner", default="asyncio,thread")
     a = p.parse_args()
-    trio.run(main, a.server.rstrip("/"), a.tasks, a.bridge.split(","))
+    trio.run(main, a.server.rstrip("/"), a.tasks, a.runner.split(","))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -13,8 +15,9 @@ import pytest
 import trio
 import trio_asyncio
 from pg_support import FakeClock, pg_url, random_name
+from psycopg.rows import dict_row
 
-from trioqueue import Attempt, BackendError, Outcome, Status, WorkerBuilder
+from trioqueue import Attempt, BackendError, Outcome, PushError, Status, StoredTask, WorkerBuilder
 from trioqueue._context import EventKind, WorkerEvent
 from trioqueue.backends.postgres import PostgresBackend, migrate
 
@@ -42,9 +45,9 @@ def on(kind: EventKind, event: trio.Event) -> Callable[[WorkerEvent], None]:
     return cb
 
 
-@pytest.mark.parametrize("bridge", ["asyncio", "thread"])
-async def test_push_worker_done_with_result(pg_url: str, schema: str, bridge: str) -> None:
-    async with opened(pg_url, schema, bridge=bridge) as b:
+@pytest.mark.parametrize("runner", ["asyncio", "thread"])
+async def test_push_worker_done_with_result(pg_url: str, schema: str, runner: str) -> None:
+    async with opened(pg_url, schema, runner=runner) as b:
         tid = await b.push({"n": 20})
 
         async def double(args: dict[str, int]) -> int:
@@ -184,9 +187,9 @@ async def test_four_backends_never_claim_the_same_task(pg_url: str, schema: str)
         assert sum(1 for c in claimed if c) >= 2  # they really competed
 
 
-@pytest.mark.parametrize("bridge", ["asyncio", "thread"])
-async def test_notify_wakes_an_idle_worker(pg_url: str, schema: str, bridge: str) -> None:
-    async with opened(pg_url, schema, bridge=bridge) as consumer, opened(pg_url, schema) as prod:
+@pytest.mark.parametrize("runner", ["asyncio", "thread"])
+async def test_notify_wakes_an_idle_worker(pg_url: str, schema: str, runner: str) -> None:
+    async with opened(pg_url, schema, runner=runner) as consumer, opened(pg_url, schema) as prod:
         idle, done = trio.Event(), trio.Event()
 
         async def handler(args: str) -> None:
@@ -270,6 +273,54 @@ async def test_transactional_enqueue_async_connection(pg_url: str, schema: str) 
         assert await b.get_task(gone) is None
         task = await b.get_task(kept)
         assert task is not None and task.status is Status.PENDING
+
+
+async def test_transactional_enqueue_errors_and_row_factories(pg_url: str, schema: str) -> None:
+    async with opened(pg_url, schema, runner="thread") as b:
+        with pytest.raises(TypeError, match="expected a psycopg connection"):
+            await b.push_in(object(), "x")  # type: ignore[arg-type]
+        conn = await trio.to_thread.run_sync(partial(psycopg.connect, pg_url, row_factory=dict_row))
+        try:
+            kept = await b.push_in(conn, "dict rows")  # the caller's row factory is left alone
+            await trio.to_thread.run_sync(conn.commit)
+            with pytest.raises(psycopg.Error):
+                await trio.to_thread.run_sync(conn.execute, "SELECT 1 / 0")
+            with pytest.raises(PushError) as info:
+                await b.push_in(conn, "in an aborted transaction")
+            assert isinstance(info.value.__cause__, psycopg.errors.InFailedSqlTransaction)
+            await trio.to_thread.run_sync(conn.rollback)
+        finally:
+            await trio.to_thread.run_sync(conn.close)
+        task = await b.get_task(kept)
+        assert task is not None and task.args == "dict rows"
+        assert (await b.counts())[b.queue] == {Status.PENDING: 1}
+
+
+async def test_every_field_round_trips(pg_url: str, schema: str) -> None:
+    rec = StoredTask(
+        id="all",
+        queue="q",
+        payload=b"\x00payload",
+        status=Status.RUNNING,
+        attempts=2,
+        max_attempts=7,
+        run_at=1_700_000_000.25,
+        priority=-3,
+        meta={"k": [1, "two"]},
+        last_error="boom",
+        result=b"\x01result",
+        created_at=1_699_999_998.5,
+        finished_at=1_700_000_009.5,
+        lease_token="tok",
+        lease_expires_at=1_700_000_030.0,
+    )
+    async with opened(pg_url, schema) as b:
+        assert await b.driver.insert([rec]) == 1
+        assert await b.driver.insert([rec]) == 0
+        got = await b.driver.get("all")
+        listed = await b.driver.list_tasks(queue="q", status=Status.RUNNING, limit=5, offset=0)
+    assert got is not None and asdict(got) == asdict(rec)
+    assert [asdict(t) for t in listed] == [asdict(rec)]
 
 
 async def test_terminated_connections_lose_nothing(pg_url: str, schema: str) -> None:
@@ -394,6 +445,12 @@ async def test_several_backends_inside_a_user_loop(pg_url: str, schema: str) -> 
             (rec,) = await a2.driver.claim("a", 5, "t", 30)
             (rec2,) = await a2.driver.claim("b", 5, "t", 30)
             assert (rec.payload, rec2.payload) == (b"1", b"2")
+
+
+async def test_an_unknown_runner_is_refused(pg_url: str, schema: str) -> None:
+    with pytest.raises(ValueError, match="runner must be one of"):
+        async with opened(pg_url, schema, runner="bridge"):
+            pass  # pragma: no cover
 
 
 async def test_unreachable_server_is_a_backend_error() -> None:

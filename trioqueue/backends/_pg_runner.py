@@ -1,11 +1,11 @@
-"""How the PostgreSQL driver runs psycopg from Trio: two interchangeable bridges.
+"""How the PostgreSQL driver runs psycopg from Trio: two interchangeable statement runners.
 
-A bridge runs one statement on a pooled connection (``fetch``) and keeps a
-LISTEN connection alive (``listen``). Each call crosses from Trio once,
-whatever the batch size.
+A runner runs one statement on a pooled connection (``fetch``) or on the
+caller's own connection (``fetch_on``), and keeps a LISTEN connection alive
+(``listen``). Each call crosses from Trio once, whatever the batch size.
 
-- ``AsyncioBridge``: psycopg's ``AsyncConnection`` on a trio-asyncio loop.
-- ``ThreadBridge``: psycopg's sync ``Connection`` in ``trio.to_thread``; the
+- ``AsyncioRunner``: psycopg's ``AsyncConnection`` on a trio-asyncio loop.
+- ``ThreadRunner``: psycopg's sync ``Connection`` in ``trio.to_thread``; the
   LISTEN connection waits for its socket in Trio itself.
 
 A connection that failed, or whose call was interrupted, is closed and
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 import psycopg
 import trio
 from psycopg import sql
+from psycopg.rows import tuple_row
 
-__all__ = ["AsyncioBridge", "Bridge", "ThreadBridge"]
+__all__ = ["RUNNERS", "AsyncioRunner", "Runner", "ThreadRunner", "open_runner"]
 
 log = logging.getLogger("trioqueue.backends.postgres")
 
@@ -33,11 +35,27 @@ Query = str | sql.SQL | sql.Composed
 Params = dict[str, Any] | Sequence[Any] | None
 
 
-class Bridge(Protocol):
+#: The names ``PostgresBackend.open`` accepts for ``runner=``.
+RUNNERS = ("asyncio", "thread")
+
+
+class Runner(Protocol):
     """Runs statements and a LISTEN loop for the driver."""
 
     async def fetch(self, query: Query, params: Params) -> list[Row]:
         """Run one statement (autocommit) and return its rows ([] if it has none)."""
+        ...
+
+    async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
+        """Run one statement on the caller's psycopg connection, in its transaction.
+
+        A sync ``Connection`` runs in a worker thread; an ``AsyncConnection``
+        on the trio-asyncio loop current in this task, else the runner's own.
+
+        Raises:
+          TypeError: if ``conn`` is not a psycopg connection, or is an
+            ``AsyncConnection`` with no trio-asyncio loop to run on.
+        """
         ...
 
     async def listen(
@@ -112,7 +130,41 @@ async def _backoff(n: int) -> None:
     await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
 
 
-class AsyncioBridge:
+async def _fetch_on(conn: object, query: Query, params: Params, loop: Any | None) -> list[Row]:
+    # Tuple rows whatever the caller's row factory; the transaction stays the caller's.
+    if isinstance(conn, psycopg.AsyncConnection):
+        import trio_asyncio
+
+        current = trio_asyncio.current_loop.get()
+        if current is not None:
+            loop = current
+        if loop is None:
+            raise TypeError(
+                "an AsyncConnection needs a running trio-asyncio loop "
+                "(or open the backend with runner='asyncio')"
+            )
+        aconn: psycopg.AsyncConnection[Any] = conn
+
+        async def run_async() -> list[Row]:
+            async with aconn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(query, params)
+                return list(await cur.fetchall()) if cur.description is not None else []
+
+        rows: list[Row] = await trio_asyncio.aio_as_trio(run_async, loop=loop)()
+        return rows
+    if isinstance(conn, psycopg.Connection):
+        sconn: psycopg.Connection[Any] = conn
+
+        def run() -> list[Row]:
+            with sconn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description is not None else []
+
+        return await trio.to_thread.run_sync(run)
+    raise TypeError(f"expected a psycopg connection, got {type(conn).__name__}")
+
+
+class AsyncioRunner:
     """psycopg's async API on a trio-asyncio loop, one loop crossing per call.
 
     Args:
@@ -183,6 +235,10 @@ class AsyncioBridge:
             self._pool.give(conn)
             return rows
 
+    async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
+        """Run one statement on the caller's connection (see ``Runner.fetch_on``)."""
+        return await _fetch_on(conn, query, params, self._loop)
+
     async def _listen_aio(
         self,
         channel: str,
@@ -228,7 +284,7 @@ class AsyncioBridge:
         self._pool.close_all()
 
 
-class ThreadBridge:
+class ThreadRunner:
     """psycopg's sync API in worker threads, one thread hop per call.
 
     Statements run in ``trio.to_thread.run_sync``. A cancelled call abandons
@@ -305,6 +361,10 @@ class ThreadBridge:
             self._pool.give(conn)
             return rows
 
+    async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
+        """Run one statement on the caller's connection (see ``Runner.fetch_on``)."""
+        return await _fetch_on(conn, query, params, None)
+
     async def listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
     ) -> None:
@@ -334,3 +394,47 @@ class ThreadBridge:
     async def aclose(self) -> None:
         """Close the pooled connections."""
         self._pool.close_all()
+
+
+@asynccontextmanager
+async def open_runner(
+    kind: str,
+    url: str,
+    *,
+    pool_size: int,
+    statement_timeout: float,
+    connect_timeout: float,
+) -> AsyncIterator[Runner]:
+    """Yield a runner of ``kind`` (one of ``RUNNERS``) for the block.
+
+    Raises:
+      ValueError: for another ``kind``.
+
+    Resource handling:
+      The asyncio runner uses the trio-asyncio loop already running in this
+      task, else one opened for the block. Connections open lazily; the
+      driver's ``aclose`` closes them.
+    """
+    if kind not in RUNNERS:
+        raise ValueError(f"runner must be one of {RUNNERS}, got {kind!r}")
+    if kind == "thread":
+        yield ThreadRunner(
+            url,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
+        )
+        return
+    import trio_asyncio
+
+    async with AsyncExitStack() as stack:
+        loop = trio_asyncio.current_loop.get()
+        if loop is None:
+            loop = await stack.enter_async_context(trio_asyncio.open_loop())
+        yield AsyncioRunner(
+            url,
+            loop=loop,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
+        )

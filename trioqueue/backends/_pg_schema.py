@@ -1,18 +1,41 @@
 """The PostgreSQL schema of trioqueue: validated names, versioned migrations, statements.
 
 Every statement is composed with ``psycopg.sql`` from a schema name that
-passed ``check_identifier``; values always travel as parameters.
+passed ``check_identifier``; values always travel as parameters. The column
+lists come from ``StoredTask``'s fields (``_columns.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import re
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
 
+import msgspec
 import psycopg
+import trio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
-__all__ = ["MIGRATIONS", "Statements", "check_identifier", "migrate_connection"]
+from .._driver import StoredTask
+from .._errors import BackendError
+from .._task import Status
+from ._columns import FIELDS, Columns, nullable
+
+__all__ = [
+    "COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Statements",
+    "check_identifier",
+    "migrate_connection",
+    "reach",
+    "row_to_task",
+]
 
 log = logging.getLogger("trioqueue.backends.postgres")
 
@@ -52,6 +75,46 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _encode_meta(meta: dict[str, Any]) -> str:
+    return msgspec.json.encode(meta).decode()
+
+
+#: The table's columns and how each differs from the record's field (``meta``
+#: travels as JSON text and comes back decoded from jsonb by psycopg).
+COLUMNS = Columns(
+    to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
+    from_db={"payload": bytes, "status": Status, "result": nullable(bytes)},
+)
+row_to_task = COLUMNS.record
+
+#: The PostgreSQL type a Python field type travels as (in the insert's arrays).
+_PG_TYPES: dict[type, str] = {
+    str: "text",
+    bytes: "bytea",
+    int: "bigint",
+    float: "float8",
+    Status: "text",
+    dict: "text",
+}
+#: The columns whose array values are cast on the way into the table.
+_CASTS = {"meta": "jsonb"}
+
+
+def _pg_type(hint: Any) -> str:
+    if isinstance(hint, types.UnionType):  # X | None
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
+    return _PG_TYPES[typing.get_origin(hint) or hint]
+
+
+_HINTS = typing.get_type_hints(StoredTask)
+#: ``unnest(%(id)s::text[], ...)``: one array parameter per column.
+_ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in FIELDS)
+_VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in FIELDS)
+
 
 def check_identifier(name: object, what: str = "schema") -> str:
     """Return ``name`` if it is a plain SQL identifier (letters, digits, ``_``; at most 63).
@@ -89,10 +152,10 @@ def migrate_connection(conn: psycopg.Connection[tuple[object, ...]], schema: str
             sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
         ).fetchone()
         version = 0 if row is None or row[0] is None else int(str(row[0]))
-        if version > len(MIGRATIONS):
+        if version > SCHEMA_VERSION:
             raise psycopg.errors.FeatureNotSupported(
                 f"schema {schema} is at version {version}, newer than this trioqueue "
-                f"knows ({len(MIGRATIONS)}): upgrade trioqueue"
+                f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
             )
         for n, body in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("applying migration %d to schema %s", n, schema)
@@ -104,10 +167,45 @@ def migrate_connection(conn: psycopg.Connection[tuple[object, ...]], schema: str
     return version
 
 
-_COLUMNS = (
-    "id, queue, payload, status, attempts, max_attempts, run_at, priority, meta, "
-    "last_error, result, created_at, finished_at, lease_token, lease_expires_at"
-)
+def _where(url: str) -> str:
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the given URL"
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    return f"{host}:{info.get('port') or 5432}"
+
+
+def _connect_error(url: str, exc: BaseException) -> BackendError:
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), repr(exc))
+    return BackendError(f"cannot connect to PostgreSQL at {_where(url)}: {first}")
+
+
+async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float) -> int:
+    """Connect once (in a worker thread) and, with ``migrate``, bring ``schema`` up to date.
+
+    Returns:
+      The schema version in place; 0 when ``migrate`` is false (not read).
+
+    Raises:
+      BackendError: if the server cannot be reached (a one-line message) or
+        the migration failed; psycopg's error is the cause.
+    """
+    timeout = max(1, round(connect_timeout))
+
+    def run() -> int:
+        if not migrate:
+            with psycopg.connect(url, autocommit=True, connect_timeout=timeout):
+                return 0
+        with psycopg.connect(url, connect_timeout=timeout) as conn:
+            return migrate_connection(conn, schema)
+
+    try:
+        return await trio.to_thread.run_sync(run)
+    except psycopg.OperationalError as exc:
+        raise _connect_error(url, exc) from exc
+    except psycopg.Error as exc:
+        raise BackendError(f"cannot migrate PostgreSQL schema {schema!r}: {exc}") from exc
 
 
 class Statements:
@@ -117,24 +215,20 @@ class Statements:
         s = sql.Identifier(check_identifier(schema))
         #: The NOTIFY channel; the payload is a queue name, never task data.
         self.channel = f"trioqueue.{schema}"
-        cols = sql.SQL(_COLUMNS)
-        tcols = sql.SQL(", ".join(f"t.{c}" for c in _COLUMNS.split(", ")))
+        cols = sql.SQL(COLUMNS.select)
+        tcols = sql.SQL(", ".join(f"t.{c}" for c in COLUMNS.names))
+        arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
 
         def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(s=s, cols=cols, tcols=tcols)
+            return sql.SQL(text).format(s=s, cols=cols, tcols=tcols, arrays=arrays, values=values)
 
         # Each statement is one round trip and its own transaction (autocommit),
         # so a cancelled or failed call never leaves a transaction open.
+        # Params: ``insert_params(tasks)``.
         self.insert = q(
             """WITH ins AS (
-                INSERT INTO {s}.tasks (id, queue, payload, status, attempts, max_attempts,
-                                       run_at, priority, meta, created_at)
-                SELECT id, queue, payload, 'pending', 0, max_attempts, run_at, priority,
-                       meta::jsonb, created_at
-                FROM unnest(%(id)s::text[], %(queue)s::text[], %(payload)s::bytea[],
-                            %(max_attempts)s::integer[], %(run_at)s::float8[],
-                            %(priority)s::bigint[], %(meta)s::text[], %(created_at)s::float8[])
-                     AS x(id, queue, payload, max_attempts, run_at, priority, meta, created_at)
+                INSERT INTO {s}.tasks ({cols})
+                SELECT {values} FROM unnest({arrays}) AS x({cols})
                 ON CONFLICT (id) DO NOTHING
                 RETURNING queue),
             n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)
@@ -254,3 +348,9 @@ class Statements:
             "WITH d AS (DELETE FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
             "AND finished_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
         )
+
+    def insert_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
+        """Return the parameters of ``insert`` for ``tasks``: one array per column."""
+        params: dict[str, Any] = COLUMNS.arrays(tasks)
+        params["channel"] = self.channel
+        return params

@@ -1,97 +1,42 @@
 """The PostgreSQL backend: claims with ``FOR UPDATE SKIP LOCKED``, wakes with LISTEN/NOTIFY.
 
 Each driver call is one SQL statement (its own transaction) over one crossing
-from Trio into psycopg; see ``docs/postgres.md``.
+from Trio into psycopg (a statement runner, ``_pg_runner.py``); see ``docs/postgres.md``.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import psycopg
 import trio
-from psycopg.conninfo import conninfo_to_dict
 
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
-from .._errors import BackendError, PushError
+from .._errors import PushError
 from .._registry import BackendSpec
 from .._sink import check_queue_name
 from .._task import Status, TaskId
-from ._pg_bridge import AsyncioBridge, Bridge, Row, ThreadBridge
-from ._pg_schema import MIGRATIONS, Statements, check_identifier, migrate_connection
+from ._pg_runner import RUNNERS, Row, Runner, open_runner
+from ._pg_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._pg_schema import Statements, check_identifier, reach, row_to_task
 
-__all__ = ["PostgresBackend", "PostgresDriver", "migrate"]
-
-log = logging.getLogger("trioqueue.backends.postgres")
-
-_BRIDGES = ("asyncio", "thread")
-
-
-def _record(row: Row) -> StoredTask:
-    return StoredTask(
-        id=row[0],
-        queue=row[1],
-        payload=bytes(row[2]),
-        status=Status(row[3]),
-        attempts=row[4],
-        max_attempts=row[5],
-        run_at=row[6],
-        priority=row[7],
-        meta=row[8],
-        last_error=row[9],
-        result=None if row[10] is None else bytes(row[10]),
-        created_at=row[11],
-        finished_at=row[12],
-        lease_token=row[13],
-        lease_expires_at=row[14],
-    )
-
-
-def _insert_params(tasks: Sequence[StoredTask], channel: str) -> dict[str, Any]:
-    enc = msgspec.json.encode
-    return {
-        "id": [t.id for t in tasks],
-        "queue": [t.queue for t in tasks],
-        "payload": [t.payload for t in tasks],
-        "max_attempts": [t.max_attempts for t in tasks],
-        "run_at": [t.run_at for t in tasks],
-        "priority": [t.priority for t in tasks],
-        "meta": [enc(t.meta).decode() for t in tasks],
-        "created_at": [t.created_at for t in tasks],
-        "channel": channel,
-    }
-
-
-def _where(url: str) -> str:
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "the given URL"
-    host = str(info.get("host") or info.get("hostaddr") or "localhost")
-    return f"{host}:{info.get('port') or 5432}"
-
-
-def _connect_error(url: str, exc: BaseException) -> BackendError:
-    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), repr(exc))
-    return BackendError(f"cannot connect to PostgreSQL at {_where(url)}: {first}")
+__all__ = ["SCHEMA_VERSION", "PostgresBackend", "PostgresDriver", "migrate"]
 
 
 class PostgresDriver:
     """A storage driver on PostgreSQL: one statement per batch operation.
 
-    Made by ``PostgresBackend.open``; it needs a ``Bridge`` and, when
+    Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when
     ``listen`` is true, its ``listener`` running in a nursery.
 
     Args:
-      bridge: Runs the statements.
+      runner: Runs the statements.
       schema: The schema holding the tables (validated identifier).
       clock: A function returning POSIX seconds (default ``time.time``).
       listen: Wait for NOTIFY (true) or poll (false).
@@ -100,14 +45,14 @@ class PostgresDriver:
 
     def __init__(
         self,
-        bridge: Bridge,
+        runner: Runner,
         *,
         schema: str = "trioqueue",
         clock: Callable[[], float] | None = None,
         listen: bool = True,
         shield_seconds: float = 30.0,
     ) -> None:
-        self._bridge = bridge
+        self._runner = runner
         self.schema = check_identifier(schema)
         self._sql = Statements(schema)
         self._clock = clock if clock is not None else time.time
@@ -116,7 +61,6 @@ class PostgresDriver:
         self._wake: dict[str, trio.Event] = {}
         #: NOTIFY messages received since open (for statistics and tests).
         self.notifications = 0
-        self._listen_ready = False
 
     def now(self) -> float:
         """Return the clock given at construction (default: ``time.time()``)."""
@@ -126,13 +70,13 @@ class PostgresDriver:
 
     async def _fetch(self, query: Any, params: dict[str, Any], *, shield: bool) -> list[Row]:
         if not shield:
-            return await self._bridge.fetch(query, params)
+            return await self._runner.fetch(query, params)
         # A statement that changes state runs to its end even when the caller is
         # cancelled (bounded): its effect is then known to the caller instead of
         # being committed behind its back.
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self._shield_seconds
-            rows = await self._bridge.fetch(query, params)
+            rows = await self._runner.fetch(query, params)
         if scope.cancelled_caught:
             raise TimeoutError(f"statement did not finish within {self._shield_seconds}s")
         return rows
@@ -166,7 +110,7 @@ class PostgresDriver:
                 started = True
                 task_status.started()
 
-        await self._bridge.listen(self._sql.channel, self._notified, ready)
+        await self._runner.listen(self._sql.channel, self._notified, ready)
 
     # -- the Driver protocol --
 
@@ -174,11 +118,29 @@ class PostgresDriver:
         """Store new tasks (one statement; existing ids skipped) and NOTIFY their queues."""
         if not tasks:
             return 0
-        rows = await self._fetch(
-            self._sql.insert, _insert_params(tasks, self._sql.channel), shield=True
-        )
+        rows = await self._fetch(self._sql.insert, self._sql.insert_params(tasks), shield=True)
         for q in {t.queue for t in tasks}:
             self._notified(q)  # wake local waiters without waiting for the round trip
+        return int(rows[0][0])
+
+    async def insert_on(
+        self,
+        conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any],
+        tasks: Sequence[StoredTask],
+    ) -> int:
+        """Store new tasks with the caller's connection, inside the caller's transaction.
+
+        The statement of ``insert``: the tasks (and their queues' NOTIFY)
+        appear when the caller commits. ``conn`` is a sync ``Connection`` (run
+        in a worker thread) or an ``AsyncConnection`` (run on this task's
+        trio-asyncio loop, else the runner's). Returns how many were stored.
+
+        Raises:
+          TypeError: if ``conn`` is not a psycopg connection, or is an
+            ``AsyncConnection`` with no trio-asyncio loop to run on.
+          psycopg.Error: if the statement failed (not translated).
+        """
+        rows = await self._runner.fetch_on(conn, self._sql.insert, self._sql.insert_params(tasks))
         return int(rows[0][0])
 
     async def claim(
@@ -196,7 +158,7 @@ class PostgresDriver:
             "token": token,
             "expires": now + lease_seconds,
         }
-        recs = [_record(r) for r in await self._fetch(self._sql.claim, params, shield=True)]
+        recs = [row_to_task(r) for r in await self._fetch(self._sql.claim, params, shield=True)]
         recs.sort(key=lambda t: (-t.priority, t.run_at, t.id))
         return recs
 
@@ -276,12 +238,14 @@ class PostgresDriver:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        return [_record(r) for r in await self._fetch(self._sql.list_tasks, params, shield=False)]
+        return [
+            row_to_task(r) for r in await self._fetch(self._sql.list_tasks, params, shield=False)
+        ]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
         rows = await self._fetch(self._sql.get, {"id": id}, shield=False)
-        return _record(rows[0]) if rows else None
+        return row_to_task(rows[0]) if rows else None
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
@@ -301,21 +265,11 @@ class PostgresDriver:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._bridge.aclose()
+        await self._runner.aclose()
 
     def __repr__(self) -> str:
         mode = "listen" if self.listening else "poll"
         return f"<PostgresDriver schema={self.schema!r} {mode} notifications={self.notifications}>"
-
-
-def _migrate_sync(url: str, schema: str, connect_timeout: float) -> int:
-    with psycopg.connect(url, connect_timeout=max(1, round(connect_timeout))) as conn:
-        return migrate_connection(conn, schema)
-
-
-def _ping_sync(url: str, connect_timeout: float) -> None:
-    with psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout))):
-        pass
 
 
 async def migrate(url: str, *, schema: str = "trioqueue", connect_timeout: float = 10.0) -> int:
@@ -337,12 +291,7 @@ async def migrate(url: str, *, schema: str = "trioqueue", connect_timeout: float
       BackendError: if the server cannot be reached or the migration failed.
     """
     check_identifier(schema)
-    try:
-        return await trio.to_thread.run_sync(_migrate_sync, url, schema, connect_timeout)
-    except psycopg.OperationalError as exc:
-        raise _connect_error(url, exc) from exc
-    except psycopg.Error as exc:
-        raise BackendError(f"cannot migrate PostgreSQL schema {schema!r}: {exc}") from exc
+    return await reach(url, schema, migrate=True, connect_timeout=connect_timeout)
 
 
 class PostgresBackend(Backend):
@@ -373,7 +322,7 @@ class PostgresBackend(Backend):
         statement_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         pool_size: int = 4,
-        bridge: str = "asyncio",
+        runner: str = "asyncio",
         **options: Any,
     ) -> AsyncIterator[PostgresBackend]:
         """Connect, migrate the schema, LISTEN, and yield the backend for the block.
@@ -391,58 +340,36 @@ class PostgresBackend(Backend):
           statement_timeout: Seconds after which the server cancels a statement.
           connect_timeout: Seconds to wait for a connection.
           pool_size: Connections the backend uses at most for statements.
-          bridge: ``"asyncio"`` (psycopg async on trio-asyncio) or ``"thread"``
-            (sync psycopg in worker threads).
-          **options: The bridge options of ``Backend`` (``push_buffer``, ``insert_batch``).
+          runner: How statements run: ``"asyncio"`` (psycopg async on
+            trio-asyncio) or ``"thread"`` (sync psycopg in worker threads).
+          **options: The options of the shared bridge, ``Backend``
+            (``push_buffer``, ``insert_batch``).
 
         Raises:
           BackendError: if the server cannot be reached or the migration failed.
-          ValueError: for an invalid ``schema``, ``bridge`` or timeout.
+          ValueError: for an invalid ``schema``, ``runner`` or timeout.
 
         Resource handling:
           Connections (a small pool plus one LISTEN connection) and, for the
-          asyncio bridge, a trio-asyncio loop (unless one is already running
+          asyncio runner, a trio-asyncio loop (unless one is already running
           in this task) live as long as the block.
         """
         check_identifier(schema)
         check_queue_name(queue)
-        if bridge not in _BRIDGES:
-            raise ValueError(f"bridge must be one of {_BRIDGES}, got {bridge!r}")
+        if runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
         if not statement_timeout > 0 or not connect_timeout > 0 or pool_size < 1:
             raise ValueError("statement_timeout, connect_timeout and pool_size must be > 0")
-        try:
-            if migrate:
-                await trio.to_thread.run_sync(_migrate_sync, url, schema, connect_timeout)
-            else:
-                await trio.to_thread.run_sync(_ping_sync, url, connect_timeout)
-        except psycopg.OperationalError as exc:
-            raise _connect_error(url, exc) from exc
-        except psycopg.Error as exc:
-            raise BackendError(f"cannot migrate PostgreSQL schema {schema!r}: {exc}") from exc
-        async with AsyncExitStack() as stack:
-            b: Bridge
-            if bridge == "asyncio":
-                import trio_asyncio
-
-                loop = trio_asyncio.current_loop.get()
-                if loop is None:
-                    loop = await stack.enter_async_context(trio_asyncio.open_loop())
-                b = AsyncioBridge(
-                    url,
-                    loop=loop,
-                    pool_size=pool_size,
-                    statement_timeout=statement_timeout,
-                    connect_timeout=connect_timeout,
-                )
-            else:
-                b = ThreadBridge(
-                    url,
-                    pool_size=pool_size,
-                    statement_timeout=statement_timeout,
-                    connect_timeout=connect_timeout,
-                )
+        await reach(url, schema, migrate=migrate, connect_timeout=connect_timeout)
+        async with open_runner(
+            runner,
+            url,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
+        ) as r:
             driver = PostgresDriver(
-                b,
+                r,
                 schema=schema,
                 clock=clock,
                 listen=listen,
@@ -499,36 +426,11 @@ class PostgresBackend(Backend):
             id=id,
             meta=meta,
         )
-        drv = self.driver
-        params = _insert_params([rec], drv._sql.channel)
         try:
-            if isinstance(conn, psycopg.AsyncConnection):
-                await _run_async_on(drv._bridge, conn, drv._sql.insert, params)
-            elif isinstance(conn, psycopg.Connection):
-                await trio.to_thread.run_sync(conn.execute, drv._sql.insert, params)
-            else:
-                raise TypeError(f"expected a psycopg connection, got {type(conn).__name__}")
+            await self.driver.insert_on(conn, [rec])
         except psycopg.Error as exc:
             raise PushError("the task could not be inserted in the caller's transaction") from exc
         return TaskId(rec.id)
-
-
-async def _run_async_on(bridge: Bridge, conn: Any, query: Any, params: dict[str, Any]) -> None:
-    import trio_asyncio
-
-    loop = trio_asyncio.current_loop.get()
-    if loop is None and isinstance(bridge, AsyncioBridge):
-        loop = bridge._loop
-    if loop is None:
-        raise TypeError(
-            "an AsyncConnection needs a running trio-asyncio loop "
-            "(or open the backend with bridge='asyncio')"
-        )
-
-    async def call() -> None:
-        await conn.execute(query, params)
-
-    await trio_asyncio.aio_as_trio(call, loop=loop)()
 
 
 #: The backend table's row for ``postgresql://`` (and ``postgres://``): lost or
@@ -542,6 +444,6 @@ BACKEND = BackendSpec(
     example="postgresql://user@host/db",
     transient=(psycopg.OperationalError, psycopg.InterfaceError, OSError),
     migrate=migrate,
-    schema_version=len(MIGRATIONS),
+    schema_version=SCHEMA_VERSION,
     options=frozenset({"schema"}),
 )
