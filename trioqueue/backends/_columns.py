@@ -52,7 +52,7 @@ class Columns:
       ValueError: if a converter names a field ``StoredTask`` does not have.
     """
 
-    __slots__ = ("_by_column", "_from", "_get", "_to", "names", "select")
+    __slots__ = ("_by_column", "_from", "names", "select")
 
     def __init__(
         self,
@@ -68,18 +68,9 @@ class Columns:
         self.names = FIELDS
         #: The names as a SQL list (``"id, queue, ..."``).
         self.select = ", ".join(FIELDS)
-        self._get = operator.attrgetter(*FIELDS)
         # Only the converted positions are visited: reading a row stays cheap.
-        self._to = tuple((i, to_db[n]) for i, n in enumerate(FIELDS) if n in to_db)
         self._from = tuple((i, from_db[n]) for i, n in enumerate(FIELDS) if n in from_db)
         self._by_column = tuple((n, operator.attrgetter(n), to_db.get(n)) for n in FIELDS)
-
-    def row(self, task: StoredTask) -> list[Any]:
-        """Return the column values of ``task``, in column order, converted for storage."""
-        values = list(self._get(task))
-        for i, convert in self._to:
-            values[i] = convert(values[i])
-        return values
 
     def arrays(self, tasks: Sequence[StoredTask]) -> dict[str, list[Any]]:
         """Return each column's values across ``tasks``, by column name (one array each)."""
@@ -88,6 +79,10 @@ class Columns:
             values = list(map(get, tasks))
             out[name] = values if convert is None else list(map(convert, values))
         return out
+
+    def rows(self, tasks: Sequence[StoredTask]) -> list[tuple[Any, ...]]:
+        """Return the rows of ``tasks``: their column values in column order, converted."""
+        return list(zip(*self.arrays(tasks).values(), strict=True))
 
     def record(self, row: Sequence[Any]) -> StoredTask:
         """Return the record a row of every column (in column order) stands for."""

@@ -163,7 +163,7 @@ class SqliteDriver:
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        rows = [schema.COLUMNS.row(t) for t in tasks]
+        rows = schema.COLUMNS.rows(tasks)
 
         def run(conn: schema.Conn) -> int:
             before = conn.total_changes
