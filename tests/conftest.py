@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from backends import BACKEND_NAMES, BACKENDS, Factory
+from backend_factories import BACKEND_NAMES, BACKENDS, Factory
 
 import trioqueue as tq
 
@@ -34,7 +34,7 @@ def autojump_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock:
 
 @pytest.fixture(params=BACKEND_NAMES)
 def open_backend(request: pytest.FixtureRequest) -> Factory:
-    """A factory of fresh backends, once per backend in ``tests/backends.py``.
+    """A factory of fresh backends, once per backend in ``tests/backend_factories.py``.
 
     Durable backends get a clock that follows Trio's, so tests on
     ``autojump_clock`` see scheduled times and leases move on every backend alike.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from backends import Factory
+from backend_factories import Factory
 from conftest import Tally
 
 import trioqueue as tq

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from backends import BACKEND_NAMES, BACKENDS, Factory
+from backend_factories import BACKEND_NAMES, BACKENDS, Factory
 
 from trioqueue import (
     Backend,

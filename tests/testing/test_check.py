@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import toy_driver
-from backends import BACKEND_NAMES, BACKENDS, Factory
+from backend_factories import BACKEND_NAMES, BACKENDS, Factory
 
 from trioqueue import Backend
 from trioqueue.testing import CHECK_NAMES, check_backend

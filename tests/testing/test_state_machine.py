@@ -10,7 +10,7 @@ import os
 
 import pytest
 import toy_driver
-from backends import BACKEND_NAMES, BACKENDS, Factory
+from backend_factories import BACKEND_NAMES, BACKENDS, Factory
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
