@@ -29,7 +29,7 @@ test-long: install
 
 lint: install
 	$(BIN)/ruff check trioqueue tests benchmarks examples
-	$(BIN)/ruff format --check trioqueue
+	$(BIN)/ruff format --check trioqueue benchmarks examples
 	$(BIN)/mypy
 
 ## Throughput figures, one JSON line each.

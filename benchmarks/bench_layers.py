@@ -26,9 +26,7 @@ async def _noop(x: int) -> None:
     return None
 
 
-async def _run(
-    n: int, concurrency: int, layers: list[Any], deadline: float | None = None
-) -> float:
+async def _run(n: int, concurrency: int, layers: list[Any], deadline: float | None = None) -> float:
     """Push ``n`` no-op tasks, run them in burst mode; return tasks per second."""
     async with MemoryBackend.open(queue="bench") as backend:
         builder = WorkerBuilder("bench").backend(backend).concurrency(concurrency)
