@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,postgres,metrics,otel
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-quick test-long lint bench demo docs clean
+.PHONY: install test test-quick test-long lint bench bench-compare demo docs clean
 
 install: $(STAMP)
 
@@ -38,6 +38,17 @@ bench: install
 	$(BIN)/python benchmarks/bench_layers.py
 	$(BIN)/python benchmarks/bench_sqlite.py
 	$(BIN)/python benchmarks/bench_postgres.py
+
+## trioqueue against pgqueuer and raw SQL on the same server, with ratios (about 13 min;
+## COMPARE_ARGS="--quick --rounds 1" for a short run). Its own venv: pgqueuer is no dependency.
+bench-compare:
+	@test -x .venv-bench/bin/python || { $(PY) -m venv .venv-bench && echo '*' > .venv-bench/.gitignore; }
+	@if [ ! -f .venv-bench/.installed ] || [ pyproject.toml -nt .venv-bench/.installed ] \
+	    || [ benchmarks/requirements-compare.txt -nt .venv-bench/.installed ]; then \
+	  .venv-bench/bin/python -m pip install -q --upgrade pip && \
+	  .venv-bench/bin/python -m pip install -q -r benchmarks/requirements-compare.txt -e ".[postgres]" && \
+	  touch .venv-bench/.installed; fi
+	.venv-bench/bin/python benchmarks/compare.py $(COMPARE_ARGS)
 
 ## Hash a few thousand files through SQLite with `trioqueue worker --burst`.
 demo: install
