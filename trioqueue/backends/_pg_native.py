@@ -1,0 +1,364 @@
+"""A Trio-native PostgreSQL connection: psycopg's libpq generators driven by Trio's socket waits.
+
+psycopg 3 does its non-blocking work in generators (``psycopg.generators``,
+``Cursor._execute_gen``) that yield "wait until the socket is readable or
+writable" and resume with what became ready; its sync and asyncio APIs differ
+only in the function that waits. ``wait`` and ``wait_conn`` are that function
+for Trio, so a statement costs one ``trio.lowlevel.wait_readable`` in the
+calling task: no thread, no second event loop.
+
+``NativeRunner`` (the ``Runner`` protocol of ``_pg_runner``) runs statements
+on a small pool of such connections and keeps a LISTEN connection alive.
+
+psycopg internals used, hence the pinned psycopg versions: ``Cursor._execute_gen``,
+the ``psycopg.generators`` functions, ``psycopg._conninfo_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import select
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+from psycopg import generators, sql
+from psycopg._conninfo_attempts import conninfo_attempts
+from psycopg.abc import PQGen, PQGenConn
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import ConnStatus, TransactionStatus
+from psycopg.pq.abc import PGconn
+from psycopg.waiting import Ready, Wait
+
+from .._nursery import open_nursery
+
+__all__ = ["NativeRunner", "connect", "execute", "send_cancel", "wait", "wait_conn"]
+
+log = logging.getLogger("trioqueue.backends.postgres")
+
+Row = tuple[Any, ...]
+Query = str | sql.SQL | sql.Composed
+Params = dict[str, Any] | Sequence[Any] | None
+Connection = psycopg.Connection[Row]
+RV = TypeVar("RV")
+
+#: Longest wait for the server to take a cancel request (seconds).
+CANCEL_TIMEOUT = 2.0
+
+
+async def _ready(fileno: int, state: int) -> Ready:
+    if state == Wait.R:
+        await trio.lowlevel.wait_readable(fileno)
+        return Ready.R
+    if state == Wait.W:
+        await trio.lowlevel.wait_writable(fileno)
+        return Ready.W
+    # RW: a send that filled the socket; reading meanwhile lets the server go on.
+    ready = Ready.NONE
+    async with open_nursery() as nursery:
+
+        async def until(waiter: Callable[[int], Any], flag: Ready) -> None:
+            nonlocal ready
+            await waiter(fileno)
+            ready = Ready(ready | flag)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(until, trio.lowlevel.wait_readable, Ready.R)
+        nursery.start_soon(until, trio.lowlevel.wait_writable, Ready.W)
+    return ready
+
+
+async def wait(gen: PQGen[RV], fileno: int) -> RV:
+    """Run a psycopg generator that works on socket ``fileno`` to its end; return its value.
+
+    The Trio twin of ``psycopg.waiting.wait``: each state the generator yields
+    becomes a wait on the socket in this task.
+    """
+    try:
+        state = next(gen)
+        while True:
+            state = gen.send(await _ready(fileno, state))
+    except StopIteration as stop:
+        rv: RV = stop.value
+        return rv
+
+
+async def wait_conn(gen: PQGenConn[RV]) -> RV:
+    """Run a psycopg generator that yields ``(socket, state)`` pairs (connecting, cancelling)."""
+    try:
+        fileno, state = next(gen)
+        while True:
+            fileno, state = gen.send(await _ready(fileno, state))
+    except StopIteration as stop:
+        rv: RV = stop.value
+        return rv
+
+
+async def connect(conninfo: str, *, seconds: float) -> Connection:
+    """Open an autocommit connection, waiting on its socket in Trio.
+
+    Host names are resolved (in a worker thread, as ``trio.socket.getaddrinfo``
+    does) and their addresses tried in turn, as psycopg does.
+
+    Args:
+      conninfo: A libpq connection string or URL.
+      seconds: How long connecting may take, all attempts together.
+
+    Raises:
+      psycopg.OperationalError: the server could not be reached or refused the
+        connection; ``psycopg.errors.ConnectionTimeout`` after ``seconds``.
+    """
+    with trio.move_on_after(seconds):
+        attempts = await trio.to_thread.run_sync(
+            conninfo_attempts, conninfo_to_dict(conninfo), abandon_on_cancel=True
+        )
+        error: psycopg.Error | None = None
+        for attempt in attempts:
+            gen = generators.connect(make_conninfo("", **attempt))
+            try:
+                pgconn = await wait_conn(gen)
+            except psycopg.Error as exc:
+                log.debug("connection attempt failed: %s", exc)
+                error = exc
+                continue
+            finally:
+                gen.close()  # a cancelled attempt's libpq connection goes now
+            conn = psycopg.Connection(pgconn)
+            conn.autocommit = True  # idle: sets the flag without a round trip
+            return conn
+        assert error is not None  # conninfo_attempts raises when it finds none
+        raise error
+    raise psycopg.errors.ConnectionTimeout(f"connection timeout expired ({seconds}s)")
+
+
+async def execute(conn: Connection, query: Query, params: Params) -> list[Row]:
+    """Run one statement on ``conn`` and return its rows ([] if it returns none).
+
+    Parameters, prepared statements and errors are psycopg's own (its cursor's
+    generator); only the waits are Trio's.
+
+    Raises:
+      psycopg.Error: what the server or psycopg raised for the statement.
+    """
+    cur = conn.cursor()
+    await wait(cur._execute_gen(query, params), conn.pgconn.socket)
+    return cur.fetchall() if cur.description is not None else []
+
+
+async def send_cancel(pgconn: PGconn, *, seconds: float = CANCEL_TIMEOUT) -> None:
+    """Ask the server to cancel the statement running on ``pgconn``; best effort.
+
+    Shielded, and bounded by ``seconds``: a server that does not answer is
+    logged, not waited for. libpq 17 and later cancel on a non-blocking
+    connection waited on here; older ones in a worker thread.
+    """
+    with trio.move_on_after(seconds, shield=True) as scope:
+        try:
+            if psycopg.capabilities.has_cancel_safe():
+                cancel_conn = pgconn.cancel_conn()
+                try:
+                    cancel_conn.start()
+                    await wait_conn(generators.cancel(cancel_conn))
+                finally:
+                    cancel_conn.finish()
+            else:
+                await trio.to_thread.run_sync(pgconn.get_cancel().cancel, abandon_on_cancel=True)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("cancel request failed: %s", exc)
+    if scope.cancelled_caught:
+        log.warning("cancel request not taken within %ss", seconds)
+
+
+def _reusable(conn: Connection) -> bool:
+    """Whether a connection can run the next statement: open, idle, no transaction."""
+    pgconn = conn.pgconn
+    return pgconn.status == ConnStatus.OK and pgconn.transaction_status == TransactionStatus.IDLE
+
+
+def _still_open(conn: Connection) -> bool:
+    """Whether an idle pooled connection is usable, judged without sending anything.
+
+    An idle autocommit connection gets nothing unprompted but the server's
+    goodbye (an error such as ``admin_shutdown``, then end of file), which
+    arrives when the server restarts or the backend is terminated. Reading
+    what is there finds such a connection before a statement is lost on it.
+    """
+    if not _reusable(conn):
+        return False
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    try:
+        for _ in range(4):
+            if not poller.poll(0):
+                break
+            conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return _reusable(conn)
+
+
+def _setup_sql(statement_timeout: float) -> sql.Composed:
+    ms = max(0, round(statement_timeout * 1000))
+    return sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms))
+
+
+async def _backoff(n: int) -> None:
+    await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
+
+
+class NativeRunner:
+    """Statements on a small pool of Trio-native connections; LISTEN on one more.
+
+    Example::
+
+        runner = NativeRunner(url, pool_size=4, statement_timeout=30, connect_timeout=10)
+        try:
+            rows = await runner.fetch("SELECT %(n)s::int + 1", {"n": 41})  # [(42,)]
+        finally:
+            await runner.aclose()
+
+    Args:
+      url: The libpq connection string or URL.
+      pool_size: Most connections open at once for statements (made lazily).
+      statement_timeout: Seconds before the server cancels a statement.
+      connect_timeout: Seconds to wait for a connection.
+
+    Error handling:
+      A statement's error is psycopg's; the connection stays pooled if it is
+      still idle and open. A connection lost mid-statement raises
+      ``psycopg.OperationalError`` (or a subclass) and is dropped; one that
+      the server closed while it sat idle is found before use and replaced,
+      without an error. A cancelled statement gets a cancel request sent to
+      the server and its connection is closed: it never returns to the pool.
+
+    Resource handling:
+      Connections open on demand, up to ``pool_size``; ``aclose`` closes the
+      idle ones at once and the busy ones when their statement ends.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        statement_timeout: float,
+        connect_timeout: float,
+    ) -> None:
+        self._url = url
+        self._pool_size = pool_size
+        self._slots = trio.Semaphore(pool_size)
+        self._idle: list[Connection] = []  # last in, first out: hot connections stay hot
+        self._busy: set[Connection] = set()
+        self._setup = _setup_sql(statement_timeout)
+        self._connect_timeout = connect_timeout
+        self._closed = False
+
+    async def _open(self) -> Connection:
+        conn = await connect(self._url, seconds=self._connect_timeout)
+        try:
+            await execute(conn, self._setup, None)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _take(self) -> Connection:
+        if self._closed:
+            raise trio.ClosedResourceError("the runner is closed")
+        while self._idle:
+            conn = self._idle.pop()
+            if _still_open(conn):
+                self._busy.add(conn)
+                return conn
+            log.info("pooled connection closed by the server; replacing it")
+            conn.close()
+        conn = await self._open()
+        self._busy.add(conn)
+        return conn
+
+    def _give(self, conn: Connection) -> None:
+        self._busy.discard(conn)
+        if not self._closed and _reusable(conn):
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    async def _discard(self, conn: Connection) -> None:
+        self._busy.discard(conn)
+        if conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
+            await send_cancel(conn.pgconn, seconds=min(CANCEL_TIMEOUT, self._connect_timeout))
+        conn.close()
+
+    async def fetch(self, query: Query, params: Params) -> list[Row]:
+        """Run one statement (autocommit) on a pooled connection and return its rows.
+
+        Raises:
+          psycopg.Error: the statement failed, or the connection did
+            (``psycopg.OperationalError``; the next call opens a new one).
+          trio.ClosedResourceError: after ``aclose``.
+        """
+        async with self._slots:
+            conn = await self._take()
+            try:
+                rows = await execute(conn, query, params)
+            except Exception:
+                self._give(conn)  # kept only if still idle and open
+                raise
+            except BaseException:  # cancelled mid-statement: its state is unknown
+                await self._discard(conn)
+                raise
+            self._give(conn)
+            return rows
+
+    async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
+        """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""
+        from ._pg_runner import _fetch_on  # imported here: that module may import this one
+
+        return await _fetch_on(conn, query, params, None)
+
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """LISTEN on ``channel`` on a connection of its own and call ``on_notify(payload)``.
+
+        Runs until cancelled. ``on_ready`` is called after each (re)connection
+        and after each loss (notifications may have been missed); reconnects
+        with backoff.
+        """
+        statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        failures = 0
+        while True:
+            try:
+                conn = await connect(self._url, seconds=self._connect_timeout)
+                try:
+                    conn.add_notify_handler(lambda n: on_notify(n.payload))
+                    await execute(conn, statement, None)
+                    on_ready()
+                    failures = 0
+                    fileno = conn.pgconn.socket
+                    while True:  # each notification reaches the handler above
+                        await wait(generators.notifies(conn.pgconn), fileno)
+                finally:
+                    conn.close()
+            except (psycopg.Error, OSError) as exc:
+                failures += 1
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                on_ready()
+                await _backoff(failures)
+
+    async def aclose(self) -> None:
+        """Close the idle connections now, the busy ones when their statement ends."""
+        self._closed = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+        await trio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<NativeRunner {state} idle={len(self._idle)} busy={len(self._busy)} "
+            f"pool_size={self._pool_size}>"
+        )
