@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -259,8 +259,16 @@ async def test_transactional_enqueue_sync_connection(pg_url: str, schema: str) -
         assert (task.args, task.priority, task.meta) == ("committed", 3, {"k": "v"})
 
 
-async def test_transactional_enqueue_async_connection(pg_url: str, schema: str) -> None:
-    async with opened(pg_url, schema) as b:
+@pytest.mark.parametrize("runner", ["native", "asyncio"])
+async def test_transactional_enqueue_async_connection(
+    pg_url: str, schema: str, runner: str
+) -> None:
+    # The caller's asyncio connection lives on a trio-asyncio loop: the
+    # caller's own with the native runner, else the one the asyncio runner opens.
+    async with AsyncExitStack() as stack:
+        if runner == "native":
+            await stack.enter_async_context(trio_asyncio.open_loop())
+        b = await stack.enter_async_context(opened(pg_url, schema, runner=runner))
         aio = trio_asyncio.aio_as_trio
         conn = await aio(psycopg.AsyncConnection.connect)(pg_url)
         try:

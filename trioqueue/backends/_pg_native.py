@@ -30,11 +30,23 @@ from psycopg.abc import PQGen, PQGenConn
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.pq.abc import PGconn
+from psycopg.rows import tuple_row
 from psycopg.waiting import Ready, Wait
 
 from .._nursery import open_nursery
 
-__all__ = ["NativeRunner", "connect", "execute", "send_cancel", "wait", "wait_conn"]
+__all__ = [
+    "NativeRunner",
+    "Params",
+    "Query",
+    "Row",
+    "connect",
+    "execute",
+    "fetch_on_callers",
+    "send_cancel",
+    "wait",
+    "wait_conn",
+]
 
 log = logging.getLogger("trioqueue.backends.postgres")
 
@@ -208,6 +220,50 @@ async def _backoff(n: int) -> None:
     await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
 
 
+async def fetch_on_callers(
+    conn: object, query: Query, params: Params, loop: Any | None
+) -> list[Row]:
+    """Run one statement on the caller's psycopg connection, in the caller's transaction.
+
+    Tuple rows whatever the connection's row factory. A sync ``Connection`` runs
+    in a worker thread; an ``AsyncConnection`` on the trio-asyncio loop current
+    in this task, else on ``loop``.
+
+    Raises:
+      TypeError: for anything else, or an ``AsyncConnection`` with no loop to run on.
+    """
+    if isinstance(conn, psycopg.AsyncConnection):
+        import trio_asyncio
+
+        current = trio_asyncio.current_loop.get()
+        if current is not None:
+            loop = current
+        if loop is None:
+            raise TypeError(
+                "an AsyncConnection needs a running trio-asyncio loop "
+                "(or open the backend with runner='asyncio')"
+            )
+        aconn: psycopg.AsyncConnection[Any] = conn
+
+        async def run_async() -> list[Row]:
+            async with aconn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(query, params)
+                return list(await cur.fetchall()) if cur.description is not None else []
+
+        rows: list[Row] = await trio_asyncio.aio_as_trio(run_async, loop=loop)()
+        return rows
+    if isinstance(conn, psycopg.Connection):
+        sconn: psycopg.Connection[Any] = conn
+
+        def run() -> list[Row]:
+            with sconn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description is not None else []
+
+        return await trio.to_thread.run_sync(run)
+    raise TypeError(f"expected a psycopg connection, got {type(conn).__name__}")
+
+
 class NativeRunner:
     """Statements on a small pool of Trio-native connections; LISTEN on one more.
 
@@ -314,9 +370,7 @@ class NativeRunner:
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
         """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""
-        from ._pg_runner import _fetch_on  # imported here: that module may import this one
-
-        return await _fetch_on(conn, query, params, None)
+        return await fetch_on_callers(conn, query, params, None)
 
     async def listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]

@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 import psycopg
 import trio
 from psycopg import sql
-from psycopg.rows import tuple_row
+
+from ._pg_native import NativeRunner, Params, Query, Row, fetch_on_callers
 
 __all__ = ["RUNNERS", "AsyncioRunner", "Runner", "ThreadRunner", "open_runner"]
 
 log = logging.getLogger("trioqueue.backends.postgres")
 
-Row = tuple[Any, ...]
-Query = str | sql.SQL | sql.Composed
-Params = dict[str, Any] | Sequence[Any] | None
-
 
 #: The names ``PostgresBackend.open`` accepts for ``runner=``.
-RUNNERS = ("asyncio", "thread")
+RUNNERS = ("native", "asyncio", "thread")
 
 
 class Runner(Protocol):
@@ -130,40 +127,6 @@ async def _backoff(n: int) -> None:
     await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
 
 
-async def _fetch_on(conn: object, query: Query, params: Params, loop: Any | None) -> list[Row]:
-    # Tuple rows whatever the caller's row factory; the transaction stays the caller's.
-    if isinstance(conn, psycopg.AsyncConnection):
-        import trio_asyncio
-
-        current = trio_asyncio.current_loop.get()
-        if current is not None:
-            loop = current
-        if loop is None:
-            raise TypeError(
-                "an AsyncConnection needs a running trio-asyncio loop "
-                "(or open the backend with runner='asyncio')"
-            )
-        aconn: psycopg.AsyncConnection[Any] = conn
-
-        async def run_async() -> list[Row]:
-            async with aconn.cursor(row_factory=tuple_row) as cur:
-                await cur.execute(query, params)
-                return list(await cur.fetchall()) if cur.description is not None else []
-
-        rows: list[Row] = await trio_asyncio.aio_as_trio(run_async, loop=loop)()
-        return rows
-    if isinstance(conn, psycopg.Connection):
-        sconn: psycopg.Connection[Any] = conn
-
-        def run() -> list[Row]:
-            with sconn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description is not None else []
-
-        return await trio.to_thread.run_sync(run)
-    raise TypeError(f"expected a psycopg connection, got {type(conn).__name__}")
-
-
 class AsyncioRunner:
     """psycopg's async API on a trio-asyncio loop, one loop crossing per call.
 
@@ -237,7 +200,7 @@ class AsyncioRunner:
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
         """Run one statement on the caller's connection (see ``Runner.fetch_on``)."""
-        return await _fetch_on(conn, query, params, self._loop)
+        return await fetch_on_callers(conn, query, params, self._loop)
 
     async def _listen_aio(
         self,
@@ -363,7 +326,7 @@ class ThreadRunner:
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
         """Run one statement on the caller's connection (see ``Runner.fetch_on``)."""
-        return await _fetch_on(conn, query, params, None)
+        return await fetch_on_callers(conn, query, params, None)
 
     async def listen(
         self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
@@ -417,6 +380,14 @@ async def open_runner(
     """
     if kind not in RUNNERS:
         raise ValueError(f"runner must be one of {RUNNERS}, got {kind!r}")
+    if kind == "native":
+        yield NativeRunner(
+            url,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+            connect_timeout=connect_timeout,
+        )
+        return
     if kind == "thread":
         yield ThreadRunner(
             url,

@@ -22,7 +22,8 @@ from .._errors import PushError
 from .._registry import BackendSpec
 from .._sink import check_queue_name
 from .._task import Status, TaskId
-from ._pg_runner import RUNNERS, Row, Runner, open_runner
+from ._pg_native import Row
+from ._pg_runner import RUNNERS, Runner, open_runner
 from ._pg_schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._pg_schema import Statements, check_identifier, reach, row_to_task
 
@@ -322,7 +323,7 @@ class PostgresBackend(Backend):
         statement_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         pool_size: int = 4,
-        runner: str = "asyncio",
+        runner: str = "native",
         **options: Any,
     ) -> AsyncIterator[PostgresBackend]:
         """Connect, migrate the schema, LISTEN, and yield the backend for the block.
@@ -340,8 +341,9 @@ class PostgresBackend(Backend):
           statement_timeout: Seconds after which the server cancels a statement.
           connect_timeout: Seconds to wait for a connection.
           pool_size: Connections the backend uses at most for statements.
-          runner: How statements run: ``"asyncio"`` (psycopg async on
-            trio-asyncio) or ``"thread"`` (sync psycopg in worker threads).
+          runner: How statements run: ``"native"`` (the default: psycopg's
+            libpq connection driven from Trio itself), ``"asyncio"`` (psycopg
+            async on trio-asyncio) or ``"thread"`` (sync psycopg in worker threads).
           **options: The options of the shared bridge, ``Backend``
             (``push_buffer``, ``insert_batch``).
 
