@@ -11,7 +11,6 @@ an optional dependency (psycopg) is imported only when its scheme is used.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -174,6 +173,8 @@ def backend_spec(url: str) -> BackendSpec:
 
 def _from_entry_points(scheme: str) -> BackendSpec | None:
     """Register and return the spec an installed package names for ``scheme``, if any."""
+    import importlib.metadata  # only for a scheme the table lacks: it is slow to import
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         spec = ep.load()
         if not isinstance(spec, BackendSpec):
