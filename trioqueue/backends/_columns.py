@@ -52,7 +52,7 @@ class Columns:
       ValueError: if a converter names a field ``StoredTask`` does not have.
     """
 
-    __slots__ = ("_by_column", "_from", "names", "select")
+    __slots__ = ("_all", "_by_column", "_from", "_to", "names", "select")
 
     def __init__(
         self,
@@ -71,18 +71,36 @@ class Columns:
         # Only the converted positions are visited: reading a row stays cheap.
         self._from = tuple((i, from_db[n]) for i, n in enumerate(FIELDS) if n in from_db)
         self._by_column = tuple((n, operator.attrgetter(n), to_db.get(n)) for n in FIELDS)
+        self._all = operator.attrgetter(*FIELDS)  # every field as a tuple, in one call
+        self._to = tuple((i, to_db[n]) for i, n in enumerate(FIELDS) if n in to_db)
 
-    def arrays(self, tasks: Sequence[StoredTask]) -> dict[str, list[Any]]:
-        """Return each column's values across ``tasks``, by column name (one array each)."""
+    def arrays(
+        self, tasks: Sequence[StoredTask], names: Sequence[str] | None = None
+    ) -> dict[str, list[Any]]:
+        """Return each column's values across ``tasks``, by column name (one array each).
+
+        Args:
+          tasks: The records.
+          names: Only these columns (default: every one).
+        """
         out: dict[str, list[Any]] = {}
         for name, get, convert in self._by_column:
+            if names is not None and name not in names:
+                continue
             values = list(map(get, tasks))
             out[name] = values if convert is None else list(map(convert, values))
         return out
 
-    def rows(self, tasks: Sequence[StoredTask]) -> list[tuple[Any, ...]]:
+    def rows(self, tasks: Sequence[StoredTask]) -> list[Sequence[Any]]:
         """Return the rows of ``tasks``: their column values in column order, converted."""
-        return list(zip(*self.arrays(tasks).values(), strict=True))
+        get, to = self._all, self._to
+        rows: list[Sequence[Any]] = []
+        for t in tasks:
+            row = list(get(t))
+            for i, convert in to:
+                row[i] = convert(row[i])
+            rows.append(row)
+        return rows
 
     def record(self, row: Sequence[Any]) -> StoredTask:
         """Return the record a row of every column (in column order) stands for."""

@@ -112,8 +112,16 @@ def _pg_type(hint: Any) -> str:
 
 _HINTS = typing.get_type_hints(StoredTask)
 #: ``unnest(%(id)s::text[], ...)``: one array parameter per column.
-_ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in FIELDS)
-_VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in FIELDS)
+#: The columns an insert writes: a new record has no outcome and no lease yet,
+#: so those columns keep the table's defaults (NULL), and the statement sends
+#: five arrays fewer.
+INSERTED = tuple(
+    n
+    for n in FIELDS
+    if n not in ("last_error", "result", "finished_at", "lease_token", "lease_expires_at")
+)
+_ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in INSERTED)
+_VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in INSERTED)
 
 
 def check_identifier(name: object, what: str = "schema") -> str:
@@ -218,17 +226,20 @@ class Statements:
         cols = sql.SQL(COLUMNS.select)
         tcols = sql.SQL(", ".join(f"t.{c}" for c in COLUMNS.names))
         arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
+        icols = sql.SQL(", ".join(INSERTED))
 
         def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(s=s, cols=cols, tcols=tcols, arrays=arrays, values=values)
+            return sql.SQL(text).format(
+                s=s, cols=cols, tcols=tcols, icols=icols, arrays=arrays, values=values
+            )
 
         # Each statement is one round trip and its own transaction (autocommit),
         # so a cancelled or failed call never leaves a transaction open.
         # Params: ``insert_params(tasks)``.
         self.insert = q(
             """WITH ins AS (
-                INSERT INTO {s}.tasks ({cols})
-                SELECT {values} FROM unnest({arrays}) AS x({cols})
+                INSERT INTO {s}.tasks ({icols})
+                SELECT {values} FROM unnest({arrays}) AS x({icols})
                 ON CONFLICT (id) DO NOTHING
                 RETURNING queue),
             n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)
@@ -351,6 +362,6 @@ class Statements:
 
     def insert_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
         """Return the parameters of ``insert`` for ``tasks``: one array per column."""
-        params: dict[str, Any] = COLUMNS.arrays(tasks)
+        params: dict[str, Any] = COLUMNS.arrays(tasks, INSERTED)
         params["channel"] = self.channel
         return params
