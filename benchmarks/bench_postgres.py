@@ -1,6 +1,7 @@
 """Benchmark the PostgreSQL backend; prints one JSON line per measurement.
 
-Usage: ``python benchmarks/bench_postgres.py [--server URL] [--tasks N] [--runner asyncio,thread]``
+Usage: ``python benchmarks/bench_postgres.py [--server URL] [--tasks N] [--runner LIST]``
+(``LIST`` defaults to ``native,asyncio,thread``).
 
 Each run uses a fresh database (random name) on the server, dropped at the end.
 Measures: one crossing from Trio into psycopg per statement runner, the two ways to insert
@@ -24,6 +25,7 @@ import trio_asyncio
 from psycopg import sql
 
 from trioqueue import StoredTask, TaskId, WorkerBuilder
+from trioqueue.backends._pg_native import NativeRunner
 from trioqueue.backends._pg_runner import AsyncioRunner, Runner, ThreadRunner
 from trioqueue.backends._pg_schema import Statements
 from trioqueue.backends.postgres import PostgresBackend, migrate
@@ -48,6 +50,7 @@ def database(server: str) -> Iterator[str]:
 async def bench_crossing(url: str, n: int = 2000) -> None:
     async with trio_asyncio.open_loop() as loop:
         runners: dict[str, Runner] = {
+            "native": NativeRunner(url, pool_size=1, statement_timeout=30, connect_timeout=10),
             "asyncio": AsyncioRunner(
                 url, loop=loop, pool_size=1, statement_timeout=30, connect_timeout=10
             ),
@@ -174,6 +177,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--tasks", type=int, default=20_000)
-    p.add_argument("--runner", default="asyncio,thread")
+    p.add_argument("--runner", default="native,asyncio,thread")
     a = p.parse_args()
     trio.run(main, a.server.rstrip("/"), a.tasks, a.runner.split(","))
