@@ -40,10 +40,12 @@ __all__ = [
     "Params",
     "Query",
     "Row",
+    "backoff",
     "connect",
     "execute",
     "fetch_on_callers",
     "send_cancel",
+    "setup_sql",
     "wait",
     "wait_conn",
 ]
@@ -211,12 +213,14 @@ def _still_open(conn: Connection) -> bool:
     return _reusable(conn)
 
 
-def _setup_sql(statement_timeout: float) -> sql.Composed:
+def setup_sql(statement_timeout: float) -> sql.Composed:
+    """Return the ``SET statement_timeout`` a new pooled connection runs first."""
     ms = max(0, round(statement_timeout * 1000))
     return sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms))
 
 
-async def _backoff(n: int) -> None:
+async def backoff(n: int) -> None:
+    """Sleep before reconnection attempt ``n``: capped exponential, with jitter."""
     await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
 
 
@@ -307,7 +311,7 @@ class NativeRunner:
         self._slots = trio.Semaphore(pool_size)
         self._idle: list[Connection] = []  # last in, first out: hot connections stay hot
         self._busy: set[Connection] = set()
-        self._setup = _setup_sql(statement_timeout)
+        self._setup = setup_sql(statement_timeout)
         self._connect_timeout = connect_timeout
         self._closed = False
 
@@ -400,7 +404,7 @@ class NativeRunner:
                 failures += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 on_ready()
-                await _backoff(failures)
+                await backoff(failures)
 
     async def aclose(self) -> None:
         """Close the idle connections now, the busy ones when their statement ends."""

@@ -16,7 +16,6 @@ restart or ``pg_terminate_backend``.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
@@ -25,7 +24,15 @@ import psycopg
 import trio
 from psycopg import sql
 
-from ._pg_native import NativeRunner, Params, Query, Row, fetch_on_callers
+from ._pg_native import (
+    NativeRunner,
+    Params,
+    Query,
+    Row,
+    backoff,
+    fetch_on_callers,
+    setup_sql,
+)
 
 __all__ = ["RUNNERS", "AsyncioRunner", "Runner", "ThreadRunner", "open_runner"]
 
@@ -68,11 +75,6 @@ class Runner(Protocol):
     async def aclose(self) -> None:
         """Close every pooled connection."""
         ...
-
-
-def _setup_sql(statement_timeout: float) -> sql.Composed:
-    ms = max(0, round(statement_timeout * 1000))
-    return sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms))
 
 
 class _Pool:
@@ -123,10 +125,6 @@ def _use_patched_loop_lookup() -> None:
         setattr(psycopg.waiting, "get_running_loop", asyncio.get_running_loop)  # noqa: B010
 
 
-async def _backoff(n: int) -> None:
-    await trio.sleep(min(5.0, 0.05 * 2 ** min(n, 10)) * (0.5 + random.random() / 2))
-
-
 class AsyncioRunner:
     """psycopg's async API on a trio-asyncio loop, one loop crossing per call.
 
@@ -154,7 +152,7 @@ class AsyncioRunner:
         self._url = url
         self._loop = loop
         self._pool = _Pool(pool_size)
-        self._setup = _setup_sql(statement_timeout)
+        self._setup = setup_sql(statement_timeout)
         self._connect_timeout = connect_timeout
 
     async def _connect(self) -> psycopg.AsyncConnection[Row]:
@@ -240,7 +238,7 @@ class AsyncioRunner:
                 n += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 on_ready()  # wake waiters: they poll while we reconnect
-                await _backoff(n)
+                await backoff(n)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -266,7 +264,7 @@ class ThreadRunner:
     ) -> None:
         self._url = url
         self._pool = _Pool(pool_size)
-        self._setup = _setup_sql(statement_timeout)
+        self._setup = setup_sql(statement_timeout)
         self._connect_timeout = connect_timeout
         self._limiter = trio.CapacityLimiter(pool_size)
 
@@ -349,7 +347,7 @@ class ThreadRunner:
                 n += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 on_ready()
-                await _backoff(n)
+                await backoff(n)
             finally:
                 if conn is not None and not conn.closed:
                     conn.pgconn.finish()
