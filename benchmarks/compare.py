@@ -270,12 +270,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="fewer jobs per figure")
     p.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432")
+    p.add_argument(
+        "--only", default="", help="run only the figures whose key contains one of these (comma)"
+    )
     a = p.parse_args(argv)
     if a.rounds < 1:
         p.error("--rounds must be >= 1")
     server = a.server.rstrip("/")
     sizes = QUICK if a.quick else Sizes()
     groups = plan(sizes)
+    if a.only:
+        wanted = [w for w in a.only.split(",") if w]
+        groups = {
+            g: [f for f in figs if any(w in f.key for w in wanted)] for g, figs in groups.items()
+        }
     t_start = time.monotonic()
     print(json.dumps(setup_line(server, a.rounds, sizes)), flush=True)
     results: dict[str, list[dict[str, Any] | None]] = {}

@@ -49,18 +49,20 @@ async def test_a_producer_waits_on_a_full_channel() -> None:
 
     async with backend.running(), trio.open_nursery() as n:
         n.start_soon(producer, 0)
+        await trio.testing.wait_all_tasks_blocked()  # a lone push: it waits on storage itself
+        n.start_soon(producer, 1)
         await trio.testing.wait_all_tasks_blocked()  # the inserter now waits on storage
-        for i in range(1, 6):
+        for i in range(2, 7):
             n.start_soon(producer, i)
         await trio.testing.wait_all_tasks_blocked()
         stats = backend.statistics()
-        # one batch in the inserter, two buffered, the other producers blocked
+        # two batches buffered, the other producers blocked
         assert stats.push_buffer_used == 2
         assert stats.push_waiting == 3
         assert returned == []  # nothing acknowledged before storage has it
         driver.gate.set()
-    assert sorted(returned) == list(range(6))
-    assert await backend.counts() == {"default": {Status.PENDING: 6}}
+    assert sorted(returned) == list(range(7))
+    assert await backend.counts() == {"default": {Status.PENDING: 7}}
 
 
 @pytest.mark.seconds

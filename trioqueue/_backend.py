@@ -93,6 +93,10 @@ class Backend(TaskSink[Any]):
         self._send: trio.MemorySendChannel[_Batch] | None = None
         self._pushed = 0
         self._consumers = 0
+        # Inserts under way: the inserter's and lone pushes' (run in their own task).
+        self._inserting = 0
+        self._lone = 0  # of which lone pushes
+        self._lone_done = trio.Event()
 
     # -- lifecycle --
 
@@ -121,6 +125,8 @@ class Backend(TaskSink[Any]):
                     send.close()  # the inserter drains what was sent, then ends
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+                while self._lone:  # a lone push still inserting in its own task
+                    await self._lone_done.wait()
                 await self.driver.aclose()
 
     async def _inserter(self, recv: trio.MemoryReceiveChannel[_Batch]) -> None:
@@ -142,15 +148,19 @@ class Backend(TaskSink[Any]):
                         if len(batches) == 1
                         else [r for b in batches for r in b.records]
                     )
-                    error = await self._insert(records, self._insert_attempts)
-                    if error is not None and len(batches) > 1:
-                        # One producer's bad batch must not fail the others
-                        # merged with it: try each alone, once.
-                        for b in batches:
-                            b.error = await self._insert(b.records, 1)
-                    else:
-                        for b in batches:
-                            b.error = error
+                    self._inserting += 1
+                    try:
+                        error = await self._insert(records, self._insert_attempts)
+                        if error is not None and len(batches) > 1:
+                            # One producer's bad batch must not fail the others
+                            # merged with it: try each alone, once.
+                            for b in batches:
+                                b.error = await self._insert(b.records, 1)
+                        else:
+                            for b in batches:
+                                b.error = error
+                    finally:
+                        self._inserting -= 1
                     for b in batches:
                         if b.error is None:
                             self._pushed += len(b.records)
@@ -199,8 +209,27 @@ class Backend(TaskSink[Any]):
         return self._send
 
     async def _store(self, batch: list[StoredTask]) -> None:
+        send = self._sender()
+        if not self._inserting:
+            # Group commit without a wait: a push that finds no insert under
+            # way inserts at once, in its own task (no hop to the inserter);
+            # pushes that arrive meanwhile queue up and go as one insert.
+            self._inserting += 1
+            self._lone += 1
+            try:
+                error = await self._insert(batch, self._insert_attempts)
+            finally:
+                self._inserting -= 1
+                self._lone -= 1
+                if not self._lone:
+                    self._lone_done.set()
+                    self._lone_done = trio.Event()
+            if error is not None:
+                raise PushError(f"storage did not accept {len(batch)} task(s)") from error
+            self._pushed += len(batch)
+            return
         b = _Batch(batch)
-        await self._sender().send(b)
+        await send.send(b)
         await b.done.wait()
         if b.error is not None:
             raise PushError(f"storage did not accept {len(batch)} task(s)") from b.error

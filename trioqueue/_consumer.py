@@ -290,6 +290,11 @@ class Consumer:
         # worker reported is forgotten. Ids in flight are "settling": the
         # extender must not take them for lost leases.
         driver, token, tr = self.driver, self.token, self.transient
+        if self._started and self._outcomes:
+            # A task that started and ended since the last flush needs no
+            # RUNNING mark: its outcome is settled from QUEUED in the same turn.
+            ending = {o.id for o in self._outcomes}
+            self._started = [i for i in self._started if i not in ending]
         if self._started:
             started, self._started = self._started, []
             try:

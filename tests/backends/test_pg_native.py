@@ -26,7 +26,8 @@ from pg_support import pg_url, random_name
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from trioqueue.backends._pg_native import NativeRunner, connect, execute
+from trioqueue.backends._pg_native import connect, execute
+from trioqueue.backends._pg_pool import NativeRunner
 from trioqueue.backends._pg_runner import ThreadRunner
 from trioqueue.backends.postgres import BACKEND
 

@@ -74,6 +74,10 @@ class Columns:
         self._all = operator.attrgetter(*FIELDS)  # every field as a tuple, in one call
         self._to = tuple((i, to_db[n]) for i, n in enumerate(FIELDS) if n in to_db)
 
+    def to_db(self, name: str) -> Convert | None:
+        """Return the converter of field ``name`` on its way into storage, or None."""
+        return next((convert for n, _, convert in self._by_column if n == name), None)
+
     def arrays(
         self, tasks: Sequence[StoredTask], names: Sequence[str] | None = None
     ) -> dict[str, list[Any]]:

@@ -7,8 +7,9 @@ only in the function that waits. ``wait`` and ``wait_conn`` are that function
 for Trio, so a statement costs one ``trio.lowlevel.wait_readable`` in the
 calling task: no thread, no second event loop.
 
-``NativeRunner`` (the ``Runner`` protocol of ``_pg_runner``) runs statements
-on a small pool of such connections and keeps a LISTEN connection alive.
+``_pg_pool.NativeRunner`` runs statements on a small pool of such
+connections (as prepared statements, ``_pg_prepared``) and keeps a LISTEN
+connection alive.
 
 psycopg internals used, hence the pinned psycopg versions: ``Cursor._execute_gen``,
 the ``psycopg.generators`` functions, ``psycopg._conninfo_attempts``.
@@ -36,7 +37,8 @@ from psycopg.waiting import Ready, Wait
 from .._nursery import open_nursery
 
 __all__ = [
-    "NativeRunner",
+    "CANCEL_TIMEOUT",
+    "Connection",
     "Params",
     "Query",
     "Row",
@@ -44,8 +46,10 @@ __all__ = [
     "connect",
     "execute",
     "fetch_on_callers",
+    "reusable",
     "send_cancel",
     "setup_sql",
+    "still_open",
     "wait",
     "wait_conn",
 ]
@@ -185,13 +189,13 @@ async def send_cancel(pgconn: PGconn, *, seconds: float = CANCEL_TIMEOUT) -> Non
         log.warning("cancel request not taken within %ss", seconds)
 
 
-def _reusable(conn: Connection) -> bool:
+def reusable(conn: Connection) -> bool:
     """Whether a connection can run the next statement: open, idle, no transaction."""
     pgconn = conn.pgconn
     return pgconn.status == ConnStatus.OK and pgconn.transaction_status == TransactionStatus.IDLE
 
 
-def _still_open(conn: Connection) -> bool:
+def still_open(conn: Connection) -> bool:
     """Whether an idle pooled connection is usable, judged without sending anything.
 
     An idle autocommit connection gets nothing unprompted but the server's
@@ -199,7 +203,7 @@ def _still_open(conn: Connection) -> bool:
     arrives when the server restarts or the backend is terminated. Reading
     what is there finds such a connection before a statement is lost on it.
     """
-    if not _reusable(conn):
+    if not reusable(conn):
         return False
     poller = select.poll()
     poller.register(conn.pgconn.socket, select.POLLIN)
@@ -210,7 +214,7 @@ def _still_open(conn: Connection) -> bool:
             conn.pgconn.consume_input()
     except psycopg.OperationalError:
         return False
-    return _reusable(conn)
+    return reusable(conn)
 
 
 def setup_sql(statement_timeout: float) -> sql.Composed:
@@ -266,157 +270,3 @@ async def fetch_on_callers(
 
         return await trio.to_thread.run_sync(run)
     raise TypeError(f"expected a psycopg connection, got {type(conn).__name__}")
-
-
-class NativeRunner:
-    """Statements on a small pool of Trio-native connections; LISTEN on one more.
-
-    Example::
-
-        runner = NativeRunner(url, pool_size=4, statement_timeout=30, connect_timeout=10)
-        try:
-            rows = await runner.fetch("SELECT %(n)s::int + 1", {"n": 41})  # [(42,)]
-        finally:
-            await runner.aclose()
-
-    Args:
-      url: The libpq connection string or URL.
-      pool_size: Most connections open at once for statements (made lazily).
-      statement_timeout: Seconds before the server cancels a statement.
-      connect_timeout: Seconds to wait for a connection.
-
-    Error handling:
-      A statement's error is psycopg's; the connection stays pooled if it is
-      still idle and open. A connection lost mid-statement raises
-      ``psycopg.OperationalError`` (or a subclass) and is dropped; one that
-      the server closed while it sat idle is found before use and replaced,
-      without an error. A cancelled statement gets a cancel request sent to
-      the server and its connection is closed: it never returns to the pool.
-
-    Resource handling:
-      Connections open on demand, up to ``pool_size``; ``aclose`` closes the
-      idle ones at once and the busy ones when their statement ends.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        pool_size: int,
-        statement_timeout: float,
-        connect_timeout: float,
-    ) -> None:
-        self._url = url
-        self._pool_size = pool_size
-        self._slots = trio.Semaphore(pool_size)
-        self._idle: list[Connection] = []  # last in, first out: hot connections stay hot
-        self._busy: set[Connection] = set()
-        self._setup = setup_sql(statement_timeout)
-        self._connect_timeout = connect_timeout
-        self._closed = False
-
-    async def _open(self) -> Connection:
-        conn = await connect(self._url, seconds=self._connect_timeout)
-        try:
-            await execute(conn, self._setup, None)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    async def _take(self) -> Connection:
-        if self._closed:
-            raise trio.ClosedResourceError("the runner is closed")
-        while self._idle:
-            conn = self._idle.pop()
-            if _still_open(conn):
-                self._busy.add(conn)
-                return conn
-            log.info("pooled connection closed by the server; replacing it")
-            conn.close()
-        conn = await self._open()
-        self._busy.add(conn)
-        return conn
-
-    def _give(self, conn: Connection) -> None:
-        self._busy.discard(conn)
-        if not self._closed and _reusable(conn):
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    async def _discard(self, conn: Connection) -> None:
-        self._busy.discard(conn)
-        if conn.pgconn.transaction_status == TransactionStatus.ACTIVE:
-            await send_cancel(conn.pgconn, seconds=min(CANCEL_TIMEOUT, self._connect_timeout))
-        conn.close()
-
-    async def fetch(self, query: Query, params: Params) -> list[Row]:
-        """Run one statement (autocommit) on a pooled connection and return its rows.
-
-        Raises:
-          psycopg.Error: the statement failed, or the connection did
-            (``psycopg.OperationalError``; the next call opens a new one).
-          trio.ClosedResourceError: after ``aclose``.
-        """
-        async with self._slots:
-            conn = await self._take()
-            try:
-                rows = await execute(conn, query, params)
-            except Exception:
-                self._give(conn)  # kept only if still idle and open
-                raise
-            except BaseException:  # cancelled mid-statement: its state is unknown
-                await self._discard(conn)
-                raise
-            self._give(conn)
-            return rows
-
-    async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
-        """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""
-        return await fetch_on_callers(conn, query, params, None)
-
-    async def listen(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
-    ) -> None:
-        """LISTEN on ``channel`` on a connection of its own and call ``on_notify(payload)``.
-
-        Runs until cancelled. ``on_ready`` is called after each (re)connection
-        and after each loss (notifications may have been missed); reconnects
-        with backoff.
-        """
-        statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
-        failures = 0
-        while True:
-            try:
-                conn = await connect(self._url, seconds=self._connect_timeout)
-                try:
-                    conn.add_notify_handler(lambda n: on_notify(n.payload))
-                    await execute(conn, statement, None)
-                    on_ready()
-                    failures = 0
-                    fileno = conn.pgconn.socket
-                    while True:  # each notification reaches the handler above
-                        await wait(generators.notifies(conn.pgconn), fileno)
-                finally:
-                    conn.close()
-            except (psycopg.Error, OSError) as exc:
-                failures += 1
-                log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                on_ready()
-                await backoff(failures)
-
-    async def aclose(self) -> None:
-        """Close the idle connections now, the busy ones when their statement ends."""
-        self._closed = True
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
-        await trio.lowlevel.checkpoint()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return (
-            f"<NativeRunner {state} idle={len(self._idle)} busy={len(self._busy)} "
-            f"pool_size={self._pool_size}>"
-        )

@@ -25,7 +25,6 @@ import trio
 from psycopg import sql
 
 from ._pg_native import (
-    NativeRunner,
     Params,
     Query,
     Row,
@@ -33,6 +32,7 @@ from ._pg_native import (
     fetch_on_callers,
     setup_sql,
 )
+from ._pg_pool import NativeRunner
 
 __all__ = ["RUNNERS", "AsyncioRunner", "Runner", "ThreadRunner", "open_runner"]
 
@@ -46,8 +46,12 @@ RUNNERS = ("native", "asyncio", "thread")
 class Runner(Protocol):
     """Runs statements and a LISTEN loop for the driver."""
 
-    async def fetch(self, query: Query, params: Params) -> list[Row]:
-        """Run one statement (autocommit) and return its rows ([] if it has none)."""
+    async def fetch(self, query: Query, params: Params, *, durable: bool = True) -> list[Row]:
+        """Run one statement (autocommit) and return its rows ([] if it has none).
+
+        ``durable=False`` allows the commit to return before it is on the
+        server's disk (a runner may ignore it and commit durably anyway).
+        """
         ...
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
@@ -180,8 +184,8 @@ class AsyncioRunner:
             raise
         return conn, rows
 
-    async def fetch(self, query: Query, params: Params) -> list[Row]:
-        """Run one statement on a pooled connection and return its rows."""
+    async def fetch(self, query: Query, params: Params, *, durable: bool = True) -> list[Row]:
+        """Run one statement on a pooled connection and return its rows (always durably)."""
         async with self._pool._slots:
             taken = self._pool.take()
             rows: list[Row]
@@ -293,8 +297,8 @@ class ThreadRunner:
             raise
         return conn, rows
 
-    async def fetch(self, query: Query, params: Params) -> list[Row]:
-        """Run one statement on a pooled connection in a thread and return its rows."""
+    async def fetch(self, query: Query, params: Params, *, durable: bool = True) -> list[Row]:
+        """Run one statement on a pooled connection in a thread and return its rows (durably)."""
         async with self._pool._slots:
             taken = self._pool.take()
             abandoned = False

@@ -122,6 +122,13 @@ INSERTED = tuple(
 )
 _ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in INSERTED)
 _VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in INSERTED)
+#: ``%s, ..., %s::jsonb``: one scalar parameter per column, for a single record.
+_PLACEHOLDERS = ", ".join(f"%s::{_CASTS[n]}" if n in _CASTS else "%s" for n in INSERTED)
+#: The inserted columns of one record, converted as ``COLUMNS`` converts them.
+_ONE = operator.attrgetter(*INSERTED)
+_ONE_CONVERT = tuple(
+    (i, convert) for i, n in enumerate(INSERTED) if (convert := COLUMNS.to_db(n)) is not None
+)
 
 
 def check_identifier(name: object, what: str = "schema") -> str:
@@ -227,10 +234,23 @@ class Statements:
         tcols = sql.SQL(", ".join(f"t.{c}" for c in COLUMNS.names))
         arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
         icols = sql.SQL(", ".join(INSERTED))
+        placeholders = sql.SQL(_PLACEHOLDERS)
 
-        def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(
-                s=s, cols=cols, tcols=tcols, icols=icols, arrays=arrays, values=values
+        def q(text: str) -> str:
+            # Composed once into text: psycopg then caches its conversion, where
+            # a ``Composed`` would be rendered again on every execution.
+            return (
+                sql.SQL(text)
+                .format(
+                    s=s,
+                    cols=cols,
+                    tcols=tcols,
+                    icols=icols,
+                    arrays=arrays,
+                    values=values,
+                    placeholders=placeholders,
+                )
+                .as_string(None)
             )
 
         # Each statement is one round trip and its own transaction (autocommit),
@@ -245,6 +265,17 @@ class Statements:
             n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)
             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)"""
         )
+        # One record (a lone push): scalar parameters cost far less to send than
+        # one-element arrays. Params: ``insert_one_params(task)``.
+        self.insert_one = q(
+            """WITH ins AS (
+                INSERT INTO {s}.tasks ({icols}) VALUES ({placeholders})
+                ON CONFLICT (id) DO NOTHING
+                RETURNING queue)
+            SELECT count(*), count(pg_notify(%s, queue)) FROM ins"""
+        )
+        # ``= ANY(ARRAY(...))``: the claimed ids are looked up by primary key;
+        # a join with ``c`` lets the planner hash the whole table instead.
         self.claim = q(
             """WITH c AS (
                 SELECT id FROM {s}.tasks
@@ -255,7 +286,7 @@ class Statements:
             UPDATE {s}.tasks t
             SET status = 'queued', attempts = t.attempts + 1,
                 lease_token = %(token)s, lease_expires_at = %(expires)s
-            FROM c WHERE t.id = c.id
+            WHERE t.id = ANY(ARRAY(SELECT id FROM c))
             RETURNING {tcols}"""
         )
         # Lock the held rows in id order first: concurrent batches of one
@@ -365,3 +396,11 @@ class Statements:
         params: dict[str, Any] = COLUMNS.arrays(tasks, INSERTED)
         params["channel"] = self.channel
         return params
+
+    def insert_one_params(self, task: StoredTask) -> list[Any]:
+        """Return the parameters of ``insert_one`` for ``task``, in column order."""
+        values = list(_ONE(task))
+        for i, convert in _ONE_CONVERT:
+            values[i] = convert(values[i])
+        values.append(self.channel)
+        return values

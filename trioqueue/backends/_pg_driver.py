@@ -1,0 +1,317 @@
+"""``PostgresDriver``: the driver protocol on PostgreSQL, one statement per batch operation.
+
+Claims use ``FOR UPDATE SKIP LOCKED``; start, extend, settle and release are
+compare-and-set on the lease; idle workers wake with LISTEN/NOTIFY. Each call
+is one statement (its own transaction) through a statement runner
+(``_pg_runner``). ``postgres.py`` wraps it in the public backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+import trio
+
+from .._driver import Outcome, StoredTask
+from .._task import Status
+from ._pg_native import Row
+from ._pg_runner import Runner
+from ._pg_schema import Statements, check_identifier, row_to_task
+
+__all__ = ["SYNCHRONOUS_MODES", "PostgresDriver"]
+
+#: The values of ``synchronous=``.
+SYNCHRONOUS_MODES = ("normal", "full")
+
+
+class PostgresDriver:
+    """A storage driver on PostgreSQL: one statement per batch operation.
+
+    Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when
+    ``listen`` is true, a nursery for its LISTEN task (``attach``), which
+    starts with the first ``wait_for_tasks``: a process that only pushes
+    never listens.
+
+    Args:
+      runner: Runs the statements.
+      schema: The schema holding the tables (validated identifier).
+      clock: A function returning POSIX seconds (default ``time.time``).
+      listen: Wait for NOTIFY (true) or poll (false).
+      shield_seconds: Longest time a mutating call finishes after a cancellation.
+      synchronous: ``"normal"`` (the default): pushes and administration
+        commit durably, while a worker's claims, leases and outcomes may be
+        lost by a server crash (their tasks then run again: at-least-once
+        holds; releases at shutdown stay durable); ``"full"``: every statement
+        commits durably.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        schema: str = "trioqueue",
+        clock: Callable[[], float] | None = None,
+        listen: bool = True,
+        shield_seconds: float = 30.0,
+        synchronous: str = "normal",
+    ) -> None:
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        self._runner = runner
+        self.schema = check_identifier(schema)
+        self._sql = Statements(schema)
+        self._clock = clock if clock is not None else time.time
+        self.listening = listen
+        self._shield_seconds = shield_seconds
+        self.synchronous = synchronous
+        # Whether a worker's own writes wait for the disk.
+        self._worker_durable = synchronous == "full"
+        self._wake: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self._listening: trio.Event | None = None
+        #: NOTIFY messages received since open (for statistics and tests).
+        self.notifications = 0
+
+    def now(self) -> float:
+        """Return the clock given at construction (default: ``time.time()``)."""
+        return self._clock()
+
+    # -- plumbing --
+
+    async def _fetch(
+        self, query: Any, params: Any, *, shield: bool, durable: bool = True
+    ) -> list[Row]:
+        if not shield:
+            return await self._runner.fetch(query, params)
+        # A statement that changes state runs to its end even when the caller is
+        # cancelled (bounded): its effect is then known to the caller instead of
+        # being committed behind its back.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._shield_seconds
+            rows = await self._runner.fetch(query, params, durable=durable)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"statement did not finish within {self._shield_seconds}s")
+        return rows
+
+    async def _work(self, query: Any, params: Any) -> list[Row]:
+        """Run a statement of a worker's own (claim, lease, outcome), shielded."""
+        return await self._fetch(query, params, shield=True, durable=self._worker_durable)
+
+    def _event(self, queue: str) -> trio.Event:
+        ev = self._wake.get(queue)
+        if ev is None:
+            ev = self._wake[queue] = trio.Event()
+        return ev
+
+    def _notified(self, queue: str) -> None:
+        self.notifications += 1
+        ev = self._wake.get(queue)
+        if ev is not None:
+            ev.set()
+
+    def _wake_all(self) -> None:
+        for ev in self._wake.values():
+            ev.set()
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Give the driver the nursery its LISTEN task will run in (when ``listen`` is true)."""
+        self._nursery = nursery
+
+    async def _listen(self) -> None:
+        """Start the LISTEN task on first use and return once it listens."""
+        if self._listening is not None:
+            await self._listening.wait()
+            return
+        if self._nursery is None or not self.listening:
+            return
+        self._listening = started = trio.Event()
+        try:
+            await self._nursery.start(self.listener)
+        except BaseException:
+            self._listening = None  # cancelled while starting: the next wait tries again
+            started.set()
+            raise
+        started.set()
+
+    async def listener(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """LISTEN for wake-ups until cancelled; ``started()`` after the first attempt."""
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            self._wake_all()
+            if not started:
+                started = True
+                task_status.started()
+
+        await self._runner.listen(self._sql.channel, self._notified, ready)
+
+    # -- the Driver protocol --
+
+    async def insert(self, tasks: Sequence[StoredTask]) -> int:
+        """Store new tasks (one statement; existing ids skipped) and NOTIFY their queues."""
+        if not tasks:
+            return 0
+        params: Any
+        if len(tasks) == 1:
+            query, params = self._sql.insert_one, self._sql.insert_one_params(tasks[0])
+        else:
+            query, params = self._sql.insert, self._sql.insert_params(tasks)
+        rows = await self._fetch(query, params, shield=True)
+        for q in {t.queue for t in tasks}:
+            self._notified(q)  # wake local waiters without waiting for the round trip
+        return int(rows[0][0])
+
+    async def insert_on(
+        self,
+        conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any],
+        tasks: Sequence[StoredTask],
+    ) -> int:
+        """Store new tasks with the caller's connection, inside the caller's transaction.
+
+        The statement of ``insert``: the tasks (and their queues' NOTIFY)
+        appear when the caller commits. ``conn`` is a sync ``Connection`` (run
+        in a worker thread) or an ``AsyncConnection`` (run on this task's
+        trio-asyncio loop, else the runner's). Returns how many were stored.
+
+        Raises:
+          TypeError: if ``conn`` is not a psycopg connection, or is an
+            ``AsyncConnection`` with no trio-asyncio loop to run on.
+          psycopg.Error: if the statement failed (not translated).
+        """
+        rows = await self._runner.fetch_on(conn, self._sql.insert, self._sql.insert_params(tasks))
+        return int(rows[0][0])
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[StoredTask]:
+        """Claim up to ``limit`` ready tasks (``FOR UPDATE SKIP LOCKED``) in order."""
+        self._event(queue)
+        if limit <= 0:
+            return []
+        now = self.now()
+        params = {
+            "queue": queue,
+            "now": now,
+            "limit": limit,
+            "token": token,
+            "expires": now + lease_seconds,
+        }
+        recs = [row_to_task(r) for r in await self._work(self._sql.claim, params)]
+        recs.sort(key=lambda t: (-t.priority, t.run_at, t.id))
+        return recs
+
+    async def start(self, ids: Sequence[str], token: str) -> None:
+        """Mark leased QUEUED tasks RUNNING."""
+        if ids:
+            await self._work(self._sql.start, {"ids": list(ids), "token": token})
+
+    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
+        """Extend the leases still held; return their ids."""
+        if not ids:
+            return []
+        params = {"ids": list(ids), "token": token, "expires": self.now() + lease_seconds}
+        rows = await self._work(self._sql.extend, params)
+        kept = {r[0] for r in rows}
+        return [i for i in ids if i in kept]
+
+    async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
+        """Apply outcomes whose lease is still held (compare-and-set), one statement."""
+        if not outcomes:
+            return []
+        params = {
+            "ids": [o.id for o in outcomes],
+            "statuses": [str(o.status) for o in outcomes],
+            "results": [o.result for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "delays": [float(o.delay) for o in outcomes],
+            "token": token,
+            "now": self.now(),
+            "channel": self._sql.channel,
+        }
+        rows = await self._work(self._sql.settle, params)
+        done = set(rows[0][0] or ())
+        return [o.id for o in outcomes if o.id in done]
+
+    async def release(self, ids: Sequence[str], token: str) -> int:
+        """Give leased tasks back as PENDING, uncounting their attempt."""
+        if not ids:
+            return 0
+        params = {"ids": list(ids), "token": token, "channel": self._sql.channel}
+        rows = await self._fetch(self._sql.release, params, shield=True)
+        return int(rows[0][0])
+
+    async def rescue(self, queue: str | None) -> int:
+        """Recover expired leases of ``queue`` (or every queue): KILLED or FAILED now."""
+        params = {"queue": queue, "now": self.now(), "channel": self._sql.channel}
+        rows = await self._work(self._sql.rescue, params)
+        return int(rows[0][0])
+
+    async def next_run_at(self, queue: str) -> float | None:
+        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
+        rows = await self._fetch(self._sql.next_run_at, {"queue": queue}, shield=False)
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
+        """Wait for a NOTIFY on ``queue`` (or, polling, just ``max_wait`` seconds)."""
+        ev = self._event(queue)
+        with trio.move_on_after(max_wait):
+            await self._listen()
+            await ev.wait()
+        if ev.is_set() and self._wake.get(queue) is ev:
+            self._wake[queue] = trio.Event()
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        """Count tasks per queue and status."""
+        out: dict[str, dict[Status, int]] = {}
+        for q, st, n in await self._fetch(self._sql.counts, {"queue": queue}, shield=False):
+            out.setdefault(q, {})[Status(st)] = int(n)
+        return out
+
+    async def list_tasks(
+        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+    ) -> list[StoredTask]:
+        """List tasks, newest id first, paged."""
+        params = {
+            "queue": queue,
+            "status": None if status is None else str(status),
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        return [
+            row_to_task(r) for r in await self._fetch(self._sql.list_tasks, params, shield=False)
+        ]
+
+    async def get(self, id: str) -> StoredTask | None:
+        """Return one task, or None."""
+        rows = await self._fetch(self._sql.get, {"id": id}, shield=False)
+        return row_to_task(rows[0]) if rows else None
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        params = {"id": id, "now": self.now(), "channel": self._sql.channel}
+        rows = await self._fetch(self._sql.retry, params, shield=True)
+        return bool(rows[0][0])
+
+    async def cancel(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task."""
+        rows = await self._fetch(self._sql.cancel, {"id": id, "now": self.now()}, shield=True)
+        return bool(rows)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        rows = await self._fetch(self._sql.purge, {"before": older_than}, shield=True)
+        return int(rows[0][0])
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._runner.aclose()
+
+    def __repr__(self) -> str:
+        mode = "listen" if self.listening else "poll"
+        return f"<PostgresDriver schema={self.schema!r} {mode} notifications={self.notifications}>"

@@ -1,0 +1,105 @@
+"""Statements on a Trio-native connection as server-side prepared statements, with no cursor.
+
+A pooled connection runs the driver's few statements thousands of times, so
+each one is prepared once per connection and then only executed: psycopg's
+``PostgresQuery`` turns the query and its parameters into libpq's form (with
+psycopg's own adapters), libpq sends them, and psycopg's ``Transformer``
+reads the rows back. Skipping the cursor (its description, its prepare
+bookkeeping) halves the Python cost of a statement here.
+
+psycopg internals used, hence the pinned psycopg versions:
+``psycopg._queries.PostgresQuery`` and ``psycopg._encodings.conn_encoding``.
+"""
+
+from __future__ import annotations
+
+from psycopg import errors, generators, pq
+from psycopg._encodings import conn_encoding
+from psycopg._queries import PostgresQuery
+from psycopg.adapt import Transformer
+
+from ._pg_native import Connection, Params, Query, Row, wait
+
+__all__ = ["PreparedConnection"]
+
+_FATAL = pq.ExecStatus.FATAL_ERROR
+_TUPLES = pq.ExecStatus.TUPLES_OK
+#: Statements a connection keeps prepared at most (the driver has about 20).
+MAX_PREPARED = 64
+
+
+class PreparedConnection:
+    """A Trio-native connection that runs each distinct statement as a prepared one.
+
+    Args:
+      conn: An open autocommit connection (``_pg_native.connect``).
+
+    Error handling:
+      A statement's error is psycopg's, as the cursor would raise it. A lost
+      connection raises ``psycopg.OperationalError`` (or a subclass).
+    """
+
+    __slots__ = ("_names", "_tx", "conn", "durable")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        #: Whether commits wait for the disk (``synchronous_commit``), as last set.
+        self.durable = True
+        self._tx = Transformer(conn)
+        # (query in libpq form, parameter types) -> prepared statement name
+        self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+
+    async def execute(self, query: Query, params: Params) -> list[Row]:
+        """Run ``query`` (``%s`` or ``%(name)s`` placeholders) and return its rows.
+
+        Raises:
+          psycopg.Error: what the server or psycopg raised for the statement.
+        """
+        pgconn = self.conn.pgconn
+        pgq = PostgresQuery(self._tx)
+        pgq.convert(query, params)
+        key = (pgq.query, pgq.types)
+        name = self._names.get(key)
+        if name is None:
+            if len(self._names) >= MAX_PREPARED:
+                await self._deallocate_all()
+            name = f"_tq_{len(self._names)}".encode()
+            pgconn.send_prepare(name, pgq.query, param_types=pgq.types)
+            self._check(await wait(generators.execute(pgconn), pgconn.socket))
+            self._names[key] = name
+        pgconn.send_query_prepared(name, pgq.params, param_formats=pgq.formats)
+        return self._rows(await wait(generators.execute(pgconn), pgconn.socket))
+
+    async def set_durable(self, durable: bool) -> None:
+        """Turn ``synchronous_commit`` on or off for the statements that follow."""
+        await self._simple(b"SET synchronous_commit = " + (b"on" if durable else b"off"))
+        self.durable = durable
+
+    async def _simple(self, statement: bytes) -> None:
+        pgconn = self.conn.pgconn
+        pgconn.send_query(statement)
+        self._check(await wait(generators.execute(pgconn), pgconn.socket))
+
+    async def _deallocate_all(self) -> None:
+        await self._simple(b"DEALLOCATE ALL")
+        self._names.clear()
+
+    def _check(self, results: list[pq.abc.PGresult]) -> None:
+        for res in results:
+            if res.status == _FATAL:
+                raise errors.error_from_result(res, encoding=conn_encoding(self.conn))
+
+    def _rows(self, results: list[pq.abc.PGresult]) -> list[Row]:
+        self._check(results)
+        rows: list[Row] = []
+        tx = self._tx
+        for res in results:
+            if res.status == _TUPLES:
+                tx.set_pgresult(res)
+                rows.extend(tx.load_rows(0, res.ntuples, tuple))
+        tx.set_pgresult(None)
+        return rows
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
