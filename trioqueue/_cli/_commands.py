@@ -26,7 +26,7 @@ from ._errors import (
     one_line,
 )
 from ._handlers import args_type, load_handler
-from ._output import dumps, iso, redact, short, table, task_dict, type_name
+from ._output import dumps, escape, iso, redact, short, table, task_dict, type_name
 
 __all__ = [
     "cmd_cancel",
@@ -105,7 +105,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
     for key, value in d.items():
         if key in ("args", "result", "meta"):
             value = dumps(value)
-        print(f"{key.ljust(width)}  {'' if value is None else value}")
+        print(f"{key.ljust(width)}  {'' if value is None else escape(str(value))}")
     return EXIT_OK
 
 
