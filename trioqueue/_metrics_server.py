@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from ._backend import Backend
+from ._durations import seconds
 from ._errors import BackendError
 from ._task import Status
 
@@ -114,6 +115,7 @@ async def collect_queue_depth(
     Raises:
       BackendError: if the first update fails (``nursery.start`` raises it).
     """
+    interval = seconds("interval", interval, positive=True)
     target = registry_or_default(registry)
     collector = QueueDepthCollector(registry=target)
     try:

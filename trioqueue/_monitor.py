@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import trio
 
+from ._durations import seconds
 from ._worker import Worker
 
 __all__ = ["Monitor"]
@@ -41,7 +42,11 @@ class Monitor:
         signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
     ) -> None:
         self._workers: list[Worker] = []
-        self._timeout = shutdown_timeout
+        self._timeout = (
+            None
+            if shutdown_timeout is None
+            else seconds("shutdown_timeout", shutdown_timeout, infinite=True)
+        )
         self._signals = tuple(signals)
         self.signals_received = 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -11,6 +10,7 @@ import msgspec
 
 from ._codec import Codec
 from ._driver import StoredTask
+from ._durations import seconds
 from ._errors import CodecError
 from ._task import MAX_TIMESTAMP, Status, Task, TaskId, to_timestamp
 
@@ -119,11 +119,7 @@ class TaskSink(Generic[Args]):
         if delay is not None and run_at is not None:
             raise ValueError("give delay or run_at, not both")
         if delay is not None:
-            if not isinstance(delay, int | float) or isinstance(delay, bool):
-                raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}")
-            if not math.isfinite(delay) or delay < 0:
-                raise ValueError(f"delay must be a finite number >= 0, got {delay}")
-            ts = now + delay
+            ts = now + seconds("delay", delay)
             if ts > MAX_TIMESTAMP:
                 raise ValueError(f"delay of {delay:g}s runs past the year 9999")
         elif run_at is not None:

@@ -18,6 +18,7 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
+from .._durations import seconds
 from .._errors import PushError
 from .._registry import BackendSpec
 from .._sink import check_queue_name
@@ -360,8 +361,10 @@ class PostgresBackend(Backend):
         check_queue_name(queue)
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
-        if not statement_timeout > 0 or not connect_timeout > 0 or pool_size < 1:
-            raise ValueError("statement_timeout, connect_timeout and pool_size must be > 0")
+        statement_timeout = seconds("statement_timeout", statement_timeout, positive=True)
+        connect_timeout = seconds("connect_timeout", connect_timeout, positive=True)
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
         await reach(url, schema, migrate=migrate, connect_timeout=connect_timeout)
         async with open_runner(
             runner,
