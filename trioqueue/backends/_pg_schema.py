@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .._driver import StoredTask
 from .._errors import BackendError
+from .._registry import redact_url
 from .._task import Status
 from ._columns import FIELDS, Columns, nullable
 
@@ -211,9 +212,11 @@ async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float)
     try:
         return await trio.to_thread.run_sync(run)
     except psycopg.OperationalError as exc:
-        raise _connect_error(url, exc) from exc
+        raise BackendError(redact_url(str(_connect_error(url, exc)))) from exc
     except psycopg.Error as exc:
-        raise BackendError(f"cannot migrate PostgreSQL schema {schema!r}: {exc}") from exc
+        raise BackendError(
+            redact_url(f"cannot migrate PostgreSQL schema {schema!r}: {exc}")
+        ) from exc
 
 
 class Statements:
