@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="serve Prometheus metrics on this port",
     )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics server listens on (default %(default)s; 0.0.0.0 for all)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--progress",

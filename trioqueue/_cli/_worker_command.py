@@ -30,8 +30,8 @@ log = logging.getLogger("trioqueue.cli")
 
 
 @asynccontextmanager
-async def _metrics_endpoint(port: int | None) -> AsyncIterator[None]:
-    """Serve the global registry at ``/metrics`` on ``port`` (if given) for the block.
+async def _metrics_endpoint(port: int | None, host: str) -> AsyncIterator[None]:
+    """Serve the global registry at ``/metrics`` on ``host:port`` (if given) for the block.
 
     The HTTP server is prometheus-client's, in its own thread; it is shut
     down when the block ends (which waits up to its poll interval, 0.5 s).
@@ -43,11 +43,11 @@ async def _metrics_endpoint(port: int | None) -> AsyncIterator[None]:
         yield
         return
     try:
-        server, thread = serve_metrics(port)
+        server, thread = serve_metrics(port, addr=host)
     except ImportError as exc:
         raise CliError(EXIT_USAGE, f"--metrics-port is not available: {exc}") from exc
     except OSError as exc:
-        raise CliError(EXIT_USAGE, f"cannot serve metrics on port {port}: {exc}") from exc
+        raise CliError(EXIT_USAGE, f"cannot serve metrics on {host} port {port}: {exc}") from exc
     try:
         yield
     finally:
@@ -74,7 +74,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         if event.kind is EventKind.IDLE:
             monitor.stop()
 
-    async with _metrics_endpoint(args.metrics_port):
+    async with _metrics_endpoint(args.metrics_port, args.metrics_host):
         async with open_backend_of(args, queue=args.queue) as backend:
             builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
             builder.shutdown_timeout(args.shutdown_timeout)
