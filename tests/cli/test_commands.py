@@ -142,8 +142,15 @@ def test_postgres_migrate_push_and_work(
     assert "done 1, failed 0, killed 0" in err
     shown = cli.json("show", task_id, "--schema", "jobs_cli")
     assert (shown["status"], shown["result"]["sent"]) == ("done", "pg@example.com")
-    bad = cli("migrate", "--schema", "no-dashes", code=3).err
+    bad = cli("migrate", "--schema", "no-dashes", code=2).err
     assert bad.startswith(f"trioqueue: error: cannot migrate {pg_url!r}: ")
+    for system in ("pg_catalog", "information_schema", "pg_toast", "PG_temp_1"):
+        for argv in (["migrate"], ["status"], ["worker", "jobs:send", "--burst"]):
+            err = cli(*argv, "--schema", system, code=2).err
+            assert f"schema {system!r} is PostgreSQL's own" in err, err
+    for argv in (["push", "jobs:send", '{"to": "x"}'], ["worker", "jobs:send", "--burst"]):
+        err = cli(*argv, "--queue", "bad\x00queue", code=2).err
+        assert "queue must be 1 to 255 characters" in err, err
 
 
 def _store(*records: Any, codec: Any = None) -> None:

@@ -156,9 +156,8 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         version = await spec.migrate(url, **options)
     except Exception as exc:
-        raise CliError(
-            EXIT_BACKEND, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}"
-        ) from exc
+        code = EXIT_USAGE if isinstance(leaf(exc), ValueError) else EXIT_BACKEND
+        raise CliError(code, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}") from exc
     print(f"{spec.name} schema up to date at version {version}")
     return EXIT_OK
 

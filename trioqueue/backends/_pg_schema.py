@@ -193,19 +193,57 @@ def _connect_error(url: str, exc: BaseException) -> BackendError:
 async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float) -> int:
     """Connect once (in a worker thread) and, with ``migrate``, bring ``schema`` up to date.
 
+    Without ``migrate`` the schema's version is read and must be this code's:
+    a missing, older or newer schema is refused before anything else runs.
+
     Returns:
-      The schema version in place; 0 when ``migrate`` is false (not read).
+      The schema version in place.
 
     Raises:
-      BackendError: if the server cannot be reached (a one-line message) or
-        the migration failed; psycopg's error is the cause.
+      BackendError: if the server cannot be reached (a one-line message),
+        the migration failed, or (without ``migrate``) the schema is missing
+        or at another version; psycopg's error is the cause.
+      ValueError: for a schema name that is not a plain identifier, or is
+        one of PostgreSQL's own (``pg_catalog``, ``information_schema``,
+        any ``pg_*``).
     """
     timeout = max(1, round(connect_timeout))
+    s = sql.Identifier(check_identifier(schema))
+    if schema.lower().startswith("pg_") or schema.lower() == "information_schema":
+        raise ValueError(
+            f"schema {schema!r} is PostgreSQL's own: choose another name for trioqueue's "
+            f"tables (the default is 'trioqueue')"
+        )
+
+    def check(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+        found = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".schema_version',)
+        ).fetchone()
+        if found is None or not found[0]:
+            raise psycopg.errors.UndefinedTable(
+                f"schema {schema} has no trioqueue tables: run `trioqueue migrate` "
+                f"or open with migrate=True"
+            )
+        row = conn.execute(
+            sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
+        ).fetchone()
+        version = 0 if row is None or row[0] is None else int(str(row[0]))
+        if version > SCHEMA_VERSION:
+            raise psycopg.errors.FeatureNotSupported(
+                f"schema {schema} is at version {version}, newer than this trioqueue "
+                f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
+            )
+        if version < SCHEMA_VERSION:
+            raise psycopg.errors.FeatureNotSupported(
+                f"schema {schema} is at version {version}, older than this trioqueue "
+                f"needs ({SCHEMA_VERSION}): run `trioqueue migrate` or open with migrate=True"
+            )
+        return version
 
     def run() -> int:
         if not migrate:
-            with psycopg.connect(url, autocommit=True, connect_timeout=timeout):
-                return 0
+            with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+                return check(conn)
         with psycopg.connect(url, connect_timeout=timeout) as conn:
             return migrate_connection(conn, schema)
 
@@ -214,8 +252,9 @@ async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float)
     except psycopg.OperationalError as exc:
         raise BackendError(redact_url(str(_connect_error(url, exc)))) from exc
     except psycopg.Error as exc:
+        what = "migrate" if migrate else "use"
         raise BackendError(
-            redact_url(f"cannot migrate PostgreSQL schema {schema!r}: {exc}")
+            redact_url(f"cannot {what} PostgreSQL schema {schema!r}: {exc}")
         ) from exc
 
 
