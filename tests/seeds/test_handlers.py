@@ -169,5 +169,5 @@ async def test_a_plain_class_as_args_type_fails_at_build(
     assert "@dataclass, a msgspec.Struct, a TypedDict" in message
     with pytest.raises(tq.HandlerError, match=r"annotated HoldsPlain \(it holds PlainMsg\)"):
         builder.build(nested)
-    with pytest.raises(tq.HandlerError, match="parameter 'task' .* annotated PlainMsg"):
+    with pytest.raises(tq.HandlerError, match=r"parameter 'task' .* annotated PlainMsg"):
         builder.build(as_task)
