@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 import trio
 
 from ._durations import seconds
+from ._nursery import open_nursery
 from ._worker import Worker
 
 __all__ = ["Monitor"]
@@ -80,10 +81,10 @@ class Monitor:
         if not self._workers:
             raise ValueError("Monitor has no workers: call register(worker) first")
         with trio.open_signal_receiver(*self._signals) if self._signals else _nothing() as sigs:
-            async with trio.open_nursery() as outer:
+            async with open_nursery() as outer:
                 if sigs is not None:
                     outer.start_soon(self._watch, sigs)
-                async with trio.open_nursery() as inner:
+                async with open_nursery() as inner:
                     for w in self._workers:
                         await inner.start(functools.partial(w.serve, burst=burst))
                     task_status.started()

@@ -17,6 +17,7 @@ from .._context import EventKind, WorkerEvent
 from .._errors import HandlerError
 from .._metrics_server import collect_queue_depth, serve_metrics
 from .._monitor import Monitor
+from .._nursery import open_nursery
 from ..layers.metrics import MetricsLayer
 from ._backends import open_backend_of
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -93,7 +94,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
                     h.progress = progress
             log.info("worker %s on %s queue %r", name, redact(args.backend), backend.queue)
             try:
-                async with trio.open_nursery() as nursery:
+                async with open_nursery() as nursery:
                     nursery.start_soon(progress.run)
                     if metrics:
                         await nursery.start(collect_queue_depth, backend)

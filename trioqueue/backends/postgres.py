@@ -20,6 +20,7 @@ from .._codec import Codec
 from .._driver import Outcome, StoredTask
 from .._durations import seconds
 from .._errors import PushError
+from .._nursery import open_nursery
 from .._registry import BackendSpec
 from .._sink import check_queue_name
 from .._task import Status, TaskId
@@ -381,7 +382,7 @@ class PostgresBackend(Backend):
                 shield_seconds=statement_timeout + connect_timeout,
             )
             backend = cls(driver, queue=queue, codec=codec, transient=BACKEND.transient, **options)
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 if listen:
                     await nursery.start(driver.listener)
                 try:
