@@ -155,3 +155,25 @@ async def test_a_cbor_string_reference_bomb_is_killed_and_the_worker_goes_on(
     assert task is not None and task.status is Status.KILLED
     assert "semantic tag 25" in (task.last_error or "")
     assert seen == ["fine"]
+
+
+def cyclic_meta() -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    meta["self"] = meta
+    return meta
+
+
+def deep_meta(depth: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for _ in range(depth):
+        meta = {"k": meta}
+    return meta
+
+
+@pytest.mark.parametrize("meta", [cyclic_meta(), deep_meta(5000)], ids=["cyclic", "deep"])
+async def test_a_cyclic_or_too_deep_meta_is_a_codec_error(
+    memory_backend: tq.MemoryBackend, meta: dict[str, Any]
+) -> None:
+    with pytest.raises(tq.CodecError, match="meta is cyclic or nested too deeply"):
+        await memory_backend.push(1, meta=meta)
+    assert await memory_backend.counts() == {}

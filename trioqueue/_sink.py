@@ -68,6 +68,8 @@ def _check_meta(meta: object) -> dict[str, Any]:
         encoded = msgspec.json.encode(meta)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"meta is not JSON-able: {exc}") from exc
+    except RecursionError as exc:  # a dict that holds itself, or one nested thousands deep
+        raise CodecError("meta is cyclic or nested too deeply to encode") from exc
     if b"\\u0000" in encoded or "\x00" in "".join(meta):
         raise CodecError("meta must not contain NUL characters")
     return dict(meta)
