@@ -27,7 +27,7 @@ from psycopg import sql
 from trioqueue import StoredTask, TaskId, WorkerBuilder
 from trioqueue.backends._pg_pool import NativeRunner
 from trioqueue.backends._pg_runner import AsyncioRunner, Runner, ThreadRunner
-from trioqueue.backends._pg_schema import Statements
+from trioqueue.backends._pg_statements import Statements
 from trioqueue.backends.postgres import PostgresBackend, migrate
 
 

@@ -109,3 +109,71 @@ async def test_layers_see_a_deadline_as_a_failure_not_a_release(
         assert await b.counts() == {"default": {Status.KILLED: 1}}
     outcomes = [r.outcome for r in caplog.records if hasattr(r, "outcome")]
     assert outcomes == ["failed", "killed"]
+
+
+def stringref_bomb(length: int, copies: int) -> bytes:
+    """A CBOR list of ``copies`` references to one ``length``-byte string (tags 256 and 25)."""
+    import cbor2
+
+    head = cbor2.dumps("x" * length)
+    ref = bytes.fromhex("d81900")  # 25(0): the first string of the namespace
+    count = cbor2.dumps(copies + 1)  # an array header of copies + 1 items (major type 4)
+    array = bytes([0x80 | count[0] & 0x1F]) + count[1:]
+    return bytes.fromhex("d90100") + array + head + ref * copies
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (stringref_bomb(10_000, 30_000), "semantic tag 25"),  # 300 MB once expanded
+        (bytes.fromhex("d81900"), "semantic tag 25"),
+        (bytes.fromhex("0102"), "1 bytes after the first item"),
+    ],
+)
+def test_cbor_string_references_and_trailing_bytes_are_refused(
+    payload: bytes, reason: str
+) -> None:
+    assert len(payload) < tq.CborCodec().max_size
+    with pytest.raises(tq.CodecError, match=reason):
+        tq.CborCodec().decoder(Any)(payload)
+
+
+async def test_a_cbor_string_reference_bomb_is_killed_and_the_worker_goes_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[Any] = []
+
+    async def handler(args: Any) -> None:
+        seen.append(args)
+
+    async with tq.MemoryBackend.open(codec=tq.CborCodec()) as b:
+        bomb = stringref_bomb(10_000, 30_000)
+        await b.driver.insert([tq.StoredTask(id="bomb", queue="default", payload=bomb)])
+        await b.push("fine")
+        await WorkerBuilder("w").backend(b).build(handler).run(burst=True)
+        task = await b.get_task("bomb")
+    assert task is not None and task.status is Status.KILLED
+    assert "semantic tag 25" in (task.last_error or "")
+    assert seen == ["fine"]
+
+
+def cyclic_meta() -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    meta["self"] = meta
+    return meta
+
+
+def deep_meta(depth: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for _ in range(depth):
+        meta = {"k": meta}
+    return meta
+
+
+@pytest.mark.parametrize("meta", [cyclic_meta(), deep_meta(5000)], ids=["cyclic", "deep"])
+async def test_a_cyclic_or_too_deep_meta_is_a_codec_error(
+    memory_backend: tq.MemoryBackend, meta: dict[str, Any]
+) -> None:
+    with pytest.raises(tq.CodecError, match="meta is cyclic or nested too deeply"):
+        await memory_backend.push(1, meta=meta)
+    assert await memory_backend.counts() == {}

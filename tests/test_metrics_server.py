@@ -61,6 +61,16 @@ async def test_the_gauge_goes_with_its_poller() -> None:
             assert sample(registry, "trioqueue_queue_depth", queue="a", status="pending") is None
 
 
+def test_serve_metrics_listens_on_loopback_by_default() -> None:
+    server, thread = serve_metrics(0, CollectorRegistry())
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 def test_serve_metrics_over_http() -> None:
     registry = CollectorRegistry()
     MetricsLayer(registry=registry)

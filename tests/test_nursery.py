@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import trio
+from backend_factories import Factory
 
 import trioqueue as tq
 from trioqueue._nursery import open_nursery
@@ -63,3 +66,36 @@ async def test_open_backend_and_a_worker_raise_errors_unwrapped() -> None:
             async with trio.open_nursery() as nursery:
                 await nursery.start(worker.serve)
                 raise LookupError("beside a worker")
+
+
+async def test_the_body_of_every_backend_raises_errors_unwrapped(open_backend: Factory) -> None:
+    with pytest.raises(KeyError) as info:
+        async with open_backend() as b:
+            await b.push(1)
+            raise KeyError("inside")
+    assert type(info.value) is KeyError
+
+
+async def test_the_body_of_open_backend_raises_errors_unwrapped(tmp_path: Path) -> None:
+    from pg_support import fresh_database
+
+    with fresh_database() as pg_url:
+        for url in ("memory://", f"sqlite:///{tmp_path}/q.db", pg_url):
+            with pytest.raises(KeyError) as info:
+                async with tq.open_backend(url) as b:
+                    await b.push(1)
+                    raise KeyError(url)
+            assert type(info.value) is KeyError, url
+
+
+async def test_a_monitor_raises_a_worker_error_unwrapped(autojump_clock: trio.abc.Clock) -> None:
+    async def handler(n: int) -> None:
+        pass
+
+    async with tq.open_backend("memory://") as b:
+        worker = tq.WorkerBuilder("w").backend(b).build(handler)
+    monitor = tq.Monitor(signals=()).register(worker)
+    with pytest.raises(tq.BackendClosed) as info:
+        await monitor.run(burst=True)
+    assert type(info.value) is tq.BackendClosed
+

@@ -11,6 +11,7 @@ import trioqueue as tq
 from trioqueue.drivers import (
     BackendSpec,
     backend_spec,
+    redact_url,
     register_backend,
     registered_schemes,
     unregister_backend,
@@ -97,3 +98,55 @@ def test_a_replaced_built_in_goes_back_to_its_own_row_when_unregistered() -> Non
     finally:
         unregister_backend("memory")
     assert backend_spec("memory://").name == "memory"
+
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"postgresql://app:{SECRET}@db:5432/jobs", "postgresql://app:***@db:5432/jobs"),
+        (f"postgresql://app@db/jobs?password={SECRET}&sslmode=require",
+         "postgresql://app@db/jobs?password=***&sslmode=require"),
+        (f"postgresql://app@db/jobs?sslpassword={SECRET}", "postgresql://app@db/jobs?sslpassword=***"),
+        (f"host=db password={SECRET} user=app", "host=db password=*** user=app"),
+        (f"host=db password = '{SECRET} x' user=app", "host=db password = *** user=app"),
+        (f"postgresq://app:{SECRET}@db/jobs", "postgresq://app:***@db/jobs"),
+        (f"postgresql//app:{SECRET}@db/jobs", "postgresql//app:***@db/jobs"),
+        (f"app:{SECRET}@db/jobs", "app:***@db/jobs"),
+        (f"postgresql://app:{SECRET}@[::1/jobs", "postgresql://app:***@[::1/jobs"),
+        ("postgresql://app@db/jobs", "postgresql://app@db/jobs"),
+        ("sqlite:///data/q.db?busy_timeout=5", "sqlite:///data/q.db?busy_timeout=5"),
+    ],
+)  # fmt: skip
+def test_redact_url_hides_every_form_of_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"host=127.0.0.1 password={SECRET}",
+        f"postgresq://app:{SECRET}@db/jobs",
+        f"postgresql//app:{SECRET}@db/jobs",
+        f"sqlite://app:{SECRET}@host/q.db",
+        f"postgresql://postgres:{SECRET}@127.0.0.1:5432/no_such_database_here",
+        f"postgresql://postgres@127.0.0.1:5432/no_such_database_here?password={SECRET}",
+        f"host=127.0.0.1 port=5432 dbname=no_such_database_here password={SECRET}",
+        f"postgresql://postgres:{SECRET}@127.0.0.1:notaport/jobs",
+        f"postgresql://postgres@127.0.0.1/jobs?password={SECRET}&nonsense=1",
+    ],
+)
+async def test_no_error_of_open_backend_shows_the_password(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(Exception) as info:
+        async with tq.open_backend(url):
+            pass  # pragma: no cover - never opened
+    shown = "".join(
+        f"{type(e).__name__}: {e} {e!r}"
+        for e in (info.value, info.value.__cause__, info.value.__context__)
+        if isinstance(e, tq.TrioqueueError | ValueError) or e is info.value
+    )
+    assert SECRET not in shown and SECRET not in caplog.text

@@ -19,6 +19,7 @@ import trio
 from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
 from ._driver import Driver, StoredTask, to_task
+from ._durations import seconds
 from ._errors import BackendClosed, BackendError, PushError
 from ._nursery import open_nursery
 from ._retrying import CLEANUP_TIMEOUT, retrying
@@ -383,9 +384,7 @@ class Backend(TaskSink[Any]):
         Returns:
           How many were deleted.
         """
-        if older_than < 0:
-            raise ValueError("older_than must be >= 0 seconds")
-        cutoff = self.driver.now() - older_than
+        cutoff = self.driver.now() - seconds("older_than", older_than)
         return await retrying(
             "purge tasks", self.driver.purge, cutoff, transient=self.transient, attempts=3
         )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+from ._durations import seconds
+from ._durations import seconds as _seconds
 
 __all__ = ["Backoff", "Exponential", "Fixed", "Linear", "backoff_from"]
 
@@ -46,8 +50,10 @@ class Exponential:
         jitter: bool = True,
         rng: random.Random | None = None,
     ) -> None:
-        if base < 0 or factor < 1 or max_delay < 0:
-            raise ValueError("need base >= 0, factor >= 1, max_delay >= 0")
+        base = seconds("base", base)
+        max_delay = seconds("max_delay", max_delay)
+        if not (isinstance(factor, int | float) and 1 <= factor < math.inf):
+            raise ValueError(f"factor must be a finite number >= 1, got {factor!r}")
         self.base, self.factor, self.max_delay, self.jitter = base, factor, max_delay, jitter
         self.rng = rng or random.Random()
 
@@ -74,9 +80,7 @@ class Fixed:
     """
 
     def __init__(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        self.seconds = seconds
+        self.seconds = _seconds("seconds", seconds)
 
     def delay(self, attempt: int) -> float:
         """Return the fixed delay."""
@@ -95,9 +99,8 @@ class Linear:
     """
 
     def __init__(self, step: float, *, max_delay: float = 3600.0) -> None:
-        if step < 0 or max_delay < 0:
-            raise ValueError("step and max_delay must be >= 0")
-        self.step, self.max_delay = step, max_delay
+        self.step = seconds("step", step)
+        self.max_delay = seconds("max_delay", max_delay)
 
     def delay(self, attempt: int) -> float:
         """Return the capped linear delay."""

@@ -8,6 +8,7 @@ from typing import Any
 from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback
+from ._durations import seconds as check_seconds
 from ._service import Layer
 from ._worker import Worker, WorkerConfig
 
@@ -87,23 +88,17 @@ class WorkerBuilder:
 
     def lease(self, seconds: float) -> WorkerBuilder:
         """Set the lease length in seconds (default 30); it is renewed every third."""
-        if not seconds > 0:
-            raise ValueError("lease seconds must be > 0")
-        self._lease = float(seconds)
+        self._lease = check_seconds("lease", seconds, positive=True)
         return self
 
     def poll_interval(self, seconds: float) -> WorkerBuilder:
         """Set the longest wait between claims when storage gives no wake-up (default 1)."""
-        if not seconds > 0:
-            raise ValueError("poll interval must be > 0")
-        self._poll = float(seconds)
+        self._poll = check_seconds("poll_interval", seconds, positive=True)
         return self
 
     def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
         """Set how long a graceful stop waits for running tasks (default 30)."""
-        if not seconds >= 0:
-            raise ValueError("shutdown timeout must be >= 0")
-        self._shutdown_timeout = float(seconds)
+        self._shutdown_timeout = check_seconds("shutdown_timeout", seconds, infinite=True)
         return self
 
     def timeout(self, seconds: float | None) -> WorkerBuilder:
@@ -115,9 +110,9 @@ class WorkerBuilder:
         the backoff like any other failure. ``TimeoutLayer`` does the same,
         exactly, inside a stack.
         """
-        if seconds is not None and not seconds > 0:
-            raise ValueError("timeout seconds must be > 0 (or None for no deadline)")
-        self._timeout = None if seconds is None else float(seconds)
+        self._timeout = (
+            None if seconds is None else check_seconds("timeout", seconds, positive=True)
+        )
         return self
 
     def backoff(self, policy: Backoff | Callable[[int], float]) -> WorkerBuilder:

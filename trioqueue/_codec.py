@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -118,21 +119,29 @@ class JsonCodec:
 
 
 def _refuse_tag(decoder: Any) -> Any:
-    raise cbor2.CBORDecodeError("shared references, regular expressions and MIME tags are refused")
+    raise cbor2.CBORDecodeError(
+        "shared references, string references, regular expressions and MIME tags are refused"
+    )
 
 
 # Shared references (28, 29) can build cycles that escape the depth limit;
-# regular expressions (35) and MIME messages (36) run parsers on untrusted input.
-_REFUSED_TAGS = {28: _refuse_tag, 29: _refuse_tag, 35: _refuse_tag, 36: _refuse_tag}
+# string references (25, and their namespace 256) let a small payload expand
+# to gigabytes, each reference copying a whole earlier string; regular
+# expressions (35) and MIME messages (36) run parsers on untrusted input.
+# With these gone, what a decode allocates grows linearly with the payload,
+# which ``max_size`` bounds.
+_REFUSED_TAGS = {tag: _refuse_tag for tag in (25, 28, 29, 35, 36, 256)}
 
 
 class CborCodec:
     """CBOR (RFC 8949) through cbor2, decoded with safety limits.
 
     Decoding refuses payloads over ``max_size`` bytes, nesting deeper than
-    ``max_depth``, indefinite-length items, duplicate map keys, shared
-    references (tags 28 and 29), regular expressions (35) and MIME messages (36). Values are
-    turned into plain data (dataclasses become maps) before encoding.
+    ``max_depth``, indefinite-length items, duplicate map keys, bytes after
+    the first item, shared references (tags 28 and 29), string references
+    (25 and 256), regular expressions (35) and MIME messages (36), so what a
+    decode allocates stays proportional to the payload. Values are turned
+    into plain data (dataclasses become maps) before encoding.
 
     Example::
 
@@ -162,17 +171,21 @@ class CborCodec:
         plain = type_ is Any
 
         def decode(data: bytes) -> Any:
+            stream = io.BytesIO(_check_size(self, data))
             try:
-                obj = cbor2.loads(
-                    _check_size(self, data),
+                obj = cbor2.CBORDecoder(
+                    stream,
                     max_depth=self.max_depth,
                     allow_indefinite=False,
                     allow_duplicate_keys=False,
                     strict_hashable_types=True,
                     semantic_decoders=_REFUSED_TAGS,
-                )
+                ).decode()
             except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
                 raise CodecError(f"payload is not valid CBOR within the limits: {exc}") from exc
+            extra = len(data) - stream.tell()
+            if extra:
+                raise CodecError(f"payload is not valid CBOR: {extra} bytes after the first item")
             if plain:
                 return obj
             try:

@@ -21,6 +21,8 @@ driver is called, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from ._durations import seconds as check_seconds
+
 __all__ = [
     "Abort",
     "BackendClosed",
@@ -110,8 +112,6 @@ class RetryAfter(Exception):
     """
 
     def __init__(self, seconds: float, reason: str | None = None) -> None:
-        if seconds < 0:
-            raise ValueError(f"RetryAfter seconds must be >= 0, got {seconds!r}")
-        self.seconds = float(seconds)
+        self.seconds = check_seconds("RetryAfter seconds", seconds)
         self.reason = reason or f"retry requested after {seconds:g}s"
         super().__init__(self.reason)

@@ -113,6 +113,52 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+def _undecodable(info: Any, seen: set[int]) -> Any:
+    """Return the first type in a ``msgspec.inspect`` tree that no codec decodes into, or None."""
+    import msgspec.inspect as mi
+
+    if id(info) in seen:
+        return None
+    seen.add(id(info))
+    if isinstance(info, mi.CustomType):
+        return info.cls
+    children: list[Any] = []
+    for name in getattr(info, "__struct_fields__", ()):
+        value = getattr(info, name)
+        children.extend(value if isinstance(value, tuple) else [value])
+    for child in children:
+        if isinstance(child, mi.Field):
+            child = child.type
+        if isinstance(child, mi.Type):
+            found = _undecodable(child, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_args_type(fn: Any, param: str, args_type: Any) -> None:
+    """Refuse an args annotation that a payload can never decode into (a plain class)."""
+    import msgspec.inspect as mi
+
+    try:
+        info = mi.type_info(args_type)
+    except (TypeError, ValueError) as exc:
+        raise HandlerError(
+            f"parameter {param!r} of handler {_name(fn)} is annotated {_name(args_type)}, "
+            f"which task args cannot be decoded into: {exc}"
+        ) from exc
+    bad = _undecodable(info, set())
+    if bad is None:
+        return
+    inside = "" if bad is args_type else f" (it holds {_name(bad)})"
+    raise HandlerError(
+        f"parameter {param!r} of handler {_name(fn)} is annotated {_name(args_type)}{inside}, "
+        f"which task args cannot be decoded into: {_name(bad)} is a plain class. Make it a "
+        f"@dataclass, a msgspec.Struct, a TypedDict or a NamedTuple (or annotate the "
+        f"parameter with a builtin type such as dict)"
+    )
+
+
 def _args_type_of_task(hint: Any) -> Any:
     args = typing.get_args(hint)
     return args[0] if typing.get_origin(hint) is Task and args else Any
@@ -137,6 +183,7 @@ def _function_service(
     first_hint = hints.get(first.name, Any)
     wants_task = first_hint is Task or typing.get_origin(first_hint) is Task
     args_type = _args_type_of_task(first_hint) if wants_task else first_hint
+    _check_args_type(fn, first.name, args_type)
     positional: list[Callable[[Task[Any]], Any]] = []
     keyword: dict[str, Callable[[Task[Any]], Any]] = {}
     skipped = False

@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from ._backend import Backend
+from ._durations import seconds
 from ._errors import BackendError
 from ._task import Status
 
@@ -114,6 +115,7 @@ async def collect_queue_depth(
     Raises:
       BackendError: if the first update fails (``nursery.start`` raises it).
     """
+    interval = seconds("interval", interval, positive=True)
     target = registry_or_default(registry)
     collector = QueueDepthCollector(registry=target)
     try:
@@ -129,11 +131,13 @@ async def collect_queue_depth(
         target.unregister(collector)
 
 
-def serve_metrics(port: int, registry: Any = None, *, addr: str = "0.0.0.0") -> Any:
+def serve_metrics(port: int, registry: Any = None, *, addr: str = "127.0.0.1") -> Any:
     """Serve ``registry`` (default: the global one) over HTTP at ``/metrics`` on ``port``.
 
     The server runs in a daemon thread (prometheus-client's
     ``start_http_server``); this is what the CLI's ``--metrics-port`` calls.
+    It listens on loopback unless ``addr`` says otherwise (``"0.0.0.0"``
+    for every interface): the queue's metrics are not for the whole network.
 
     Returns:
       The ``(server, thread)`` pair; ``server.shutdown()`` stops it.

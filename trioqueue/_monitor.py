@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import trio
 
+from ._durations import seconds
+from ._nursery import open_nursery
 from ._worker import Worker
 
 __all__ = ["Monitor"]
@@ -41,7 +43,11 @@ class Monitor:
         signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
     ) -> None:
         self._workers: list[Worker] = []
-        self._timeout = shutdown_timeout
+        self._timeout = (
+            None
+            if shutdown_timeout is None
+            else seconds("shutdown_timeout", shutdown_timeout, infinite=True)
+        )
         self._signals = tuple(signals)
         self.signals_received = 0
 
@@ -75,10 +81,10 @@ class Monitor:
         if not self._workers:
             raise ValueError("Monitor has no workers: call register(worker) first")
         with trio.open_signal_receiver(*self._signals) if self._signals else _nothing() as sigs:
-            async with trio.open_nursery() as outer:
+            async with open_nursery() as outer:
                 if sigs is not None:
                     outer.start_soon(self._watch, sigs)
-                async with trio.open_nursery() as inner:
+                async with open_nursery() as inner:
                     for w in self._workers:
                         await inner.start(functools.partial(w.serve, burst=burst))
                     task_status.started()

@@ -11,6 +11,7 @@ an optional dependency (psycopg) is imported only when its scheme is used.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -86,17 +87,33 @@ class BackendSpec:
 _table: dict[str, BackendSpec | str] = dict(_BUILTIN)
 
 
+#: ``password=…`` as a libpq ``key=value`` pair (quoted or not) or a query parameter.
+_PASSWORD_PARAM = re.compile(r"(?i)(\b(?:ssl)?pass(?:word)?\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&;#]*)")
+#: ``user:password@``, wherever it is: after ``//``, or in a URL whose scheme
+#: or slashes are mistyped (``postgresql//u:pw@host``, ``u:pw@host``).
+_USERINFO = re.compile(r"([^:/?#@\s]*):(?!//)[^\s]*@")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***`` (for messages and logs)."""
+    """Return ``url`` with every password in it replaced by ``***`` (for messages and logs).
+
+    It hides the password of a well-formed URL (``scheme://user:pw@host``),
+    of a malformed or mistyped one, ``password=`` query parameters and libpq
+    ``key=value`` connection strings (``host=db password=pw``); text that
+    merely looks like a password is hidden too, rather than risk printing one.
+    """
+    if not isinstance(url, str):
+        return url
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:  # not a URL we can take apart: no password to hide in it
-        return url
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not a URL we can take apart: the patterns below still apply
+        password = None
+    if password is not None:
+        netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+        url = urlunsplit(parts._replace(netloc=netloc))
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
+    return _USERINFO.sub(r"\1:***@", url)
 
 
 def scheme_of(url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -11,6 +10,7 @@ import msgspec
 
 from ._codec import Codec
 from ._driver import StoredTask
+from ._durations import seconds
 from ._errors import CodecError
 from ._task import MAX_TIMESTAMP, Status, Task, TaskId, to_timestamp
 
@@ -68,6 +68,8 @@ def _check_meta(meta: object) -> dict[str, Any]:
         encoded = msgspec.json.encode(meta)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"meta is not JSON-able: {exc}") from exc
+    except RecursionError as exc:  # a dict that holds itself, or one nested thousands deep
+        raise CodecError("meta is cyclic or nested too deeply to encode") from exc
     if b"\\u0000" in encoded or "\x00" in "".join(meta):
         raise CodecError("meta must not contain NUL characters")
     return dict(meta)
@@ -119,11 +121,7 @@ class TaskSink(Generic[Args]):
         if delay is not None and run_at is not None:
             raise ValueError("give delay or run_at, not both")
         if delay is not None:
-            if not isinstance(delay, int | float) or isinstance(delay, bool):
-                raise TypeError(f"delay must be a number of seconds, got {type(delay).__name__}")
-            if not math.isfinite(delay) or delay < 0:
-                raise ValueError(f"delay must be a finite number >= 0, got {delay}")
-            ts = now + delay
+            ts = now + seconds("delay", delay)
             if ts > MAX_TIMESTAMP:
                 raise ValueError(f"delay of {delay:g}s runs past the year 9999")
         elif run_at is not None:

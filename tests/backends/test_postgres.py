@@ -425,13 +425,29 @@ async def test_migrations_idempotent_and_schema_checked(pg_url: str, schema: str
             await migrate(pg_url, schema=bad)
 
 
-async def test_a_newer_schema_is_refused(pg_url: str, schema: str) -> None:
+@pytest.mark.parametrize("migrate_on_open", [True, False])
+async def test_a_newer_schema_is_refused(pg_url: str, schema: str, migrate_on_open: bool) -> None:
     version = await migrate(pg_url, schema=schema)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (%s)', (version + 1,))
     with pytest.raises(BackendError, match="newer than this trioqueue knows"):
-        async with opened(pg_url, schema):
+        async with opened(pg_url, schema, migrate=migrate_on_open):
             pass
+
+
+async def test_migrate_false_refuses_a_missing_or_older_schema(pg_url: str, schema: str) -> None:
+    with pytest.raises(BackendError, match="has no trioqueue tables: run `trioqueue migrate`"):
+        async with opened(pg_url, schema, migrate=False):
+            pass  # pragma: no cover
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".schema_version (version integer NOT NULL)')
+    with pytest.raises(BackendError, match="at version 0, older than this trioqueue needs"):
+        async with opened(pg_url, schema, migrate=False):
+            pass  # pragma: no cover
+    await migrate(pg_url, schema=schema)
+    async with opened(pg_url, schema, migrate=False) as b:
+        assert await b.push(1)
 
 
 async def test_hostile_strings_round_trip(pg_url: str, schema: str) -> None:

@@ -436,14 +436,15 @@ async def test_every_field_round_trips(db: str) -> None:
     assert [asdict(t) for t in listed] == [asdict(rec)]
 
 
-async def test_newer_schema_is_refused(db: str) -> None:
+@pytest.mark.parametrize("migrate_on_open", [True, False])
+async def test_newer_schema_is_refused(db: str, migrate_on_open: bool) -> None:
     async with opened(db):
         pass
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("UPDATE trioqueue_schema SET version = ?", (SCHEMA_VERSION + 1,))
     conn.close()
     with pytest.raises(tq.BackendError, match="newer"):
-        async with opened(db):
+        async with opened(db, migrate=migrate_on_open):
             pass  # pragma: no cover
 
 

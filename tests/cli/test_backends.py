@@ -142,3 +142,19 @@ def test_a_handler_module_may_register_the_backend_it_uses(cli: Cli, tmp_path: P
     finally:
         unregister_backend("toyfile")
         sys.modules.pop("toyjobs", None)
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("host=127.0.0.1 password=s3cret-Pa55", 3),
+        ("postgresql//app:s3cret-Pa55@db/jobs", 3),
+        ("sqlite://app:s3cret-Pa55@host/q.db", 2),
+        ("postgresql://postgres:s3cret-Pa55@127.0.0.1:5432/no_such_database_here", 3),
+        ("host=127.0.0.1 dbname=no_such_database_here password=s3cret-Pa55", 3),
+    ],
+)
+def test_no_command_prints_a_password(cli: Cli, url: str, code: int) -> None:
+    for argv in (["status"], ["migrate"], ["worker", "jobs:send", "--burst"]):
+        err = cli(*argv, "--backend", url, "--log-level", "debug", code=code).err
+        assert "trioqueue: error:" in err and "s3cret-Pa55" not in err, err

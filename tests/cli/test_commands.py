@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
+import cbor2
 import pytest
+import trio
 from cli.cli_project import Cli
+
+from trioqueue import Status, StoredTask
 
 
 def test_push_options_and_the_default_backend(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,5 +142,61 @@ def test_postgres_migrate_push_and_work(
     assert "done 1, failed 0, killed 0" in err
     shown = cli.json("show", task_id, "--schema", "jobs_cli")
     assert (shown["status"], shown["result"]["sent"]) == ("done", "pg@example.com")
-    bad = cli("migrate", "--schema", "no-dashes", code=3).err
+    bad = cli("migrate", "--schema", "no-dashes", code=2).err
     assert bad.startswith(f"trioqueue: error: cannot migrate {pg_url!r}: ")
+    for system in ("pg_catalog", "information_schema", "pg_toast", "PG_temp_1"):
+        for argv in (["migrate"], ["status"], ["worker", "jobs:send", "--burst"]):
+            err = cli(*argv, "--schema", system, code=2).err
+            assert f"schema {system!r} is PostgreSQL's own" in err, err
+    for argv in (["push", "jobs:send", '{"to": "x"}'], ["worker", "jobs:send", "--burst"]):
+        err = cli(*argv, "--queue", "bad\x00queue", code=2).err
+        assert "queue must be 1 to 255 characters" in err, err
+
+
+def _store(*records: Any, codec: Any = None) -> None:
+    """Insert stored records as they are into ``q.db`` (what another producer may write)."""
+    from trioqueue.backends.sqlite import SqliteBackend
+
+    async def insert() -> None:
+        async with SqliteBackend.open("sqlite:///q.db", codec=codec) as b:
+            await b.driver.insert(list(records))
+
+    trio.run(insert)
+
+
+def test_a_bignum_payload_is_shown_and_listed(cli: Cli) -> None:
+    huge = 2**100_000  # 30,000 decimal digits: more than Python writes by default
+    _store(StoredTask(id="big", queue="default", payload=cbor2.dumps([huge, 5])))
+    listed = cli.json("tasks", "--codec", "cbor")
+    assert listed[0]["args"] == [{"$int": hex(huge)}, 5]
+    assert cli.json("show", "big", "--codec", "cbor")["args"] == [{"$int": hex(huge)}, 5]
+    assert f'[{{"$int": "{hex(huge)}"}}, 5]' in cli("show", "big", "--codec", "cbor").out
+
+
+def test_control_characters_in_stored_data_are_escaped(cli: Cli) -> None:
+    evil = "\x1b]0;pwned\x07\x1b[2J\r\u202e\x9b31m"
+    _store(
+        StoredTask(
+            id=f"id{evil}",
+            queue=f"q{evil}",
+            payload=b'"args\\u001b[31m\xc2\x9b"',
+            status=Status.KILLED,
+            meta={"k\x1b": f"v{evil}"},
+            last_error=f"boom{evil}\nstatus  done",
+        )
+    )
+    outputs = [
+        cli("status").out,
+        cli("tasks").out,
+        cli("show", f"id{evil}").out,
+        cli("show", f"id{evil}", "--json").out,
+        cli("tasks", "--json").out,
+        cli("status", "--json").out,
+    ]
+    for out in outputs:
+        assert not any(c in out for c in "\x1b\x07\r\u202e\x9b"), repr(out)
+    shown = cli("show", f"id{evil}").out
+    assert "\\x1b]0;pwned\\x07" in shown and "\\u202e" in shown
+    assert "boom\\x1b]0;pwned" in shown and "\\nstatus  done" in shown
+    assert len(shown.splitlines()) == 11  # one line per field, none forged
+    assert cli.json("show", f"id{evil}")["meta"] == {"k\x1b": f"v{evil}"}  # JSON keeps the data

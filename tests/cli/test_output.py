@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from trioqueue import Task
-from trioqueue._cli._output import iso, jsonable, redact, short, table, task_dict
+from trioqueue._cli._output import dumps, escape, iso, jsonable, redact, short, table, task_dict
 
 
 def test_redact_masks_only_the_password() -> None:
@@ -43,3 +43,17 @@ def test_undecoded_payloads_show_as_hex() -> None:
         "last_error", "args", "result",
     ]  # fmt: skip
     assert (d["queue"], d["args"], d["attempts"]) == ("q", {"$bytes": "01"}, 1)
+
+
+def test_escape_writes_controls_as_escapes_and_leaves_text_alone() -> None:
+    assert escape("a\x1b[31mb\n\t\r\x7f\x9b\u202ec") == "a\\x1b[31mb\\n\\t\\r\\x7f\\x9b\\u202ec"
+    assert escape("héllo wörld ✓ 日本") == "héllo wörld ✓ 日本"
+    assert table(["q"], [["a\x1bb"]]) == "q\na\\x1bb"
+    assert short("x\x07y") == "x\\x07y"
+    assert dumps({"k": "\x1b\x85\u2028"}) == '{"k": "\\u001b\\u0085\\u2028"}'
+
+
+def test_integers_beyond_64_bits_are_hex() -> None:
+    assert jsonable([2**64, -(2**64), 2**64 - 1, True]) == [
+        {"$int": "0x10000000000000000"}, {"$int": "-0x10000000000000000"}, 2**64 - 1, True,
+    ]  # fmt: skip

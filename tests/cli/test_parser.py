@@ -18,7 +18,9 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "7x", "h", "1h 5", "-1s", "5s5"])
+@pytest.mark.parametrize(
+    "text", ["", "7x", "h", "1h 5", "-1s", "5s5", "nan", "inf", "-1", "9" * 400, "9" * 400 + "w"]
+)
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -28,6 +30,10 @@ def test_parse_duration_refuses(text: str) -> None:
     "argv",
     [
         ["purge", "--older-than", "7x"],
+        ["purge", "--older-than", "nan"],
+        ["purge", "--older-than", "9" * 400],
+        ["push", "jobs:send", '{"to": "x"}', "--delay", "9" * 400 + "s"],
+        ["worker", "jobs:send", "--shutdown-timeout", "inf"],
         ["tasks", "--status", "zombie"],
         ["worker", "jobs:send", "--concurrency", "0"],
         ["worker", "jobs:send", "--metrics-port", "70000"],

@@ -11,6 +11,7 @@ import trio
 from cli.cli_project import Cli
 
 import trioqueue as tq
+from trioqueue import serve_metrics
 
 
 def _library_tasks(url: str) -> list[tq.Task[Any]]:
@@ -95,5 +96,24 @@ def test_metrics_port_in_use_is_a_usage_error(cli: Cli) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         err = cli("worker", "jobs:send", "--burst", "--metrics-port", str(port), code=2).err
-    assert err.startswith(f"trioqueue: error: cannot serve metrics on port {port}: ")
+    assert err.startswith(f"trioqueue: error: cannot serve metrics on 127.0.0.1 port {port}: ")
     assert not (cli.root / "q.db").exists()
+
+
+@pytest.mark.parametrize(("flags", "host"), [((), "127.0.0.1"), (("--metrics-host", "::1"), "::1")])
+def test_the_metrics_endpoint_listens_on_loopback_unless_told(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...], host: str
+) -> None:
+    pytest.importorskip("prometheus_client")
+    from trioqueue._cli import _worker_command
+
+    bound: list[str] = []
+
+    def serve_and_record(port: int, registry: Any = None, **kwargs: Any) -> Any:
+        server, thread = serve_metrics(port, registry, **kwargs)
+        bound.append(server.server_address[0])
+        return server, thread
+
+    monkeypatch.setattr(_worker_command, "serve_metrics", serve_and_record)
+    cli("worker", "jobs:send", "--burst", "--metrics-port", str(_free_port()), *flags)
+    assert bound == [host]

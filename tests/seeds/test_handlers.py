@@ -134,3 +134,40 @@ async def test_an_invalid_handler_gets_a_precise_error() -> None:
 
         with pytest.raises(tq.HandlerError, match="is a class, not a service"):
             WorkerBuilder("w").backend(backend).build(EmailService)
+
+
+class PlainMsg:
+    """A plain class: no codec can decode a payload into it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+@dataclass
+class HoldsPlain:
+    items: list[PlainMsg]
+
+
+async def test_a_plain_class_as_args_type_fails_at_build(
+    memory_backend: tq.MemoryBackend,
+) -> None:
+    async def handle_task(item: PlainMsg, wrk: WorkerContext) -> None:
+        return None
+
+    async def nested(item: HoldsPlain) -> None:
+        return None
+
+    async def as_task(task: tq.Task[PlainMsg]) -> None:
+        return None
+
+    builder = WorkerBuilder("w").backend(memory_backend)
+    with pytest.raises(tq.HandlerError) as info:
+        builder.build(handle_task)
+    message = str(info.value)
+    assert "parameter 'item' of handler" in message and "handle_task" in message
+    assert "annotated PlainMsg" in message and "PlainMsg is a plain class" in message
+    assert "@dataclass, a msgspec.Struct, a TypedDict" in message
+    with pytest.raises(tq.HandlerError, match=r"annotated HoldsPlain \(it holds PlainMsg\)"):
+        builder.build(nested)
+    with pytest.raises(tq.HandlerError, match=r"parameter 'task' .* annotated PlainMsg"):
+        builder.build(as_task)

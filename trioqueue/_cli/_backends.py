@@ -112,4 +112,6 @@ async def open_backend_of(
             msg = f"cannot use backend {redact(url)!r}: {one_line(cause)}"
         else:
             msg = f"cannot open backend {redact(url)!r}: {one_line(cause)}"
-        raise CliError(EXIT_BACKEND, msg) from exc
+        # A value refused before storage was reached (an option, a name) is a usage error.
+        code = EXIT_USAGE if isinstance(cause, ValueError) else EXIT_BACKEND
+        raise CliError(code, msg) from exc

@@ -26,7 +26,7 @@ from ._errors import (
     one_line,
 )
 from ._handlers import args_type, load_handler
-from ._output import dumps, iso, redact, short, table, task_dict, type_name
+from ._output import dumps, escape, iso, redact, short, table, task_dict, type_name
 
 __all__ = [
     "cmd_cancel",
@@ -105,7 +105,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
     for key, value in d.items():
         if key in ("args", "result", "meta"):
             value = dumps(value)
-        print(f"{key.ljust(width)}  {'' if value is None else value}")
+        print(f"{key.ljust(width)}  {'' if value is None else escape(str(value))}")
     return EXIT_OK
 
 
@@ -156,9 +156,8 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         version = await spec.migrate(url, **options)
     except Exception as exc:
-        raise CliError(
-            EXIT_BACKEND, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}"
-        ) from exc
+        code = EXIT_USAGE if isinstance(leaf(exc), ValueError) else EXIT_BACKEND
+        raise CliError(code, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}") from exc
     print(f"{spec.name} schema up to date at version {version}")
     return EXIT_OK
 

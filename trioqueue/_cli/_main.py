@@ -21,6 +21,7 @@ from ._commands import (
     cmd_tasks,
 )
 from ._errors import EXIT_BACKEND, EXIT_FAILED, EXIT_INTERRUPTED, CliError, leaf, one_line
+from ._output import redact
 from ._parser import build_parser
 from ._progress import ProgressLogHandler
 from ._worker_command import cmd_worker
@@ -54,7 +55,8 @@ def _setup_logging(level: str) -> None:
 
 
 def _fail(code: int, message: str) -> int:
-    print(f"trioqueue: error: {message}", file=sys.stderr)
+    # The message may quote a driver's error about the URL: no password gets out.
+    print(f"trioqueue: error: {redact(message)}", file=sys.stderr)
     return code
 
 

@@ -1,8 +1,15 @@
-"""What commands print: tables, JSON, timestamps, short texts, and URLs without passwords."""
+"""What commands print: tables, JSON, timestamps, short texts, and URLs without passwords.
+
+Stored data (ids, queue names, errors, meta, payloads) comes from whoever
+pushed it, so nothing of it reaches the terminal raw: control characters,
+bidirectional overrides and line separators are written as escapes
+(``\\x1b``, ``\\u202e``) in tables and ``show``, and as JSON escapes in JSON.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +19,45 @@ import msgspec
 from .._task import Task
 from ..drivers import redact_url as redact
 
-__all__ = ["dumps", "iso", "jsonable", "redact", "short", "table", "task_dict", "type_name"]
+__all__ = [
+    "dumps",
+    "escape",
+    "iso",
+    "jsonable",
+    "redact",
+    "short",
+    "table",
+    "task_dict",
+    "type_name",
+]
+
+#: What a terminal may act on rather than show: C0 and C1 controls and DEL,
+#: bidirectional embeddings, overrides and isolates, line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+#: Integers beyond 64 bits are shown in hex: their decimal form may be too
+#: long for Python to write (``sys.set_int_max_str_digits``), and for JSON readers.
+_INT_LIMIT = 1 << 64
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    char = m.group()
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """Return ``text`` with every control character written as an escape (``\\x1b``)."""
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _json_escape_one(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
 
 
 def type_name(t: Any) -> str:
@@ -21,10 +66,23 @@ def type_name(t: Any) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """Return ``value`` as JSON-able builtins; undecoded bytes become ``{"$bytes": hex}``."""
+    """Return ``value`` as JSON-able builtins; undecoded bytes become ``{"$bytes": hex}``.
+
+    Integers beyond 64 bits become ``{"$int": "0x…"}``.
+    """
     if isinstance(value, bytes):
         return {"$bytes": value.hex()}
-    return msgspec.to_builtins(value, enc_hook=repr)
+    return _big_ints(msgspec.to_builtins(value, enc_hook=repr))
+
+
+def _big_ints(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -_INT_LIMIT < value < _INT_LIMIT else {"$int": hex(value)}
+    if isinstance(value, list):
+        return [_big_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _big_ints(v) for k, v in value.items()}
+    return value
 
 
 def iso(when: datetime | None) -> str | None:
@@ -52,12 +110,14 @@ def task_dict(task: Task[Any]) -> dict[str, Any]:
 
 
 def dumps(value: Any) -> str:
-    """Return ``value`` as one line of JSON (non-ASCII kept as is)."""
-    return json.dumps(value, ensure_ascii=False)
+    """Return ``value`` as one line of JSON (non-ASCII kept as is, controls escaped)."""
+    return _UNSAFE.sub(_json_escape_one, json.dumps(value, ensure_ascii=False))
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return ``header`` and ``rows`` as left-aligned columns two spaces apart."""
+    """Return ``header`` and ``rows`` as left-aligned columns two spaces apart (escaped)."""
+    header = [escape(h) for h in header]
+    rows = [[escape(c) for c in row] for row in rows]
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -69,8 +129,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def short(text: str | None, width: int = 60) -> str:
-    """Return ``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    """Return ``text`` on one line, escaped, cut to ``width`` characters with an ellipsis."""
     if not text:
         return ""
-    text = " ".join(text.split())
+    text = escape(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -6,6 +6,7 @@ See ``docs/cli.md`` for every command, option, environment variable and exit cod
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 
@@ -32,7 +33,7 @@ def parse_duration(text: str) -> float:
     s = text.strip().lower()
     bare = re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", s)
     if bare:
-        return float(s)
+        return _finite(text, float(s))
     pos, total = 0, 0.0
     for m in _DURATION.finditer(s):
         if m.start() != pos or not m.group(2):
@@ -43,7 +44,13 @@ def parse_duration(text: str) -> float:
             pos += 1
     if not s or pos != len(s):
         raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 15m, 12h, 7d or 1h30m")
-    return total
+    return _finite(text, total)
+
+
+def _finite(text: str, value: float) -> float:
+    if not math.isfinite(value):  # 400 digits make an infinite float
+        raise ValueError(f"invalid duration {text!r}: too long to be a number of seconds")
+    return value
 
 
 def _duration(text: str) -> float:
@@ -164,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         metavar="P",
         help="serve Prometheus metrics on this port",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics server listens on (default %(default)s; 0.0.0.0 for all)",
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(

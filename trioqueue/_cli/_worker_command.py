@@ -17,6 +17,7 @@ from .._context import EventKind, WorkerEvent
 from .._errors import HandlerError
 from .._metrics_server import collect_queue_depth, serve_metrics
 from .._monitor import Monitor
+from .._nursery import open_nursery
 from ..layers.metrics import MetricsLayer
 from ._backends import open_backend_of
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
@@ -30,8 +31,8 @@ log = logging.getLogger("trioqueue.cli")
 
 
 @asynccontextmanager
-async def _metrics_endpoint(port: int | None) -> AsyncIterator[None]:
-    """Serve the global registry at ``/metrics`` on ``port`` (if given) for the block.
+async def _metrics_endpoint(port: int | None, host: str) -> AsyncIterator[None]:
+    """Serve the global registry at ``/metrics`` on ``host:port`` (if given) for the block.
 
     The HTTP server is prometheus-client's, in its own thread; it is shut
     down when the block ends (which waits up to its poll interval, 0.5 s).
@@ -43,11 +44,11 @@ async def _metrics_endpoint(port: int | None) -> AsyncIterator[None]:
         yield
         return
     try:
-        server, thread = serve_metrics(port)
+        server, thread = serve_metrics(port, addr=host)
     except ImportError as exc:
         raise CliError(EXIT_USAGE, f"--metrics-port is not available: {exc}") from exc
     except OSError as exc:
-        raise CliError(EXIT_USAGE, f"cannot serve metrics on port {port}: {exc}") from exc
+        raise CliError(EXIT_USAGE, f"cannot serve metrics on {host} port {port}: {exc}") from exc
     try:
         yield
     finally:
@@ -74,7 +75,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         if event.kind is EventKind.IDLE:
             monitor.stop()
 
-    async with _metrics_endpoint(args.metrics_port):
+    async with _metrics_endpoint(args.metrics_port, args.metrics_host):
         async with open_backend_of(args, queue=args.queue) as backend:
             builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
             builder.shutdown_timeout(args.shutdown_timeout)
@@ -93,7 +94,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
                     h.progress = progress
             log.info("worker %s on %s queue %r", name, redact(args.backend), backend.queue)
             try:
-                async with trio.open_nursery() as nursery:
+                async with open_nursery() as nursery:
                     nursery.start_soon(progress.run)
                     if metrics:
                         await nursery.start(collect_queue_depth, backend)

@@ -9,8 +9,8 @@ is one statement (its own transaction) through a statement runner
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import trio
@@ -19,9 +19,15 @@ from .._driver import Outcome, StoredTask
 from .._task import Status
 from ._pg_native import Row
 from ._pg_runner import Runner
-from ._pg_schema import Statements, check_identifier, row_to_task
+from ._pg_schema import check_identifier, row_to_task
+from ._pg_statements import Statements
 
-__all__ = ["SYNCHRONOUS_MODES", "PostgresDriver"]
+__all__ = ["COPY_MIN", "SYNCHRONOUS_MODES", "PostgresDriver"]
+
+T = TypeVar("T")
+
+#: Inserts of this many tasks or more go by COPY.
+COPY_MIN = 64
 
 #: The values of ``synchronous=``.
 SYNCHRONOUS_MODES = ("normal", "full")
@@ -86,15 +92,18 @@ class PostgresDriver:
     ) -> list[Row]:
         if not shield:
             return await self._runner.fetch(query, params)
+        return await self._shielded(self._runner.fetch, query, params, durable=durable)
+
+    async def _shielded(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         # A statement that changes state runs to its end even when the caller is
         # cancelled (bounded): its effect is then known to the caller instead of
         # being committed behind its back.
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self._shield_seconds
-            rows = await self._runner.fetch(query, params, durable=durable)
+            out = await fn(*args, **kwargs)
         if scope.cancelled_caught:
             raise TimeoutError(f"statement did not finish within {self._shield_seconds}s")
-        return rows
+        return out
 
     async def _work(self, query: Any, params: Any) -> list[Row]:
         """Run a statement of a worker's own (claim, lease, outcome), shielded."""
@@ -157,15 +166,29 @@ class PostgresDriver:
         """Store new tasks (one statement; existing ids skipped) and NOTIFY their queues."""
         if not tasks:
             return 0
-        params: Any
-        if len(tasks) == 1:
-            query, params = self._sql.insert_one, self._sql.insert_one_params(tasks[0])
-        else:
-            query, params = self._sql.insert, self._sql.insert_params(tasks)
-        rows = await self._fetch(query, params, shield=True)
-        for q in {t.queue for t in tasks}:
+        queues = {t.queue for t in tasks}
+        n = -1
+        if len(tasks) >= COPY_MIN:
+            # Many new ids at once (a bulk push): COPY them in. An id that
+            # exists already fails the COPY, and the statement below skips it.
+            try:
+                rows = self._sql.copy_rows(tasks)
+                await self._shielded(
+                    self._runner.copy_in, self._sql.copy, rows, self._sql.notify(queues)
+                )
+                n = len(tasks)
+            except psycopg.errors.UniqueViolation:
+                pass
+        if n < 0:
+            params: Any
+            if len(tasks) == 1:
+                query, params = self._sql.insert_one, self._sql.insert_one_params(tasks[0])
+            else:
+                query, params = self._sql.insert, self._sql.insert_params(tasks)
+            n = int((await self._fetch(query, params, shield=True))[0][0])
+        for q in queues:
             self._notified(q)  # wake local waiters without waiting for the round trip
-        return int(rows[0][0])
+        return n
 
     async def insert_on(
         self,
@@ -224,16 +247,7 @@ class PostgresDriver:
         """Apply outcomes whose lease is still held (compare-and-set), one statement."""
         if not outcomes:
             return []
-        params = {
-            "ids": [o.id for o in outcomes],
-            "statuses": [str(o.status) for o in outcomes],
-            "results": [o.result for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "delays": [float(o.delay) for o in outcomes],
-            "token": token,
-            "now": self.now(),
-            "channel": self._sql.channel,
-        }
+        params = self._sql.settle_params(outcomes, token, self.now())
         rows = await self._work(self._sql.settle, params)
         done = set(rows[0][0] or ())
         return [o.id for o in outcomes if o.id in done]

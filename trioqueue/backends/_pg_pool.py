@@ -8,7 +8,8 @@ on one more connection of its own. See ``_pg_native`` for the connection itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import trio
@@ -33,6 +34,8 @@ from ._pg_native import (
 from ._pg_prepared import PreparedConnection
 
 __all__ = ["NativeRunner"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("trioqueue.backends.postgres")
 
@@ -128,6 +131,28 @@ class NativeRunner:
             await send_cancel(pgconn, seconds=min(CANCEL_TIMEOUT, self._connect_timeout))
         pc.close()
 
+    async def _with(self, durable: bool, fn: Callable[[PreparedConnection], Awaitable[T]]) -> T:
+        # The statement waits on its socket (a checkpoint) anyway: take a free
+        # slot without the extra trip through the scheduler that ``acquire`` makes.
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        try:
+            pc = await self._take(durable)
+            try:
+                out = await fn(pc)
+            except Exception:
+                self._give(pc)  # kept only if still idle and open
+                raise
+            except BaseException:  # cancelled mid-statement: its state is unknown
+                await self._discard(pc)
+                raise
+            self._give(pc)
+            return out
+        finally:
+            self._slots.release()
+
     async def fetch(self, query: Query, params: Params, *, durable: bool = True) -> list[Row]:
         """Run one statement (autocommit) on a pooled connection and return its rows.
 
@@ -142,28 +167,20 @@ class NativeRunner:
             (``psycopg.OperationalError``; the next call opens a new one).
           trio.ClosedResourceError: after ``aclose``.
         """
-        # The statement waits on its socket (a checkpoint) anyway: take a free
-        # slot without the extra trip through the scheduler that ``acquire`` makes.
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            await self._slots.acquire()
-        try:
-            pc = await self._take(durable)
-            try:
-                if pc.durable is not durable:
-                    await pc.set_durable(durable)
-                rows = await pc.execute(query, params)
-            except Exception:
-                self._give(pc)  # kept only if still idle and open
-                raise
-            except BaseException:  # cancelled mid-statement: its state is unknown
-                await self._discard(pc)
-                raise
-            self._give(pc)
-            return rows
-        finally:
-            self._slots.release()
+
+        async def run(pc: PreparedConnection) -> list[Row]:
+            if pc.durable is not durable:
+                await pc.set_durable(durable)
+            return await pc.execute(query, params)
+
+        return await self._with(durable, run)
+
+    async def copy_in(self, copy: str, rows: Sequence[Sequence[Any]], after: str) -> None:
+        """COPY ``rows`` in, run ``after`` and commit, in one durable transaction.
+
+        See ``PreparedConnection.copy_in``; errors and cancellation as in ``fetch``.
+        """
+        await self._with(True, lambda pc: pc.copy_in(copy, rows, after))
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
         """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""

@@ -1,4 +1,4 @@
-"""The PostgreSQL schema of trioqueue: validated names, versioned migrations, statements.
+"""The PostgreSQL schema of trioqueue: validated names, versioned migrations, columns.
 
 Every statement is composed with ``psycopg.sql`` from a schema name that
 passed ``check_identifier``; values always travel as parameters. The column
@@ -10,9 +10,6 @@ from __future__ import annotations
 import logging
 import operator
 import re
-import types
-import typing
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -21,16 +18,15 @@ import trio
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from .._driver import StoredTask
 from .._errors import BackendError
+from .._registry import redact_url
 from .._task import Status
-from ._columns import FIELDS, Columns, nullable
+from ._columns import Columns, nullable
 
 __all__ = [
     "COLUMNS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
-    "Statements",
     "check_identifier",
     "migrate_connection",
     "reach",
@@ -87,48 +83,13 @@ def _encode_meta(meta: dict[str, Any]) -> str:
 #: travels as JSON text and comes back decoded from jsonb by psycopg).
 COLUMNS = Columns(
     to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
-    from_db={"payload": bytes, "status": Status, "result": nullable(bytes)},
+    from_db={
+        "payload": bytes,
+        "status": {s.value: s for s in Status}.__getitem__,
+        "result": nullable(bytes),
+    },
 )
 row_to_task = COLUMNS.record
-
-#: The PostgreSQL type a Python field type travels as (in the insert's arrays).
-_PG_TYPES: dict[type, str] = {
-    str: "text",
-    bytes: "bytea",
-    int: "bigint",
-    float: "float8",
-    Status: "text",
-    dict: "text",
-}
-#: The columns whose array values are cast on the way into the table.
-_CASTS = {"meta": "jsonb"}
-
-
-def _pg_type(hint: Any) -> str:
-    if isinstance(hint, types.UnionType):  # X | None
-        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
-    return _PG_TYPES[typing.get_origin(hint) or hint]
-
-
-_HINTS = typing.get_type_hints(StoredTask)
-#: ``unnest(%(id)s::text[], ...)``: one array parameter per column.
-#: The columns an insert writes: a new record has no outcome and no lease yet,
-#: so those columns keep the table's defaults (NULL), and the statement sends
-#: five arrays fewer.
-INSERTED = tuple(
-    n
-    for n in FIELDS
-    if n not in ("last_error", "result", "finished_at", "lease_token", "lease_expires_at")
-)
-_ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in INSERTED)
-_VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in INSERTED)
-#: ``%s, ..., %s::jsonb``: one scalar parameter per column, for a single record.
-_PLACEHOLDERS = ", ".join(f"%s::{_CASTS[n]}" if n in _CASTS else "%s" for n in INSERTED)
-#: The inserted columns of one record, converted as ``COLUMNS`` converts them.
-_ONE = operator.attrgetter(*INSERTED)
-_ONE_CONVERT = tuple(
-    (i, convert) for i, n in enumerate(INSERTED) if (convert := COLUMNS.to_db(n)) is not None
-)
 
 
 def check_identifier(name: object, what: str = "schema") -> str:
@@ -199,208 +160,66 @@ def _connect_error(url: str, exc: BaseException) -> BackendError:
 async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float) -> int:
     """Connect once (in a worker thread) and, with ``migrate``, bring ``schema`` up to date.
 
+    Without ``migrate`` the schema's version is read and must be this code's:
+    a missing, older or newer schema is refused before anything else runs.
+
     Returns:
-      The schema version in place; 0 when ``migrate`` is false (not read).
+      The schema version in place.
 
     Raises:
-      BackendError: if the server cannot be reached (a one-line message) or
-        the migration failed; psycopg's error is the cause.
+      BackendError: if the server cannot be reached (a one-line message),
+        the migration failed, or (without ``migrate``) the schema is missing
+        or at another version; psycopg's error is the cause.
+      ValueError: for a schema name that is not a plain identifier, or is
+        one of PostgreSQL's own (``pg_catalog``, ``information_schema``,
+        any ``pg_*``).
     """
     timeout = max(1, round(connect_timeout))
+    s = sql.Identifier(check_identifier(schema))
+    if schema.lower().startswith("pg_") or schema.lower() == "information_schema":
+        raise ValueError(
+            f"schema {schema!r} is PostgreSQL's own: choose another name for trioqueue's "
+            f"tables (the default is 'trioqueue')"
+        )
+
+    def check(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+        found = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".schema_version',)
+        ).fetchone()
+        if found is None or not found[0]:
+            raise psycopg.errors.UndefinedTable(
+                f"schema {schema} has no trioqueue tables: run `trioqueue migrate` "
+                f"or open with migrate=True"
+            )
+        row = conn.execute(
+            sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
+        ).fetchone()
+        version = 0 if row is None or row[0] is None else int(str(row[0]))
+        if version > SCHEMA_VERSION:
+            raise psycopg.errors.FeatureNotSupported(
+                f"schema {schema} is at version {version}, newer than this trioqueue "
+                f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
+            )
+        if version < SCHEMA_VERSION:
+            raise psycopg.errors.FeatureNotSupported(
+                f"schema {schema} is at version {version}, older than this trioqueue "
+                f"needs ({SCHEMA_VERSION}): run `trioqueue migrate` or open with migrate=True"
+            )
+        return version
 
     def run() -> int:
         if not migrate:
-            with psycopg.connect(url, autocommit=True, connect_timeout=timeout):
-                return 0
+            with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+                return check(conn)
         with psycopg.connect(url, connect_timeout=timeout) as conn:
             return migrate_connection(conn, schema)
 
     try:
         return await trio.to_thread.run_sync(run)
     except psycopg.OperationalError as exc:
-        raise _connect_error(url, exc) from exc
+        raise BackendError(redact_url(str(_connect_error(url, exc)))) from exc
     except psycopg.Error as exc:
-        raise BackendError(f"cannot migrate PostgreSQL schema {schema!r}: {exc}") from exc
-
-
-class Statements:
-    """The driver's statements, composed once for one schema and wake-up channel."""
-
-    def __init__(self, schema: str) -> None:
-        s = sql.Identifier(check_identifier(schema))
-        #: The NOTIFY channel; the payload is a queue name, never task data.
-        self.channel = f"trioqueue.{schema}"
-        cols = sql.SQL(COLUMNS.select)
-        tcols = sql.SQL(", ".join(f"t.{c}" for c in COLUMNS.names))
-        arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
-        icols = sql.SQL(", ".join(INSERTED))
-        placeholders = sql.SQL(_PLACEHOLDERS)
-
-        def q(text: str) -> str:
-            # Composed once into text: psycopg then caches its conversion, where
-            # a ``Composed`` would be rendered again on every execution.
-            return (
-                sql.SQL(text)
-                .format(
-                    s=s,
-                    cols=cols,
-                    tcols=tcols,
-                    icols=icols,
-                    arrays=arrays,
-                    values=values,
-                    placeholders=placeholders,
-                )
-                .as_string(None)
-            )
-
-        # Each statement is one round trip and its own transaction (autocommit),
-        # so a cancelled or failed call never leaves a transaction open.
-        # Params: ``insert_params(tasks)``.
-        self.insert = q(
-            """WITH ins AS (
-                INSERT INTO {s}.tasks ({icols})
-                SELECT {values} FROM unnest({arrays}) AS x({icols})
-                ON CONFLICT (id) DO NOTHING
-                RETURNING queue),
-            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)
-            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)"""
-        )
-        # One record (a lone push): scalar parameters cost far less to send than
-        # one-element arrays. Params: ``insert_one_params(task)``.
-        self.insert_one = q(
-            """WITH ins AS (
-                INSERT INTO {s}.tasks ({icols}) VALUES ({placeholders})
-                ON CONFLICT (id) DO NOTHING
-                RETURNING queue)
-            SELECT count(*), count(pg_notify(%s, queue)) FROM ins"""
-        )
-        # ``= ANY(ARRAY(...))``: the claimed ids are looked up by primary key;
-        # a join with ``c`` lets the planner hash the whole table instead.
-        self.claim = q(
-            """WITH c AS (
-                SELECT id FROM {s}.tasks
-                WHERE queue = %(queue)s AND status IN ('pending', 'failed') AND run_at <= %(now)s
-                ORDER BY priority DESC, run_at, id
-                LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED)
-            UPDATE {s}.tasks t
-            SET status = 'queued', attempts = t.attempts + 1,
-                lease_token = %(token)s, lease_expires_at = %(expires)s
-            WHERE t.id = ANY(ARRAY(SELECT id FROM c))
-            RETURNING {tcols}"""
-        )
-        # Lock the held rows in id order first: concurrent batches of one
-        # consumer (settler and extender) then never deadlock each other.
-        held = """SELECT id FROM {s}.tasks
-                WHERE id = ANY(%(ids)s::text[]) AND lease_token = %(token)s
-                  AND status IN ('queued', 'running')
-                ORDER BY id FOR UPDATE"""
-        self.start = q(
-            "WITH h AS (" + held + ") UPDATE {s}.tasks t SET status = 'running' "
-            "FROM h WHERE t.id = h.id AND t.status = 'queued'"
-        )
-        self.extend = q(
-            "WITH h AS (" + held + ") UPDATE {s}.tasks t SET lease_expires_at = %(expires)s "
-            "FROM h WHERE t.id = h.id RETURNING t.id"
-        )
-        self.release = q(
-            "WITH h AS ("
-            + held
-            + """),
-            u AS (UPDATE {s}.tasks t
-                SET status = 'pending', attempts = greatest(0, t.attempts - 1),
-                    lease_token = NULL, lease_expires_at = NULL
-                FROM h WHERE t.id = h.id RETURNING t.queue),
-            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u) d)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
-        )
-        self.settle = q(
-            """WITH o AS (
-                SELECT DISTINCT ON (id) * FROM unnest(%(ids)s::text[], %(statuses)s::text[],
-                    %(results)s::bytea[], %(errors)s::text[], %(delays)s::float8[])
-                    AS o(id, status, result, error, delay)),
-            h AS (SELECT id FROM {s}.tasks
-                WHERE id IN (SELECT id FROM o) AND lease_token = %(token)s
-                  AND status IN ('queued', 'running')
-                ORDER BY id FOR UPDATE),
-            u AS (UPDATE {s}.tasks t SET
-                status = CASE WHEN o.status = 'failed' AND t.attempts >= t.max_attempts
-                              THEN 'killed' ELSE o.status END,
-                result = CASE WHEN o.status = 'done' THEN o.result ELSE t.result END,
-                last_error = CASE WHEN o.status = 'done' THEN t.last_error ELSE o.error END,
-                run_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
-                              THEN %(now)s + greatest(0.0, o.delay) ELSE t.run_at END,
-                finished_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
-                                   THEN t.finished_at ELSE %(now)s END,
-                lease_token = NULL, lease_expires_at = NULL
-                FROM o, h WHERE t.id = o.id AND t.id = h.id
-                RETURNING t.id, t.queue, t.status),
-            n AS (SELECT pg_notify(%(channel)s, q)
-                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
-            SELECT (SELECT array_agg(id) FROM u), (SELECT count(*) FROM n)"""
-        )
-        self.rescue = q(
-            """WITH e AS (
-                SELECT id FROM {s}.tasks
-                WHERE status IN ('queued', 'running') AND lease_expires_at <= %(now)s
-                  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-                ORDER BY id FOR UPDATE SKIP LOCKED),
-            u AS (UPDATE {s}.tasks t SET
-                status = CASE WHEN t.attempts >= t.max_attempts THEN 'killed' ELSE 'failed' END,
-                last_error = CASE WHEN t.attempts >= t.max_attempts
-                    THEN format('lease expired on attempt %%s of %%s', t.attempts, t.max_attempts)
-                    ELSE format('lease expired on attempt %%s', t.attempts) END,
-                run_at = CASE WHEN t.attempts >= t.max_attempts THEN t.run_at ELSE %(now)s END,
-                finished_at = CASE WHEN t.attempts >= t.max_attempts
-                                   THEN %(now)s ELSE t.finished_at END,
-                lease_token = NULL, lease_expires_at = NULL
-                FROM e WHERE t.id = e.id
-                RETURNING t.queue, t.status),
-            n AS (SELECT pg_notify(%(channel)s, q)
-                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
-        )
-        self.next_run_at = q(
-            "SELECT min(run_at) FROM {s}.tasks "
-            "WHERE queue = %(queue)s AND status IN ('pending', 'failed')"
-        )
-        self.counts = q(
-            "SELECT queue, status, count(*) FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY queue, status"
-        )
-        self.list_tasks = q(
-            "SELECT {cols} FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
-            "AND (%(status)s::text IS NULL OR status = %(status)s::text) "
-            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
-        self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
-        self.retry = q(
-            """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
-                finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
-                WHERE id = %(id)s AND status IN ('failed', 'killed') RETURNING queue),
-            n AS (SELECT pg_notify(%(channel)s, queue) FROM u)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
-        )
-        self.cancel = q(
-            "UPDATE {s}.tasks SET status = 'cancelled', finished_at = %(now)s "
-            "WHERE id = %(id)s AND status IN ('pending', 'failed') RETURNING id"
-        )
-        self.purge = q(
-            "WITH d AS (DELETE FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
-            "AND finished_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
-        )
-
-    def insert_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
-        """Return the parameters of ``insert`` for ``tasks``: one array per column."""
-        params: dict[str, Any] = COLUMNS.arrays(tasks, INSERTED)
-        params["channel"] = self.channel
-        return params
-
-    def insert_one_params(self, task: StoredTask) -> list[Any]:
-        """Return the parameters of ``insert_one`` for ``task``, in column order."""
-        values = list(_ONE(task))
-        for i, convert in _ONE_CONVERT:
-            values[i] = convert(values[i])
-        values.append(self.channel)
-        return values
+        what = "migrate" if migrate else "use"
+        raise BackendError(
+            redact_url(f"cannot {what} PostgreSQL schema {schema!r}: {exc}")
+        ) from exc

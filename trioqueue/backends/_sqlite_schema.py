@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import msgspec
 
 from .._errors import BackendError
+from .._registry import redact_url
 from .._task import Status
 from ._columns import Columns, nullable
 
@@ -231,11 +232,11 @@ def parse_target(target: str) -> tuple[str, dict[str, str]]:
         return target, {}
     parts = urlsplit(target)
     if parts.scheme.lower() != "sqlite":
-        raise ValueError(f"not a SQLite URL: {target!r}")
+        raise ValueError(f"not a SQLite URL: {redact_url(target)!r}")
     if parts.netloc:
         raise ValueError(
             f"a SQLite URL has no host: use sqlite:///relative.db or sqlite:////abs.db, "
-            f"got {target!r}"
+            f"got {redact_url(target)!r}"
         )
     path = unquote(parts.path)
     path = path[1:] if path.startswith("/") else path

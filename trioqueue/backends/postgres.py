@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import trio
 
 from .._backend import Backend
 from .._codec import Codec
+from .._durations import seconds
 from .._errors import PushError
+from .._nursery import open_nursery
 from .._registry import BackendSpec
 from .._sink import check_queue_name
 from .._task import TaskId
@@ -125,8 +126,10 @@ class PostgresBackend(Backend):
             raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
-        if not statement_timeout > 0 or not connect_timeout > 0 or pool_size < 1:
-            raise ValueError("statement_timeout, connect_timeout and pool_size must be > 0")
+        statement_timeout = seconds("statement_timeout", statement_timeout, positive=True)
+        connect_timeout = seconds("connect_timeout", connect_timeout, positive=True)
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
         await reach(url, schema, migrate=migrate, connect_timeout=connect_timeout)
         async with open_runner(
             runner,
@@ -144,7 +147,7 @@ class PostgresBackend(Backend):
                 synchronous=synchronous,
             )
             backend = cls(driver, queue=queue, codec=codec, transient=BACKEND.transient, **options)
-            async with trio.open_nursery() as nursery:
+            async with open_nursery() as nursery:
                 driver.attach(nursery)
                 try:
                     async with backend.running():

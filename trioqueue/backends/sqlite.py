@@ -19,6 +19,7 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
+from .._durations import seconds, seconds_option
 from .._errors import BackendClosed
 from .._registry import BackendSpec
 from .._task import Status
@@ -100,9 +101,10 @@ class SqliteDriver:
             raise ValueError(
                 f"synchronous must be one of {schema.SYNCHRONOUS_MODES}, got {synchronous!r}"
             )
-        if not busy_timeout >= 0:
-            raise ValueError(f"busy_timeout must be >= 0 seconds, got {busy_timeout!r}")
-        if not 0 < poll_min <= poll_max:
+        busy_timeout = seconds("busy_timeout", busy_timeout)
+        poll_min = seconds("poll_min", poll_min, positive=True)
+        poll_max = seconds("poll_max", poll_max, positive=True)
+        if not poll_min <= poll_max:
             raise ValueError(f"need 0 < poll_min <= poll_max, got {poll_min!r}, {poll_max!r}")
         conn = await trio.to_thread.run_sync(
             schema.open_connection,
@@ -406,10 +408,13 @@ class SqliteBackend(Backend):
           The connection is closed when the block exits.
         """
         path, url_options = schema.parse_target(target)
-        busy_timeout = float(options.pop("busy_timeout", url_options.pop("busy_timeout", 5.0)))
+
+        def option(name: str, default: float) -> float:
+            return seconds_option(name, options.pop(name, url_options.pop(name, default)))
+
+        busy_timeout = option("busy_timeout", 5.0)
         synchronous = str(options.pop("synchronous", url_options.pop("synchronous", "normal")))
-        poll_min = float(options.pop("poll_min", url_options.pop("poll_min", 0.005)))
-        poll_max = float(options.pop("poll_max", url_options.pop("poll_max", 0.1)))
+        poll_min, poll_max = option("poll_min", 0.005), option("poll_max", 0.1)
         if url_options:
             raise ValueError(f"unknown SQLite URL options: {sorted(url_options)}")
         driver = await SqliteDriver.connect(

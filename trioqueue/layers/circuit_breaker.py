@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from .._durations import seconds
 from .._errors import Abort, RetryAfter
 from .._service import Service
 from .._task import Task
@@ -74,10 +75,10 @@ class CircuitBreakerLayer:
         *,
         failure_if: Callable[[Exception], bool] = _counts,
     ) -> None:
-        if failure_threshold < 1 or half_open_max < 1 or not cool_down >= 0:
-            raise ValueError("need failure_threshold >= 1, cool_down >= 0, half_open_max >= 1")
+        if failure_threshold < 1 or half_open_max < 1:
+            raise ValueError("need failure_threshold >= 1 and half_open_max >= 1")
         self.failure_threshold = failure_threshold
-        self.cool_down = float(cool_down)
+        self.cool_down = seconds("cool_down", cool_down)
         self.half_open_max = half_open_max
         self.failure_if = failure_if
         self._circuit = _Circuit()

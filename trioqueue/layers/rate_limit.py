@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Any
 
 import trio
 
+from .._durations import seconds
 from .._service import Service
 from .._task import Task
 
@@ -57,10 +57,8 @@ class RateLimitLayer:
     def __init__(self, n: int, *, per: float) -> None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an int >= 1, got {n!r}")
-        if not (isinstance(per, int | float) and per > 0 and math.isfinite(per)):
-            raise ValueError(f"per must be a finite number of seconds > 0, got {per!r}")
         self.n = n
-        self.per = float(per)
+        self.per = seconds("per", per, positive=True)
         self._bucket = _Bucket(n, self.per)
 
     def layer(self, inner: Service[Any, Any]) -> RateLimit:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
 
+from .._durations import seconds as check_seconds
 from .._errors import TaskTimeout
 from .._service import Service
 from .._task import Task
@@ -33,9 +33,7 @@ class TimeoutLayer:
     """
 
     def __init__(self, seconds: float) -> None:
-        if not (isinstance(seconds, int | float) and seconds > 0 and not math.isnan(seconds)):
-            raise ValueError(f"timeout seconds must be > 0, got {seconds!r}")
-        self.seconds = float(seconds)
+        self.seconds = check_seconds("seconds", seconds, positive=True, infinite=True)
 
     def layer(self, inner: Service[Any, Any]) -> Timeout:
         """Return a ``Timeout`` service around ``inner``."""
