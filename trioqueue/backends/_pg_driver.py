@@ -38,8 +38,8 @@ class PostgresDriver:
 
     Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when
     ``listen`` is true, a nursery for its LISTEN task (``attach``), which
-    starts with the first ``wait_for_tasks``: a process that only pushes
-    never listens.
+    starts with the first ``claim`` or ``wait_for_tasks``: a process that
+    only pushes never listens.
 
     Args:
       runner: Runs the statements.
@@ -215,6 +215,12 @@ class PostgresDriver:
     ) -> list[StoredTask]:
         """Claim up to ``limit`` ready tasks (``FOR UPDATE SKIP LOCKED``) in order."""
         self._event(queue)
+        if self._listening is None or not self._listening.is_set():
+            # A consumer: listen before its first claim, so that no push made
+            # after a claim found nothing goes unheard (shielded like the claim:
+            # a claim under a cancelled scope still runs).
+            with trio.move_on_after(self._shield_seconds, shield=True):
+                await self._listen()
         if limit <= 0:
             return []
         now = self.now()

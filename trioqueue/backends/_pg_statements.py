@@ -133,26 +133,27 @@ class Statements:
         )
         # Lock the held rows in id order first: concurrent batches of one
         # consumer (settler and extender) then never deadlock each other.
-        held = """SELECT id FROM {s}.tasks
-                WHERE id = ANY(%(ids)s::text[]) AND lease_token = %(token)s
-                  AND status IN ('queued', 'running')
-                ORDER BY id FOR UPDATE"""
+        # Each statement below writes only rows still held under the caller's
+        # lease (compare-and-set: the condition is checked again on a row whose
+        # lock it waited for), looked up by primary key. No separate locking
+        # pass: a row lock costs a write of its own. Batches of one consumer
+        # touch disjoint ids (the consumer keeps settling ids out of extends).
+        held = "t.id = ANY(%(ids)s::text[]) AND t.lease_token = %(token)s"
         self.start = q(
-            "WITH h AS (" + held + ") UPDATE {s}.tasks t SET status = 'running' "
-            "FROM h WHERE t.id = h.id AND t.status = 'queued'"
+            "UPDATE {s}.tasks t SET status = 'running' WHERE " + held + " AND t.status = 'queued'"
         )
         self.extend = q(
-            "WITH h AS (" + held + ") UPDATE {s}.tasks t SET lease_expires_at = %(expires)s "
-            "FROM h WHERE t.id = h.id RETURNING t.id"
+            "UPDATE {s}.tasks t SET lease_expires_at = %(expires)s WHERE "
+            + held
+            + " AND t.status IN ('queued', 'running') RETURNING t.id"
         )
         self.release = q(
-            "WITH h AS ("
-            + held
-            + """),
-            u AS (UPDATE {s}.tasks t
+            """WITH u AS (UPDATE {s}.tasks t
                 SET status = 'pending', attempts = greatest(0, t.attempts - 1),
                     lease_token = NULL, lease_expires_at = NULL
-                FROM h WHERE t.id = h.id RETURNING t.queue),
+                WHERE """
+            + held
+            + """ AND t.status IN ('queued', 'running') RETURNING t.queue),
             n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u) d)
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
         )
@@ -163,10 +164,6 @@ class Statements:
                 SELECT DISTINCT ON (id) x->>0 AS id, x->>1 AS status,
                     decode(x->>2, 'hex') AS result, x->>3 AS error, (x->>4)::float8 AS delay
                 FROM json_array_elements(%(outcomes)s::json) AS x),
-            h AS (SELECT id FROM {s}.tasks
-                WHERE id IN (SELECT id FROM o) AND lease_token = %(token)s
-                  AND status IN ('queued', 'running')
-                ORDER BY id FOR UPDATE),
             u AS (UPDATE {s}.tasks t SET
                 status = CASE WHEN o.status = 'failed' AND t.attempts >= t.max_attempts
                               THEN 'killed' ELSE o.status END,
@@ -177,7 +174,8 @@ class Statements:
                 finished_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
                                    THEN t.finished_at ELSE %(now)s END,
                 lease_token = NULL, lease_expires_at = NULL
-                FROM o, h WHERE t.id = o.id AND t.id = h.id
+                FROM o WHERE t.id = o.id AND t.id = ANY(ARRAY(SELECT id FROM o))
+                  AND t.lease_token = %(token)s AND t.status IN ('queued', 'running')
                 RETURNING t.id, t.queue, t.status),
             n AS (SELECT pg_notify(%(channel)s, q)
                   FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
