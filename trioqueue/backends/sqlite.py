@@ -306,7 +306,9 @@ class SqliteDriver:
 
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
         """Count tasks per queue and status."""
-        rows = await self.db.call(lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall())
+        rows = await self.db.call(
+            lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall(), offload=True
+        )
         out: dict[str, dict[Status, int]] = {}
         for q, status, n in rows:
             out.setdefault(q, {})[Status(status)] = n
@@ -322,7 +324,9 @@ class SqliteDriver:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        rows = await self.db.call(lambda c: c.execute(schema.LIST_TASKS, params).fetchall())
+        rows = await self.db.call(
+            lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
+        )
         return [schema.row_to_task(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
@@ -345,7 +349,9 @@ class SqliteDriver:
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
         rows = await self._tx(
-            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount, durable=True
+            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount,
+            durable=True,
+            rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
         )
         return int(rows)
 
