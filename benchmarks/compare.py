@@ -96,10 +96,11 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
                 _fig("trioqueue", be, f"end_to_end_c{c}", "e2e", "--jobs", s.e2e,
                      "--concurrency", c, concurrency=c)
             )  # fmt: skip
-    tq.append(
-        _fig("trioqueue", "postgresql", "enqueue_to_start", "latency", "--jobs", s.latency,
-             "--pause", s.pause, pause_s=s.pause)
-    )  # fmt: skip
+    for be in ("postgresql", "sqlite"):
+        tq.append(
+            _fig("trioqueue", be, "enqueue_to_start", "latency", "--jobs", s.latency,
+                 "--pause", s.pause, pause_s=s.pause)
+        )  # fmt: skip
 
     pq = [
         _fig("pgqueuer", "postgresql", "push_single", "single", "--jobs", s.single),

@@ -11,13 +11,14 @@ import logging
 import operator
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 
+from .._driver import StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
@@ -94,6 +95,13 @@ _COLS = COLUMNS.select
 INSERT = (
     f"INSERT OR IGNORE INTO trioqueue_tasks ({_COLS}) "
     f"VALUES ({', '.join('?' * len(COLUMNS.names))})"
+)
+# A new task's outcome and lease columns are the table's defaults: its insert
+# binds 8 values, not 15 (about a tenth less time per row, measured).
+_FRESH = ("id", "queue", "payload", "max_attempts", "run_at", "priority", "meta", "created_at")
+INSERT_FRESH = (
+    f"INSERT OR IGNORE INTO trioqueue_tasks ({', '.join(_FRESH)}, status) "
+    f"VALUES ({', '.join('?' * len(_FRESH))}, 'pending')"
 )
 CLAIM = f"""
 UPDATE trioqueue_tasks
@@ -180,10 +188,44 @@ PURGE = """
 DELETE FROM trioqueue_tasks
 WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < ?
 """
-#: Changes whenever another connection commits (polled by ``wait_for_tasks``).
+#: Changes whenever another connection commits (read by ``wait_for_tasks``).
 DATA_VERSION = "PRAGMA data_version"
 
 SYNCHRONOUS_MODES = ("off", "normal", "full")
+
+#: WAL frames past which a commit on the connection thread checkpoints (SQLite's default).
+WAL_AUTOCHECKPOINT = 1000
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock (``SQLITE_BUSY``, any variant)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # before Python 3.11
+        return "locked" in str(exc) or "busy" in str(exc)
+    return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
+
+
+_fresh_head = operator.attrgetter("id", "queue", "payload", "max_attempts", "run_at", "priority")
+_fresh_tail = operator.attrgetter(
+    "status", "attempts", "last_error", "result", "finished_at", "lease_token", "lease_expires_at"
+)
+_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None)
+
+
+def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
+    """Return the insert statement for ``tasks`` and its rows.
+
+    ``INSERT_FRESH`` when every task is new (PENDING, no attempt, no outcome,
+    no lease), else ``INSERT`` with every column.
+    """
+    rows: list[Sequence[Any]] = []
+    append, head, tail, fresh = rows.append, _fresh_head, _fresh_tail, _FRESH_TAIL
+    for t in tasks:
+        if tail(t) != fresh:
+            return INSERT, COLUMNS.rows(tasks)
+        meta = t.meta
+        append((*head(t), _encode_meta(meta) if meta else "{}", t.created_at))
+    return INSERT_FRESH, rows
 
 
 def ids_json(ids: Iterable[str]) -> str:
@@ -216,6 +258,22 @@ def immediate(conn: Conn, *, full_sync: bool = False) -> Iterator[None]:
             conn.execute("PRAGMA synchronous = NORMAL")
 
 
+def parse_bool(name: str, value: object) -> bool:
+    """Read a boolean option given as a bool or as URL text (``1/0``, ``true/false``, ``yes/no``).
+
+    Raises:
+      ValueError: for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
 def parse_target(target: str) -> tuple[str, dict[str, str]]:
     """Split a ``sqlite:///path.db?opt=value`` URL (or a plain path) into path and options.
 
@@ -243,8 +301,15 @@ def parse_target(target: str) -> tuple[str, dict[str, str]]:
     return path or ":memory:", dict(parse_qsl(parts.query))
 
 
-def open_connection(path: str, busy_timeout: float, synchronous: str, migrate: bool) -> Conn:
-    # Runs on a worker thread.
+def open_connection(
+    path: str, busy_timeout: float, synchronous: str, migrate: bool
+) -> tuple[Conn, str | None]:
+    """Open, set up and migrate the database; return it and the file its commits write.
+
+    The connection is left with ``busy_timeout`` and ``wal_autocheckpoint`` at 0
+    (the driver sets them around the calls it runs on its connection thread).
+    The file is the WAL file in WAL mode, the database file otherwise, None in memory.
+    """
     if sqlite3.sqlite_version_info < (3, 35, 0):
         raise BackendError(
             f"trioqueue needs SQLite 3.35 or newer (RETURNING), this Python has "
@@ -258,18 +323,23 @@ def open_connection(path: str, busy_timeout: float, synchronous: str, migrate: b
         raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        watched = None
         if path != ":memory:":
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 log.warning("%s: journal_mode is %s, not wal", path, mode)
+            file = conn.execute("PRAGMA database_list").fetchone()[2]
+            watched = file + "-wal" if mode.lower() == "wal" else file
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         migrate_file(conn, path, migrate)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("PRAGMA busy_timeout = 0")
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlite3.Error):
             raise BackendError(f"cannot open the SQLite database {path!r}: {exc}") from exc
         raise
-    return conn
+    return conn, watched or None
 
 
 def _statements(script: str) -> Iterator[str]:

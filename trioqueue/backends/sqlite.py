@@ -1,17 +1,21 @@
 """The SQLite backend: one file, several processes, no server (the embedded default).
 
-Every call runs on a worker thread (one connection per driver, used by one
-thread at a time). Writes are ``BEGIN IMMEDIATE`` transactions, so two
-processes never claim the same task; pushes are synced to disk before they
-are acknowledged. See ``docs/sqlite.md``.
+One connection per driver. Short statements run on the Trio thread (never
+waiting for a lock: ``busy_timeout`` is 0 there); large inserts, waits for
+another process's write lock and WAL checkpoints run on the driver's own
+thread. Writes are ``BEGIN IMMEDIATE`` transactions, so two processes never
+claim the same task; pushes are synced to disk before they are acknowledged.
+An idle worker sleeps until inotify reports a write to the WAL file (Linux),
+else polls. See ``docs/sqlite.md``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -20,51 +24,64 @@ from .._backend import Backend
 from .._codec import Codec
 from .._driver import Outcome, StoredTask
 from .._durations import seconds, seconds_option
-from .._errors import BackendClosed
 from .._registry import BackendSpec
 from .._task import Status
 from . import _sqlite_schema as schema
 from ._sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from ._sqlite_thread import Connection
+from ._sqlite_wake import FileWatch, Waker
 
 __all__ = ["SCHEMA_VERSION", "SqliteBackend", "SqliteDriver"]
 
 T = TypeVar("T")
+
+#: Calls touching more rows than this run on the connection thread: the Trio
+#: thread is never held for more than about a millisecond.
+DIRECT_ROWS = 256
+#: Every this many write transactions, one runs on the connection thread with
+#: SQLite's automatic WAL checkpoint enabled (off on the Trio thread).
+CHECKPOINT_EVERY = 64
 
 
 class SqliteDriver:
     """A storage driver on one SQLite file, safe to share between processes.
 
     Make one with ``await SqliteDriver.connect(path)`` and close it with
-    ``aclose()`` (``SqliteBackend.open`` does both). Each method runs on a
-    worker thread holding the driver's one connection; writes are
-    ``BEGIN IMMEDIATE`` transactions, so claims by several processes never overlap.
+    ``aclose()`` (``SqliteBackend.open`` does both). The driver's one
+    connection runs one call at a time: short ones on the Trio thread, with
+    ``busy_timeout`` 0 so they never wait for another connection's lock;
+    large ones, and any that found the lock taken, on the driver's connection
+    thread with the configured ``busy_timeout``. Writes are ``BEGIN IMMEDIATE``
+    transactions, so claims by several processes never overlap.
 
     Args:
-      conn: An open connection (``isolation_level=None``, ``check_same_thread=False``).
-      path: The database path, for messages.
+      db: The open connection (``Connection.open``); the driver closes it.
       clock: A function returning POSIX seconds (default ``time.time``).
       synchronous: ``"off"``, ``"normal"`` or ``"full"`` (see ``docs/sqlite.md``).
-      poll_min, poll_max: The first and the longest pause of ``wait_for_tasks``'s polling.
+      poll_min, poll_max: The first and the longest pause of ``wait_for_tasks``'s
+        polling (after a write reported by inotify, or always without it).
+      watch: What reports writes to the file (default: None, polling only).
+
+    Attributes:
+      db: The connection, with counts of the calls run on each thread.
     """
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        db: Connection,
         *,
-        path: str,
         clock: Callable[[], float] | None = None,
         synchronous: str = "normal",
-        poll_min: float = 0.005,
+        poll_min: float = 0.001,
         poll_max: float = 0.1,
+        watch: FileWatch | None = None,
     ) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self.path = path
+        self.db = db
+        self.path = db.path
         self._clock = clock if clock is not None else time.time
         self._synchronous = synchronous
-        self._poll_min = poll_min
-        self._poll_max = poll_max
-        self._limiter = trio.CapacityLimiter(1)
-        self._wake: dict[str, trio.Event] = {}
+        self._waker = Waker(watch, poll_min=poll_min, poll_max=poll_max)
+        self._writes = 0
         self._seen: dict[str, int] = {}  # data_version read before the last claim, per queue
 
     @classmethod
@@ -76,8 +93,9 @@ class SqliteDriver:
         migrate: bool = True,
         busy_timeout: float = 5.0,
         synchronous: str = "normal",
-        poll_min: float = 0.005,
+        poll_min: float = 0.001,
         poll_max: float = 0.1,
+        watch: bool = True,
     ) -> SqliteDriver:
         """Open the database file at ``path``, set it up and bring its schema up to date.
 
@@ -89,6 +107,8 @@ class SqliteDriver:
           synchronous: ``"off"``, ``"normal"`` (default) or ``"full"``.
           poll_min, poll_max: The first and the longest pause (seconds) of
             ``wait_for_tasks``'s polling for commits by other connections.
+          watch: Sleep on inotify (Linux) between commits by other connections
+            instead of polling; False polls always.
 
         Returns:
           The driver; the caller owns it and must ``aclose()`` it.
@@ -106,58 +126,45 @@ class SqliteDriver:
         poll_max = seconds("poll_max", poll_max, positive=True)
         if not poll_min <= poll_max:
             raise ValueError(f"need 0 < poll_min <= poll_max, got {poll_min!r}, {poll_max!r}")
-        conn = await trio.to_thread.run_sync(
-            schema.open_connection,
-            path,
-            busy_timeout,
-            synchronous,
-            migrate,
-            abandon_on_cancel=False,
+        db, watched = await Connection.open(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, migrate=migrate
         )
         return cls(
-            conn,
-            path=path,
+            db,
             clock=clock,
             synchronous=synchronous,
             poll_min=poll_min,
             poll_max=poll_max,
+            watch=FileWatch.open(watched) if watch and watched else None,
         )
 
     def now(self) -> float:
         """Return the injected clock, or ``time.time()``."""
         return self._clock()
 
-    # -- plumbing --
+    @property
+    def watching(self) -> bool:
+        """Whether an idle ``wait_for_tasks`` sleeps on inotify rather than polling."""
+        return self._waker.watch is not None and self._waker.watch.alive
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._conn is None:
-            raise BackendClosed(f"the SQLite driver for {self.path!r} is closed")
-        # Shielded: a call cancelled while it waits for the connection would be
-        # lost to a caller that already took its batch (outcomes, releases).
-        # Each call is short (bounded by busy_timeout), so cancellation waits for it.
-        conn = self._conn
-        with trio.CancelScope(shield=True):
-            out = await trio.to_thread.run_sync(fn, conn, *args, limiter=self._limiter)
-        return out
+    # -- plumbing --
 
     def _write(
         self, conn: schema.Conn, fn: Callable[..., T], *args: Any, durable: bool = False
     ) -> T:
-        # Runs on the worker thread: one BEGIN IMMEDIATE transaction around fn.
+        # One BEGIN IMMEDIATE transaction around fn.
         with schema.immediate(conn, full_sync=durable and self._synchronous == "normal"):
             return fn(conn, *args)
 
-    async def _tx(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
+    async def _tx(
+        self, fn: Callable[..., T], *args: Any, durable: bool = False, rows: int = 0
+    ) -> T:
         def run(conn: schema.Conn) -> T:
             return self._write(conn, fn, *args, durable=durable)
 
-        return await self._call(run)
-
-    def _wake_queues(self, queues: Iterable[str]) -> None:
-        for q in set(queues):
-            ev = self._wake.get(q)
-            if ev is not None and not ev.is_set():
-                ev.set()
+        self._writes += 1
+        offload = rows > DIRECT_ROWS or self._writes % CHECKPOINT_EVERY == 0
+        return await self.db.call(run, offload=offload)
 
     # -- the Driver protocol --
 
@@ -165,15 +172,15 @@ class SqliteDriver:
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        rows = schema.COLUMNS.rows(tasks)
+        sql, rows = schema.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
             before = conn.total_changes
-            conn.executemany(schema.INSERT, rows)
+            conn.executemany(sql, rows)
             return conn.total_changes - before
 
-        n = await self._tx(run, durable=True)
-        self._wake_queues(t.queue for t in tasks)
+        n = await self._tx(run, durable=True, rows=len(rows))
+        self._waker.wake(t.queue for t in tasks)
         return n
 
     async def claim(
@@ -194,26 +201,29 @@ class SqliteDriver:
             )
             return version, rows
 
-        version, rows = await self._call(run)
+        version, rows = await self.db.call(run, offload=limit > DIRECT_ROWS)
+        self._writes += 1
         self._seen[queue] = version
         out = [schema.row_to_task(r) for r in rows]
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
         if len(out) == limit:
-            self._wake_queues((queue,))  # more may be ready: wake this driver's other waiters
+            self._waker.wake((queue,))  # more may be ready: wake this driver's other waiters
         return out
 
     async def start(self, ids: Sequence[str], token: str) -> None:
         """Mark leased QUEUED tasks RUNNING."""
         if ids:
             arg = schema.ids_json(ids)
-            await self._tx(lambda c: c.execute(schema.START, (arg, token)))
+            await self._tx(lambda c: c.execute(schema.START, (arg, token)), rows=len(ids))
 
     async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
         """Extend the leases still held; return their ids."""
         if not ids:
             return []
         arg, expires = schema.ids_json(ids), self.now() + lease_seconds
-        rows = await self._tx(lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall())
+        rows = await self._tx(
+            lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall(), rows=len(ids)
+        )
         kept = {r[0] for r in rows}
         return [id for id in ids if id in kept]
 
@@ -243,10 +253,10 @@ class SqliteDriver:
             conn.executemany(schema.SETTLE, params)
             return [(o.id, held[o.id]) for o in outcomes if o.id in held]
 
-        applied = await self._tx(run)
+        applied = await self._tx(run, rows=len(outcomes))
         failed = {o.id for o in outcomes if o.status is Status.FAILED}
         if failed:
-            self._wake_queues(q for id, q in applied if id in failed)
+            self._waker.wake(q for id, q in applied if id in failed)
         return [id for id, _ in applied]
 
     async def release(self, ids: Sequence[str], token: str) -> int:
@@ -254,8 +264,10 @@ class SqliteDriver:
         if not ids:
             return 0
         arg = schema.ids_json(ids)
-        rows = await self._tx(lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall())
-        self._wake_queues(r[0] for r in rows)
+        rows = await self._tx(
+            lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall(), rows=len(ids)
+        )
+        self._waker.wake(r[0] for r in rows)
         return len(rows)
 
     async def rescue(self, queue: str | None) -> int:
@@ -268,45 +280,37 @@ class SqliteDriver:
                 return []
             return self._write(conn, lambda c: c.execute(schema.RESCUE, args).fetchall())
 
-        rows = await self._call(run)
-        self._wake_queues(r[0] for r in rows if r[1] == "failed")
+        rows = await self.db.call(run)
+        self._waker.wake(r[0] for r in rows if r[1] == "failed")
         return len(rows)
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
-        row = await self._call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
+        row = await self.db.call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
         """Wait for a push to ``queue`` (this process) or any commit by another connection.
 
-        Polls ``PRAGMA data_version`` every 5 ms at first, backing off to 100 ms.
+        Another connection's commit shows as a new ``PRAGMA data_version``. On
+        Linux the driver sleeps until inotify reports a write to the WAL file,
+        then reads it every ``poll_min`` seconds at first, doubling up to
+        ``poll_max``, until it changes or ``poll_max`` passed since the last
+        write (a commit is visible a moment after its last write). Without
+        inotify it reads it on that schedule all along.
         """
-        ev = self._wake.get(queue)
-        if ev is None:
-            ev = self._wake[queue] = trio.Event()
         seen = self._seen.get(queue)
         if seen is None:
-            seen = self._seen[queue] = await self._call(schema.data_version)
-        deadline = trio.current_time() + max_wait
-        pause = self._poll_min
-        while not ev.is_set():
-            left = deadline - trio.current_time()
-            if left <= 0:
-                break
-            with trio.move_on_after(min(pause, left)):
-                await ev.wait()
-            if ev.is_set() or await self._call(schema.data_version) != seen:
-                break
-            pause = min(pause * 2, self._poll_max)
-        if ev.is_set() and self._wake.get(queue) is ev:
-            self._wake[queue] = trio.Event()
+            seen = self._seen[queue] = await self.db.call(schema.data_version)
+        await self._waker.wait(queue, seen, partial(self.db.call, schema.data_version), max_wait)
 
     # -- inspection and administration --
 
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
         """Count tasks per queue and status."""
-        rows = await self._call(lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall())
+        rows = await self.db.call(
+            lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall(), offload=True
+        )
         out: dict[str, dict[Status, int]] = {}
         for q, status, n in rows:
             out.setdefault(q, {})[Status(status)] = n
@@ -322,19 +326,21 @@ class SqliteDriver:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        rows = await self._call(lambda c: c.execute(schema.LIST_TASKS, params).fetchall())
+        rows = await self.db.call(
+            lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
+        )
         return [schema.row_to_task(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
-        row = await self._call(lambda c: c.execute(schema.GET, (id,)).fetchone())
+        row = await self.db.call(lambda c: c.execute(schema.GET, (id,)).fetchone())
         return None if row is None else schema.row_to_task(row)
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
         args = (self.now(), id)
         rows = await self._tx(lambda c: c.execute(schema.RETRY, args).fetchall(), durable=True)
-        self._wake_queues(r[0] for r in rows)
+        self._waker.wake(r[0] for r in rows)
         return bool(rows)
 
     async def cancel(self, id: str) -> bool:
@@ -345,20 +351,21 @@ class SqliteDriver:
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
         rows = await self._tx(
-            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount, durable=True
+            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount,
+            durable=True,
+            rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
         )
         return int(rows)
 
     async def aclose(self) -> None:
-        """Close the connection (idempotent)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            async with self._limiter:
-                await trio.to_thread.run_sync(conn.close)
+        """Close the connection and its thread (idempotent)."""
+        self._waker.close()
+        await self.db.aclose()
 
     def __repr__(self) -> str:
-        state = "open" if self._conn is not None else "closed"
-        return f"<SqliteDriver {self.path!r} {state} synchronous={self._synchronous}>"
+        state = "closed" if self.db.closed else "open"
+        wake = "inotify" if self.watching else "poll"
+        return f"<SqliteDriver {self.path!r} {state} synchronous={self._synchronous} wake={wake}>"
 
 
 class SqliteBackend(Backend):
@@ -396,7 +403,8 @@ class SqliteBackend(Backend):
           migrate: Create or upgrade the schema (default True).
           **options: ``busy_timeout`` (seconds, default 5), ``synchronous``
             (``"off"``, ``"normal"``, ``"full"``), ``poll_min`` and ``poll_max``
-            (seconds, default 0.005 and 0.1) and the bridge options
+            (seconds, default 0.001 and 0.1), ``watch`` (default True: sleep on
+            inotify between other processes' commits) and the bridge options
             (``push_buffer``, ``insert_batch``, ``insert_attempts``).
 
         Raises:
@@ -414,7 +422,8 @@ class SqliteBackend(Backend):
 
         busy_timeout = option("busy_timeout", 5.0)
         synchronous = str(options.pop("synchronous", url_options.pop("synchronous", "normal")))
-        poll_min, poll_max = option("poll_min", 0.005), option("poll_max", 0.1)
+        poll_min, poll_max = option("poll_min", 0.001), option("poll_max", 0.1)
+        watch = schema.parse_bool("watch", options.pop("watch", url_options.pop("watch", True)))
         if url_options:
             raise ValueError(f"unknown SQLite URL options: {sorted(url_options)}")
         driver = await SqliteDriver.connect(
@@ -425,6 +434,7 @@ class SqliteBackend(Backend):
             synchronous=synchronous.lower(),
             poll_min=poll_min,
             poll_max=poll_max,
+            watch=watch,
         )
         try:
             backend = cls(driver, queue=queue, codec=codec, transient=BACKEND.transient, **options)
