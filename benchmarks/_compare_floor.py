@@ -9,6 +9,8 @@ psycopg, one autocommit connection) or ``sqlite:////abs/path.db`` (sqlite3, WAL,
 - bulk: ``CHUNK`` rows per transaction; COPY on PostgreSQL, ``executemany`` on SQLite.
 - claim: jobs already stored; claim ``K`` (mark running, return them), then mark
   those done, until none is left: two statements, two commits per batch.
+- bare (``--url memory://``): no storage at all; a bounded trio channel into
+  ``--concurrency`` consumer tasks, the ceiling of the memory backend.
 """
 
 from __future__ import annotations
@@ -138,9 +140,38 @@ def sqlite(figure: str, path: str, n: int, k: int) -> None:
         conn.close()
 
 
+def bare(n: int, concurrency: int) -> None:
+    """The memory backend's ceiling: items through a bounded channel into consumer tasks."""
+    import trio
+
+    async def noop(item: int) -> None:
+        return None
+
+    async def run() -> float:
+        send, recv = trio.open_memory_channel[int](concurrency)
+        t0 = time.perf_counter()
+
+        async def consumer() -> None:
+            async for item in recv:
+                await noop(item)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(consumer)
+            async with send:
+                for i in range(n):
+                    await send.send(i)
+        return time.perf_counter() - t0
+
+    total = trio.run(run)
+    report(jobs=n, concurrency=concurrency, seconds=total, per_s=n / total)
+
+
 def main() -> None:
-    a = parse_args(["single", "bulk", "claim"])
-    if a.url.startswith("sqlite:///"):
+    a = parse_args(["single", "bulk", "claim", "bare"])
+    if a.figure == "bare":
+        bare(a.jobs, a.concurrency)
+    elif a.url.startswith("sqlite:///"):
         sqlite(a.figure, a.url.removeprefix("sqlite:///"), a.jobs, a.batch)
     else:
         pg(a.figure, a.url, a.jobs, a.batch)

@@ -13,6 +13,7 @@ METRICS = ("per_s", "seconds", "p50_ms", "p99_ms", "push_p50_ms")
 
 TQ, PQ, FL = "trioqueue/postgresql", "pgqueuer/postgresql", "floor/postgresql"
 TS, FS = "trioqueue/sqlite", "floor/sqlite"
+TM, FM = "trioqueue/memory", "floor/memory"
 
 #: (section, label, numerator figure, denominator figure, metric). Each is put so
 #: that above 1 (or nearer 1, for a fraction of the floor) is better for the first.
@@ -56,7 +57,21 @@ RATIOS: list[tuple[str, str, str, str, str]] = [
      "per_s"),
     ("", "end_to_end c100 / claim b100", f"{TS}/end_to_end_c100", f"{FS}/claim_complete_b100",
      "per_s"),
+    ("Memory: trioqueue end to end / the bare channel-and-nursery loop", "", "", "", ""),
+    ("", "end_to_end c10 / bare loop c10", f"{TM}/end_to_end_c10", f"{FM}/bare_loop_c10",
+     "per_s"),
+    ("", "end_to_end c100 / bare loop c100", f"{TM}/end_to_end_c100", f"{FM}/bare_loop_c100",
+     "per_s"),
 ]  # fmt: skip
+
+#: (label, figure, metric): absolute figures, median and range over the rounds.
+ABSOLUTE: list[tuple[str, str, str]] = [
+    ("PostgreSQL enqueue_to_start p50 ms", f"{TQ}/enqueue_to_start", "p50_ms"),
+    ("pgqueuer   enqueue_to_start p50 ms", f"{PQ}/enqueue_to_start", "p50_ms"),
+    ("SQLite enqueue_to_start p50 ms", f"{TS}/enqueue_to_start", "p50_ms"),
+    ("SQLite enqueue_to_start p99 ms", f"{TS}/enqueue_to_start", "p99_ms"),
+    ("SQLite push_single pushes/s", f"{TS}/push_single", "per_s"),
+]
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -113,3 +128,10 @@ def print_ratios(emit: Callable[[str], None], results: Results) -> None:
             emit(f"{label:<{width}}{'n/a':>8}")
             continue
         emit(f"{label:<{width}}{statistics.median(rs):>8.3f}  {min(rs):.3f}-{max(rs):.3f}")
+    emit(f"-- {'absolute (median of the rounds)':<{width - 3}}")
+    for label, fig, metric in ABSOLUTE:
+        vs = [r[metric] for r in results.get(fig, []) if r is not None]
+        if not vs:
+            emit(f"{label:<{width}}{'n/a':>8}")
+            continue
+        emit(f"{label:<{width}}{statistics.median(vs):>8.1f}  {min(vs):.1f}-{max(vs):.1f}")

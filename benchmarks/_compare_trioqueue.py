@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/_compare_trioqueue.py FIGURE --url URL --jobs N [...]``
 with FIGURE one of ``single``, ``bulk``, ``e2e``, ``latency-worker``,
-``latency-push``; URL a ``postgresql://`` or ``sqlite:///`` URL (backend defaults).
+``latency-push``; URL a ``postgresql://`` or ``sqlite:///`` URL (backend defaults),
+or ``memory://`` for ``e2e`` (int payloads, as the bare loop it is held against).
 """
 
 from __future__ import annotations
@@ -70,11 +71,31 @@ def counting_worker(b: Any, concurrency: int, n: int, record: Any = None) -> Wor
     return worker
 
 
+def int_worker(b: Any, concurrency: int, n: int) -> Worker:
+    """A worker whose handler takes an int and stops the worker at the ``n``-th task."""
+    done = 0
+    worker: Worker | None = None
+
+    async def handler(args: int) -> None:
+        nonlocal done
+        done += 1
+        if done == n and worker is not None:
+            worker.stop()
+
+    worker = WorkerBuilder(NAME).backend(b).concurrency(concurrency).build(handler)
+    return worker
+
+
 async def e2e(url: str, n: int, concurrency: int) -> None:
     async with open_backend(url, queue=NAME) as b:
-        for batch in chunks(n):
-            await b.push_bulk(batch)
-        worker = counting_worker(b, concurrency, n)
+        if url.startswith("memory://"):
+            # As the bare loop it is held against: ints, a handler that does nothing.
+            await b.push_bulk(range(n))
+            worker = int_worker(b, concurrency, n)
+        else:
+            for batch in chunks(n):
+                await b.push_bulk(batch)
+            worker = counting_worker(b, concurrency, n)
         t0 = time.perf_counter()
         await worker.run()
         total = time.perf_counter() - t0

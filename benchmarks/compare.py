@@ -14,7 +14,9 @@ database (or SQLite file) that is dropped afterwards:
    the last job done, at concurrency 10 and 100.
 4. ``enqueue_to_start``: 200 jobs pushed one at a time, 20 ms apart, to an idle
    worker in another process; handler start minus push time (``time.time()``).
-5. trioqueue on SQLite for 1-3, and the raw-SQL floor (``_compare_floor.py``).
+5. trioqueue on SQLite for 1-4, and the raw-SQL floor (``_compare_floor.py``).
+6. trioqueue end to end on the memory backend (100,000 tasks), and the bare
+   channel-and-nursery loop it is held against.
 
 Rounds are interleaved: trioqueue, pgqueuer, floors; the next round starts with
 pgqueuer. Progress goes to stderr; stdout gets one JSON line per figure (median,
@@ -65,9 +67,10 @@ class Sizes:
     e2e: int = 20_000
     latency: int = 200
     pause: float = 0.02
+    memory: int = 100_000
 
 
-QUICK = Sizes(single=200, bulk=4000, e2e=4000, latency=50)
+QUICK = Sizes(single=200, bulk=4000, e2e=4000, latency=50, memory=20_000)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
             _fig("trioqueue", be, "enqueue_to_start", "latency", "--jobs", s.latency,
                  "--pause", s.pause, pause_s=s.pause)
         )  # fmt: skip
+    for c in (10, 100):
+        tq.append(
+            _fig("trioqueue", "memory", f"end_to_end_c{c}", "e2e", "--jobs", s.memory,
+                 "--concurrency", c, concurrency=c)
+        )  # fmt: skip
 
     pq = [
         _fig("pgqueuer", "postgresql", "push_single", "single", "--jobs", s.single),
@@ -125,7 +133,11 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
                  batch_size=min(50, c // 2))
         )  # fmt: skip
 
-    fl: list[Figure] = []
+    fl: list[Figure] = [
+        _fig("floor", "memory", f"bare_loop_c{c}", "bare", "--jobs", s.memory,
+             "--concurrency", c, concurrency=c)
+        for c in (10, 100)
+    ]  # fmt: skip
     for be, batches in (("postgresql", (10, 100)), ("sqlite", (100,))):
         fl.append(_fig("floor", be, "insert_single", "single", "--jobs", s.single))
         fl.append(_fig("floor", be, "insert_bulk", "bulk", "--jobs", s.bulk))
@@ -143,6 +155,9 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
 @contextmanager
 def fresh_target(server: str, backend: str) -> Iterator[str]:
     """A new PostgreSQL database or SQLite file for one measurement, removed after."""
+    if backend == "memory":
+        yield "memory://"
+        return
     if backend == "sqlite":
         folder = tempfile.mkdtemp(prefix="trioqueue-compare-")
         try:

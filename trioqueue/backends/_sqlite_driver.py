@@ -1,0 +1,361 @@
+"""``SqliteDriver``: the driver protocol on one SQLite file, shared by several processes.
+
+One connection per driver. Short statements run on the Trio thread (never
+waiting for a lock: ``busy_timeout`` is 0 there); large inserts, waits for
+another process's write lock and WAL checkpoints run on the driver's own
+thread (``_sqlite_thread``). Writes are ``BEGIN IMMEDIATE`` transactions, so
+two processes never claim the same task; pushes are synced to disk before
+they are acknowledged. An idle worker sleeps until inotify reports a write to
+the WAL file (``_sqlite_wake``), else polls. ``sqlite.py`` wraps it in the
+public backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from .._driver import Outcome, StoredTask
+from .._durations import seconds
+from .._task import Status
+from . import _sqlite_schema as schema
+from ._sqlite_thread import Connection
+from ._sqlite_wake import FileWatch, Waker
+
+__all__ = ["SqliteDriver"]
+
+T = TypeVar("T")
+
+#: Calls touching more rows than this run on the connection thread: the Trio
+#: thread is never held for more than about a millisecond.
+DIRECT_ROWS = 256
+#: Every this many write transactions, one runs on the connection thread with
+#: SQLite's automatic WAL checkpoint enabled (off on the Trio thread).
+CHECKPOINT_EVERY = 64
+
+
+class SqliteDriver:
+    """A storage driver on one SQLite file, safe to share between processes.
+
+    Make one with ``await SqliteDriver.connect(path)`` and close it with
+    ``aclose()`` (``SqliteBackend.open`` does both). The driver's one
+    connection runs one call at a time: short ones on the Trio thread, with
+    ``busy_timeout`` 0 so they never wait for another connection's lock;
+    large ones, and any that found the lock taken, on the driver's connection
+    thread with the configured ``busy_timeout``. Writes are ``BEGIN IMMEDIATE``
+    transactions, so claims by several processes never overlap.
+
+    Args:
+      db: The open connection (``Connection.open``); the driver closes it.
+      clock: A function returning POSIX seconds (default ``time.time``).
+      synchronous: ``"off"``, ``"normal"`` or ``"full"`` (see ``docs/sqlite.md``).
+      poll_min, poll_max: The first and the longest pause of ``wait_for_tasks``'s
+        polling (after a write reported by inotify, or always without it).
+      watch: What reports writes to the file (default: None, polling only).
+
+    Attributes:
+      db: The connection, with counts of the calls run on each thread.
+    """
+
+    def __init__(
+        self,
+        db: Connection,
+        *,
+        clock: Callable[[], float] | None = None,
+        synchronous: str = "normal",
+        poll_min: float = 0.001,
+        poll_max: float = 0.1,
+        watch: FileWatch | None = None,
+    ) -> None:
+        self.db = db
+        self.path = db.path
+        self._clock = clock if clock is not None else time.time
+        self._synchronous = synchronous
+        self._waker = Waker(watch, poll_min=poll_min, poll_max=poll_max)
+        self._writes = 0
+        self._seen: dict[str, int] = {}  # data_version read before the last claim, per queue
+
+    @classmethod
+    async def connect(
+        cls,
+        path: str,
+        *,
+        clock: Callable[[], float] | None = None,
+        migrate: bool = True,
+        busy_timeout: float = 5.0,
+        synchronous: str = "normal",
+        poll_min: float = 0.001,
+        poll_max: float = 0.1,
+        watch: bool = True,
+    ) -> SqliteDriver:
+        """Open the database file at ``path``, set it up and bring its schema up to date.
+
+        Args:
+          path: A filesystem path (or ``":memory:"``).
+          clock: A function returning POSIX seconds (default ``time.time``).
+          migrate: Apply missing schema migrations (else an old schema is an error).
+          busy_timeout: Seconds a write waits for another connection's lock.
+          synchronous: ``"off"``, ``"normal"`` (default) or ``"full"``.
+          poll_min, poll_max: The first and the longest pause (seconds) of
+            ``wait_for_tasks``'s polling for commits by other connections.
+          watch: Sleep on inotify (Linux) between commits by other connections
+            instead of polling; False polls always.
+
+        Returns:
+          The driver; the caller owns it and must ``aclose()`` it.
+
+        Raises:
+          BackendError: if the file cannot be opened, is not a database, has a
+            schema newer than this code (or older, with ``migrate=False``).
+        """
+        if synchronous not in schema.SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"synchronous must be one of {schema.SYNCHRONOUS_MODES}, got {synchronous!r}"
+            )
+        busy_timeout = seconds("busy_timeout", busy_timeout)
+        poll_min = seconds("poll_min", poll_min, positive=True)
+        poll_max = seconds("poll_max", poll_max, positive=True)
+        if not poll_min <= poll_max:
+            raise ValueError(f"need 0 < poll_min <= poll_max, got {poll_min!r}, {poll_max!r}")
+        db, watched = await Connection.open(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, migrate=migrate
+        )
+        return cls(
+            db,
+            clock=clock,
+            synchronous=synchronous,
+            poll_min=poll_min,
+            poll_max=poll_max,
+            watch=FileWatch.open(watched) if watch and watched else None,
+        )
+
+    def now(self) -> float:
+        """Return the injected clock, or ``time.time()``."""
+        return self._clock()
+
+    @property
+    def watching(self) -> bool:
+        """Whether an idle ``wait_for_tasks`` sleeps on inotify rather than polling."""
+        return self._waker.watch is not None and self._waker.watch.alive
+
+    # -- plumbing --
+
+    def _write(
+        self, conn: schema.Conn, fn: Callable[..., T], *args: Any, durable: bool = False
+    ) -> T:
+        # One BEGIN IMMEDIATE transaction around fn.
+        with schema.immediate(conn, full_sync=durable and self._synchronous == "normal"):
+            return fn(conn, *args)
+
+    async def _tx(
+        self, fn: Callable[..., T], *args: Any, durable: bool = False, rows: int = 0
+    ) -> T:
+        def run(conn: schema.Conn) -> T:
+            return self._write(conn, fn, *args, durable=durable)
+
+        self._writes += 1
+        offload = rows > DIRECT_ROWS or self._writes % CHECKPOINT_EVERY == 0
+        return await self.db.call(run, offload=offload)
+
+    # -- the Driver protocol --
+
+    async def insert(self, tasks: Sequence[StoredTask]) -> int:
+        """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
+        if not tasks:
+            return 0
+        sql, rows = schema.insert_rows(tasks)
+
+        def run(conn: schema.Conn) -> int:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+        n = await self._tx(run, durable=True, rows=len(rows))
+        self._waker.wake(t.queue for t in tasks)
+        return n
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[StoredTask]:
+        """Claim up to ``limit`` ready tasks by priority, run_at, id in one statement."""
+        if limit <= 0:
+            return []
+        now = self.now()
+
+        def run(conn: schema.Conn) -> tuple[int, list[Any]]:
+            version = schema.data_version(conn)
+            rows = self._write(
+                conn,
+                lambda c: c.execute(
+                    schema.CLAIM, (token, now + lease_seconds, queue, now, limit)
+                ).fetchall(),
+            )
+            return version, rows
+
+        version, rows = await self.db.call(run, offload=limit > DIRECT_ROWS)
+        self._writes += 1
+        self._seen[queue] = version
+        out = [schema.row_to_task(r) for r in rows]
+        out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
+        if len(out) == limit:
+            self._waker.wake((queue,))  # more may be ready: wake this driver's other waiters
+        return out
+
+    async def start(self, ids: Sequence[str], token: str) -> None:
+        """Mark leased QUEUED tasks RUNNING."""
+        if ids:
+            arg = schema.ids_json(ids)
+            await self._tx(lambda c: c.execute(schema.START, (arg, token)), rows=len(ids))
+
+    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
+        """Extend the leases still held; return their ids."""
+        if not ids:
+            return []
+        arg, expires = schema.ids_json(ids), self.now() + lease_seconds
+        rows = await self._tx(
+            lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall(), rows=len(ids)
+        )
+        kept = {r[0] for r in rows}
+        return [id for id in ids if id in kept]
+
+    async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
+        """Apply outcomes whose lease is still held (compare-and-set on token and status)."""
+        if not outcomes:
+            return []
+        now = self.now()
+
+        def run(conn: schema.Conn) -> list[tuple[str, str]]:
+            held = dict(
+                conn.execute(schema.SETTLE_HELD, (schema.ids_json(o.id for o in outcomes), token))
+            )
+            params: list[dict[str, Any]] = [
+                {
+                    "id": o.id,
+                    "token": token,
+                    "status": o.status.value,
+                    "result": o.result,
+                    "error": o.error,
+                    "now": now,
+                    "delay": max(0.0, o.delay),
+                }
+                for o in outcomes
+                if o.id in held
+            ]
+            conn.executemany(schema.SETTLE, params)
+            return [(o.id, held[o.id]) for o in outcomes if o.id in held]
+
+        applied = await self._tx(run, rows=len(outcomes))
+        failed = {o.id for o in outcomes if o.status is Status.FAILED}
+        if failed:
+            self._waker.wake(q for id, q in applied if id in failed)
+        return [id for id, _ in applied]
+
+    async def release(self, ids: Sequence[str], token: str) -> int:
+        """Give leased tasks back as PENDING, uncounting their attempt."""
+        if not ids:
+            return 0
+        arg = schema.ids_json(ids)
+        rows = await self._tx(
+            lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall(), rows=len(ids)
+        )
+        self._waker.wake(r[0] for r in rows)
+        return len(rows)
+
+    async def rescue(self, queue: str | None) -> int:
+        """Recover expired leases: KILLED when out of attempts, else FAILED now."""
+        args = {"now": self.now(), "queue": queue}
+
+        def run(conn: schema.Conn) -> list[Any]:
+            # A read first: no write lock taken when nothing expired (the usual case).
+            if conn.execute(schema.EXPIRED, args).fetchone() is None:
+                return []
+            return self._write(conn, lambda c: c.execute(schema.RESCUE, args).fetchall())
+
+        rows = await self.db.call(run)
+        self._waker.wake(r[0] for r in rows if r[1] == "failed")
+        return len(rows)
+
+    async def next_run_at(self, queue: str) -> float | None:
+        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
+        row = await self.db.call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
+        return None if row is None else row[0]
+
+    async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
+        """Wait for a push to ``queue`` (this process) or any commit by another connection.
+
+        Another connection's commit shows as a new ``PRAGMA data_version``. On
+        Linux the driver sleeps until inotify reports a write to the WAL file,
+        then reads it every ``poll_min`` seconds at first, doubling up to
+        ``poll_max``, until it changes or ``poll_max`` passed since the last
+        write (a commit is visible a moment after its last write). Without
+        inotify it reads it on that schedule all along.
+        """
+        seen = self._seen.get(queue)
+        if seen is None:
+            seen = self._seen[queue] = await self.db.call(schema.data_version)
+        await self._waker.wait(queue, seen, partial(self.db.call, schema.data_version), max_wait)
+
+    # -- inspection and administration --
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        """Count tasks per queue and status."""
+        rows = await self.db.call(
+            lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall(), offload=True
+        )
+        out: dict[str, dict[Status, int]] = {}
+        for q, status, n in rows:
+            out.setdefault(q, {})[Status(status)] = n
+        return out
+
+    async def list_tasks(
+        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+    ) -> list[StoredTask]:
+        """List tasks, newest id first."""
+        params = {
+            "queue": queue,
+            "status": None if status is None else status.value,
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        rows = await self.db.call(
+            lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
+        )
+        return [schema.row_to_task(r) for r in rows]
+
+    async def get(self, id: str) -> StoredTask | None:
+        """Return one task, or None."""
+        row = await self.db.call(lambda c: c.execute(schema.GET, (id,)).fetchone())
+        return None if row is None else schema.row_to_task(row)
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        args = (self.now(), id)
+        rows = await self._tx(lambda c: c.execute(schema.RETRY, args).fetchall(), durable=True)
+        self._waker.wake(r[0] for r in rows)
+        return bool(rows)
+
+    async def cancel(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task."""
+        args = (self.now(), id)
+        return bool(await self._tx(lambda c: c.execute(schema.CANCEL, args).rowcount, durable=True))
+
+    async def purge(self, older_than: float) -> int:
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        rows = await self._tx(
+            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount,
+            durable=True,
+            rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
+        )
+        return int(rows)
+
+    async def aclose(self) -> None:
+        """Close the connection and its thread (idempotent)."""
+        self._waker.close()
+        await self.db.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.db.closed else "open"
+        wake = "inotify" if self.watching else "poll"
+        return f"<SqliteDriver {self.path!r} {state} synchronous={self._synchronous} wake={wake}>"
