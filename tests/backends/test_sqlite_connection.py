@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from trioqueue import Outcome, PushError, Status, StoredTask
-from trioqueue.backends import sqlite as sqlite_module
+from trioqueue.backends import _sqlite_driver as sqlite_module
 from trioqueue.backends._sqlite_wake import FileWatch
 from trioqueue.backends.sqlite import SqliteBackend, SqliteDriver
 
