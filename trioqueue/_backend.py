@@ -261,6 +261,7 @@ class Backend(TaskSink[Any]):
         *,
         concurrency: int,
         prefetch: int | None = None,
+        prefetch_max: int | None = None,
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         queue: str | None = None,
@@ -270,6 +271,8 @@ class Backend(TaskSink[Any]):
         Args:
           concurrency: How many tasks the consumer's user runs at once.
           prefetch: Capacity of the prefetch channel (default: ``concurrency``).
+          prefetch_max: Let the capacity grow up to this while slots starve
+            and a backlog is ready (default: ``prefetch``, fixed).
           lease_seconds: Lease length; leases are extended every third of it.
           poll_interval: Longest wait between claims when the driver has no wake-up.
           queue: Queue to claim from (default: the backend's).
@@ -286,6 +289,7 @@ class Backend(TaskSink[Any]):
             queue=self.queue if queue is None else check_queue_name(queue),
             concurrency=concurrency,
             prefetch=prefetch if prefetch is not None else concurrency,
+            prefetch_max=prefetch_max,
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
         )

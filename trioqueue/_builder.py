@@ -18,6 +18,11 @@ __all__ = ["DEFAULT_CONCURRENCY", "WorkerBuilder"]
 DEFAULT_CONCURRENCY = 10
 
 
+def adaptive_prefetch_max(concurrency: int) -> int:
+    """Return how far an adaptive prefetch channel may grow for ``concurrency`` slots."""
+    return max(concurrency, min(4 * concurrency, 128))
+
+
 class WorkerBuilder:
     """Builds a ``Worker``, as in Apalis.
 
@@ -80,7 +85,14 @@ class WorkerBuilder:
         return self
 
     def prefetch(self, n: int) -> WorkerBuilder:
-        """Set the prefetch channel's capacity (default: the concurrency)."""
+        """Fix the prefetch channel's capacity.
+
+        By default it is adaptive: it starts at the concurrency and grows (up
+        to 4× the concurrency, at most 128, never below it) while slots wait
+        for tasks and a backlog is ready, then falls back as soon as a claim
+        finds the backlog drained. Slow tasks never grow it, so workers share
+        a queue fairly; fast ones keep the pipe full.
+        """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"prefetch must be an int >= 1, got {n!r}")
         self._prefetch = n
@@ -144,6 +156,7 @@ class WorkerBuilder:
             layers=tuple(self._layers),
             concurrency=self._concurrency,
             prefetch=self._prefetch or self._concurrency,
+            prefetch_max=self._prefetch or adaptive_prefetch_max(self._concurrency),
             lease_seconds=self._lease,
             poll_interval=self._poll,
             shutdown_timeout=self._shutdown_timeout,

@@ -48,19 +48,22 @@ class Consumer:
         prefetch: int,
         lease_seconds: float,
         poll_interval: float,
+        prefetch_max: int | None = None,
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
+        prefetch_max = prefetch if prefetch_max is None else max(prefetch, prefetch_max)
         self.driver = driver
         self.transient = transient
         self.queue = queue
         self.token = secrets.token_hex(16)
-        self.prefetch = prefetch
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
-        self._max_held = concurrency + prefetch
-        self._low_water = prefetch // 2
-        self._send, self._recv = trio.open_memory_channel[StoredTask](prefetch)
+        self._concurrency = concurrency
+        self._prefetch_base = prefetch
+        self.prefetch_max = prefetch_max
+        self._set_prefetch(prefetch)
+        self._send, self._recv = trio.open_memory_channel[StoredTask](prefetch_max)
         # The channel's own deque, read on the hot path instead of building a
         # statistics() record per task; None if trio ever stops exposing it.
         self._buffer: Sized | None = getattr(getattr(self._send, "_state", None), "data", None)
@@ -181,6 +184,12 @@ class Consumer:
         """Tasks leased and not yet settled or released (buffered, running or settling)."""
         return len(self._held)
 
+    def _set_prefetch(self, n: int) -> None:
+        #: The prefetch channel's capacity now (adaptive between its base and max).
+        self.prefetch = n
+        self._max_held = self._concurrency + n
+        self._low_water = n // 2
+
     def _set_idle(self, idle: bool) -> None:
         if idle and not self._idle.is_set():
             self._idle.set()
@@ -236,6 +245,15 @@ class Consumer:
                     self._held.add(r.id)
                     self.give_back(r.id)
                 return
+            if self.prefetch_max > self._prefetch_base:
+                # Adaptive prefetch: a full batch while slots were starving
+                # means fast tasks and a backlog, so hold more at once; a
+                # short batch means the backlog is drained: back to the base.
+                if len(recs) < free:
+                    if self.prefetch != self._prefetch_base:
+                        self._set_prefetch(self._prefetch_base)
+                elif stats.tasks_waiting_receive and self.prefetch < self.prefetch_max:
+                    self._set_prefetch(min(self.prefetch * 2, self.prefetch_max))
             if recs:
                 self._set_idle(False)
                 self.claimed_total += len(recs)

@@ -45,7 +45,9 @@ class WorkerConfig:
       data: Shared state by type, for ``Data[T]`` parameters.
       layers: The middleware, outermost first.
       concurrency: Tasks run at once.
-      prefetch: The prefetch channel's capacity.
+      prefetch: The prefetch channel's capacity to start with.
+      prefetch_max: How far the capacity may grow while slots starve and a
+        backlog is ready (adaptive prefetch); equal to ``prefetch`` when fixed.
       lease_seconds: Lease length; renewed every third of it.
       poll_interval: Longest wait between claims without a wake-up.
       shutdown_timeout: How long a graceful stop waits for running tasks.
@@ -60,6 +62,7 @@ class WorkerConfig:
     layers: tuple[Layer, ...]
     concurrency: int
     prefetch: int
+    prefetch_max: int
     lease_seconds: float
     poll_interval: float
     shutdown_timeout: float
@@ -94,6 +97,7 @@ class Worker:
         self.backend = config.backend
         self.concurrency = config.concurrency
         self.prefetch = config.prefetch
+        self.prefetch_max = config.prefetch_max
         self.lease_seconds = config.lease_seconds
         self.poll_interval = config.poll_interval
         self.shutdown_timeout = config.shutdown_timeout
@@ -204,6 +208,7 @@ class Worker:
             async with self.backend.open_consumer(
                 concurrency=self.concurrency,
                 prefetch=self.prefetch,
+                prefetch_max=self.prefetch_max,
                 lease_seconds=self.lease_seconds,
                 poll_interval=self.poll_interval,
             ) as consumer:
