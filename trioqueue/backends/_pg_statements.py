@@ -202,9 +202,25 @@ class Statements:
                   FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
         )
+        # The earliest run_at of a queue's waiting tasks, read from the claim
+        # index alone: one probe per distinct priority (a loose index scan),
+        # so no second index has to be kept up to date on every insert.
         self.next_run_at = q(
-            "SELECT min(run_at) FROM {s}.tasks "
-            "WHERE queue = %(queue)s AND status IN ('pending', 'failed')"
+            """WITH RECURSIVE p(priority) AS (
+                (SELECT priority FROM {s}.tasks
+                 WHERE queue = %(queue)s AND status IN ('pending', 'failed')
+                 ORDER BY priority DESC LIMIT 1)
+                UNION ALL
+                SELECT (SELECT t.priority FROM {s}.tasks t
+                        WHERE t.queue = %(queue)s AND t.status IN ('pending', 'failed')
+                          AND t.priority < p.priority
+                        ORDER BY t.priority DESC LIMIT 1)
+                FROM p WHERE p.priority IS NOT NULL)
+            SELECT min((SELECT t.run_at FROM {s}.tasks t
+                        WHERE t.queue = %(queue)s AND t.status IN ('pending', 'failed')
+                          AND t.priority = p.priority
+                        ORDER BY t.run_at LIMIT 1))
+            FROM p WHERE p.priority IS NOT NULL"""
         )
         self.counts = q(
             "SELECT queue, status, count(*) FROM {s}.tasks "
