@@ -85,6 +85,7 @@ class Consumer:
         self._busy.set()
         self._wait_scope: trio.CancelScope | None = None
         self.claimed_total = 0
+        self._settles = 0  # outcome batches written, so a claim knows what it may have missed
 
     # -- what the worker calls --
 
@@ -231,6 +232,7 @@ class Consumer:
                 self._claimer_waiting = True
                 await self._claim_wake.wait()
                 continue
+            settles = self._settles
             recs = await retrying(
                 "claim tasks",
                 driver.claim,
@@ -268,6 +270,11 @@ class Consumer:
                     send_nowait(r)
                 if self._lost:  # reclaimed after a lease was lost: it may run again
                     self._lost.difference_update(r.id for r in recs)
+                await trio.lowlevel.checkpoint()
+                continue
+            if settles != self._settles:
+                # An outcome was written while this claim ran: a failed task
+                # may be ready again, unseen by the claim. Look once more.
                 await trio.lowlevel.checkpoint()
                 continue
             if not self._held and not self._pending():
@@ -337,6 +344,7 @@ class Consumer:
                 lost = set(ids) - set(applied)
                 log.warning("lease lost before settling %d task(s): %s", len(lost), sorted(lost))
             self._held.difference_update(ids)
+            self._settles += 1
             if self._claimer_waiting:
                 self._claimer_waiting = False
                 self._claim_wake.set()

@@ -50,7 +50,7 @@ class PreparedConnection:
       connection raises ``psycopg.OperationalError`` (or a subclass).
     """
 
-    __slots__ = ("_names", "_tx", "conn", "durable")
+    __slots__ = ("_names", "_queries", "_tx", "conn", "durable")
 
     def __init__(self, conn: Connection) -> None:
         # json and jsonb values (meta, the settled ids) decode with msgspec: it
@@ -60,8 +60,11 @@ class PreparedConnection:
         #: Whether commits wait for the disk (``synchronous_commit``), as last set.
         self.durable = True
         self._tx = Transformer(conn)
-        # (query in libpq form, parameter types) -> prepared statement name
-        self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        # (query, parameter types) -> prepared statement name
+        self._names: dict[tuple[object, tuple[int, ...]], bytes] = {}
+        # query text -> its conversion to libpq's form, reused for each call's
+        # parameters (a str's hash is computed once, a Composed's every time)
+        self._queries: dict[str, PostgresQuery] = {}
 
     async def execute(self, query: Query, params: Params) -> list[Row]:
         """Run ``query`` (``%s`` or ``%(name)s`` placeholders) and return its rows.
@@ -70,9 +73,20 @@ class PreparedConnection:
           psycopg.Error: what the server or psycopg raised for the statement.
         """
         pgconn = self.conn.pgconn
-        pgq = PostgresQuery(self._tx)
-        pgq.convert(query, params)
-        key = (pgq.query, pgq.types)
+        key_query: object
+        if isinstance(query, str):
+            pgq = self._queries.get(query)
+            if pgq is None:
+                pgq = self._queries[query] = PostgresQuery(self._tx)
+                pgq.convert(query, params)
+            else:
+                pgq.dump(params)
+            key_query = query
+        else:
+            pgq = PostgresQuery(self._tx)
+            pgq.convert(query, params)
+            key_query = pgq.query
+        key = (key_query, pgq.types)
         name = self._names.get(key)
         if name is None:
             if len(self._names) >= MAX_PREPARED:

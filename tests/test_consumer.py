@@ -1,0 +1,140 @@
+"""The consumer: start marks folded into settles, adaptive prefetch, claims racing settles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+import trio.testing
+
+import trioqueue as tq
+from trioqueue import Status, WorkerBuilder
+from trioqueue.backends.memory import MemoryDriver
+
+
+class RecordingDriver(MemoryDriver):
+    """A memory driver that records the start marks and the claim sizes it was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+        self.claims: list[tuple[int, int]] = []  # (asked, got)
+
+    async def start(self, ids: Sequence[str], token: str) -> None:
+        self.started.extend(ids)
+        await super().start(ids, token)
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[tq.StoredTask]:
+        got = await super().claim(queue, limit, token, lease_seconds)
+        self.claims.append((limit, len(got)))
+        return got
+
+
+async def test_a_task_ended_before_the_flush_gets_no_running_mark(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = RecordingDriver()
+    backend = tq.Backend(driver)
+    release = trio.Event()
+
+    async def handler(n: int) -> None:
+        if n == 1:
+            await release.wait()  # still running at the next flush: marked RUNNING
+
+    async with backend.running():
+        await backend.push_bulk([0, 1, 2, 3])
+        w = WorkerBuilder("w").backend(backend).concurrency(4).build(handler)
+        async with trio.open_nursery() as n:
+            await n.start(w.serve)
+            await trio.testing.wait_all_tasks_blocked()
+            (slow,) = [t for t in await backend.list_tasks() if t.args == 1]
+            assert slow.status is Status.RUNNING
+            assert driver.started == [slow.id]  # the other three went QUEUED -> DONE
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            w.stop()
+        assert await backend.counts() == {"default": {Status.DONE: 4}}
+
+
+async def test_prefetch_grows_while_slots_starve_and_falls_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = RecordingDriver()
+    backend = tq.Backend(driver)
+    async with backend.running():
+        await backend.push_bulk(range(2000))
+        w = WorkerBuilder("w").backend(backend).concurrency(4).build(noop)
+        assert (w.prefetch, w.prefetch_max) == (4, 16)
+        await w.run(burst=True)
+    asked = [a for a, _ in driver.claims]
+    # fast tasks and a backlog: claims grew past concurrency + base prefetch...
+    assert max(asked) > 8
+    assert max(asked) <= 4 + 16
+    # ...and the last claims, finding the backlog drained, fell back
+    assert driver.claims[-1][1] < driver.claims[-1][0]
+
+
+async def test_a_fixed_prefetch_never_grows(autojump_clock: trio.abc.Clock) -> None:
+    driver = RecordingDriver()
+    backend = tq.Backend(driver)
+    async with backend.running():
+        await backend.push_bulk(range(500))
+        w = WorkerBuilder("w").backend(backend).concurrency(4).prefetch(4).build(noop)
+        assert (w.prefetch, w.prefetch_max) == (4, 4)
+        await w.run(burst=True)
+    assert max(a for a, _ in driver.claims) <= 8
+
+
+class LateClaimDriver(MemoryDriver):
+    """Its second claim finds nothing, but returns only after an outcome was settled:
+    a claim that raced a settle of a failed attempt, as on a database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.settled = trio.Event()
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[tq.StoredTask]:
+        self.calls += 1
+        got = await super().claim(queue, limit, token, lease_seconds)
+        if self.calls == 2:
+            assert got == []
+            await self.settled.wait()
+        return got
+
+    async def settle(self, outcomes: Sequence[tq.Outcome], token: str) -> list[str]:
+        done = await super().settle(outcomes, token)
+        self.settled.set()
+        return done
+
+    async def next_run_at(self, queue: str) -> float | None:
+        await trio.sleep(0.001)  # a round trip, as on a database (autojump clock)
+        return await super().next_run_at(queue)
+
+
+async def test_a_claim_that_raced_a_settle_looks_again_before_going_idle(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = LateClaimDriver()
+    backend = tq.Backend(driver)
+    attempts: list[int] = []
+
+    async def flaky(n: int, attempt: tq.Attempt) -> None:
+        attempts.append(attempt)
+        if attempt == 1:
+            raise RuntimeError("once")
+
+    async with backend.running():
+        await backend.push(1)
+        w = WorkerBuilder("w").backend(backend).backoff(lambda n: 0.0).build(flaky)
+        await w.run(burst=True)  # a burst run stops only once nothing is ready
+        assert attempts == [1, 2]
+        assert await backend.counts() == {"default": {Status.DONE: 1}}
+
+
+async def noop(n: int) -> None:
+    return None
