@@ -143,9 +143,8 @@ class TaskSink(Generic[Args]):
             created_at=now,
         )
 
-    def _plain_record(self, args: Any) -> StoredTask:
+    def _plain_record(self, args: Any, now: float) -> StoredTask:
         """``_record`` with every option at its default (the bulk fast path)."""
-        now = self._now()
         return StoredTask(
             TaskId.new(), self.queue, self.codec.encode(args), Status.PENDING, 0, 25, now, 0,
             {}, None, None, now,
@@ -231,7 +230,8 @@ class TaskSink(Generic[Args]):
         """
         if isinstance(items, str | bytes | dict):
             raise TypeError("push_bulk takes an iterable of task args, not a single value")
-        records = [self._plain_record(a) for a in items]
+        now = self._now()
+        records = [self._plain_record(a, now) for a in items]
         for start in range(0, len(records), CHUNK):
             await self._store(records[start : start + CHUNK])
         return [r.id for r in records]  # type: ignore[misc]
@@ -253,7 +253,7 @@ class TaskSink(Generic[Args]):
         async def batches() -> AsyncIterable[list[StoredTask]]:
             batch: list[StoredTask] = []
             async for a in items:
-                batch.append(self._plain_record(a))
+                batch.append(self._plain_record(a, self._now()))
                 if len(batch) >= CHUNK:
                     counter[0] += len(batch)
                     yield batch

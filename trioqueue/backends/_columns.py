@@ -13,14 +13,26 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._driver import StoredTask
+import msgspec
 
-__all__ = ["FIELDS", "Columns", "nullable"]
+from .._driver import StoredTask
+from .._task import Status
+
+__all__ = ["FIELDS", "Columns", "meta_json", "nullable", "status_text"]
 
 #: The column names: ``StoredTask``'s fields, in order.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StoredTask))
 
 Convert = Callable[[Any], Any]
+
+#: A ``Status``'s stored text, by dict lookup (an enum's ``.value`` costs a
+#: descriptor call per row).
+status_text: Convert = {s: s.value for s in Status}.__getitem__
+
+
+def meta_json(meta: Mapping[str, Any]) -> str:
+    """Return ``meta`` as JSON text (the empty one, most tasks', without encoding)."""
+    return msgspec.json.encode(dict(meta)).decode() if meta else "{}"
 
 
 def nullable(convert: Convert) -> Convert:

@@ -8,11 +8,8 @@ lists come from ``StoredTask``'s fields (``_columns.py``).
 from __future__ import annotations
 
 import logging
-import operator
 import re
-from typing import Any
 
-import msgspec
 import psycopg
 import trio
 from psycopg import sql
@@ -21,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
-from ._columns import Columns, nullable
+from ._columns import Columns, meta_json, nullable, status_text
 
 __all__ = [
     "COLUMNS",
@@ -80,14 +77,10 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _encode_meta(meta: dict[str, Any]) -> str:
-    return msgspec.json.encode(meta).decode()
-
-
 #: The table's columns and how each differs from the record's field (``meta``
 #: travels as JSON text and comes back decoded from jsonb by psycopg).
 COLUMNS = Columns(
-    to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
+    to_db={"status": status_text, "meta": meta_json},
     from_db={
         "payload": bytes,
         "status": {s.value: s for s in Status}.__getitem__,

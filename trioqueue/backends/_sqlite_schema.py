@@ -22,7 +22,7 @@ from .._driver import StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
-from ._columns import Columns, nullable
+from ._columns import Columns, meta_json, nullable, status_text
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -73,13 +73,9 @@ CREATE INDEX trioqueue_tasks_finished
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _encode_meta(meta: dict[str, Any]) -> str:
-    return msgspec.json.encode(dict(meta)).decode()
-
-
 #: The table's columns and how each differs from the record's field.
 COLUMNS = Columns(
-    to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
+    to_db={"status": status_text, "meta": meta_json},
     from_db={
         "payload": bytes,
         "status": Status,
@@ -224,7 +220,7 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
         if tail(t) != fresh:
             return INSERT, COLUMNS.rows(tasks)
         meta = t.meta
-        append((*head(t), _encode_meta(meta) if meta else "{}", t.created_at))
+        append((*head(t), meta_json(meta), t.created_at))
     return INSERT_FRESH, rows
 
 
