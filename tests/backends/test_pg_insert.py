@@ -155,9 +155,8 @@ async def test_copy_cancelled_midway_leaves_no_row_and_no_connection(
 ) -> None:
     async with PostgresBackend.open(pg_url, schema=schema) as b:
         s = b.driver._sql
-        rows = s.copy_rows(
-            [b._record("x" * 200, now=b._now(), queue=b.queue) for _ in range(50_000)]
-        )
+        records = [b._record("x" * 200, now=b._now(), queue=b.queue) for _ in range(50_000)]
+        rows = list(s.copy_rows(records))
         runner = NativeRunner(pg_url, pool_size=1, statement_timeout=30, connect_timeout=10)
         try:
             await runner.fetch("SELECT 1", None)  # one pooled, idle connection

@@ -8,7 +8,7 @@ on one more connection of its own. See ``_pg_native`` for the connection itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -175,7 +175,7 @@ class NativeRunner:
 
         return await self._with(durable, run)
 
-    async def copy_in(self, copy: str, rows: Sequence[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
         """COPY ``rows`` in, run ``after`` and commit, in one durable transaction.
 
         See ``PreparedConnection.copy_in``; errors and cancellation as in ``fetch``.

@@ -126,9 +126,9 @@ class PreparedConnection:
             formatter = TextFormatter(Transformer(self.conn))
             for row in rows:
                 if data := formatter.write_row(row):
-                    await wait(generators.copy_to(pgconn, data, False), fd)
+                    await wait(generators.copy_to(pgconn, data, True), fd)
             if data := formatter.end():
-                await wait(generators.copy_to(pgconn, data, False), fd)
+                await wait(generators.copy_to(pgconn, data, True), fd)
             copying = False
             await wait(generators.copy_end(pgconn, None), fd)
             await self._simple(after.encode() + b"; COMMIT")

@@ -12,7 +12,7 @@ call. They commit every statement durably.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -152,7 +152,7 @@ class AsyncioRunner:
             self._pool.give(conn)
             return rows
 
-    async def copy_in(self, copy: str, rows: Sequence[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
         """COPY in one transaction (see ``Runner.copy_in``)."""
 
         async def run(conn: psycopg.AsyncConnection[Row]) -> None:
@@ -301,7 +301,7 @@ class ThreadRunner:
             self._pool.give(conn)
             return rows
 
-    async def copy_in(self, copy: str, rows: Sequence[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
         """COPY in one transaction, in a worker thread (see ``Runner.copy_in``)."""
         async with self._pool._slots:
             taken = self._pool.take()

@@ -19,7 +19,7 @@ restart or ``pg_terminate_backend``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
@@ -52,7 +52,7 @@ class Runner(Protocol):
         """
         ...
 
-    async def copy_in(self, copy: str, rows: Sequence[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
         """In one durable transaction: ``COPY ... FROM STDIN`` the ``rows``, run ``after``.
 
         ``after`` is one or more statements without parameters (the wake-up

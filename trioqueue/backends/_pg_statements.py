@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -274,15 +274,16 @@ class Statements:
             "channel": self.channel,
         }
 
-    def copy_rows(self, tasks: Sequence[StoredTask]) -> list[list[Any]]:
-        """Return the rows ``copy`` takes for ``tasks``: the inserted columns, converted."""
-        rows = []
+    def copy_rows(self, tasks: Iterable[StoredTask]) -> Iterator[list[Any]]:
+        """Yield the rows ``copy`` takes for ``tasks``: the inserted columns, converted.
+
+        Lazily: the COPY sends the first rows while the next are converted.
+        """
         for t in tasks:
             values = list(_ONE(t))
             for i, convert in _ONE_CONVERT:
                 values[i] = convert(values[i])
-            rows.append(values)
-        return rows
+            yield values
 
     def notify(self, queues: Iterable[str]) -> str:
         """Return the statement that wakes the workers of ``queues`` (values inlined)."""
