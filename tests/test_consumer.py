@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 import trio.testing
@@ -138,3 +139,32 @@ async def test_a_claim_that_raced_a_settle_looks_again_before_going_idle(
 
 async def noop(n: int) -> None:
     return None
+
+
+async def test_slow_tasks_never_grow_the_prefetch_so_workers_share_fairly(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = RecordingDriver()
+    backend = tq.Backend(driver)
+    ran: dict[str, int] = {"a": 0, "b": 0}
+
+    def handler_for(name: str) -> object:
+        async def slow(n: int) -> None:
+            ran[name] += 1
+            await trio.sleep(1)  # a second of work (the autojump clock makes it instant)
+
+        return slow
+
+    async with backend.running():
+        await backend.push_bulk(range(40))
+        workers = [
+            WorkerBuilder(name).backend(backend).concurrency(2).build(handler_for(name))  # type: ignore[arg-type]
+            for name in ran
+        ]
+        async with trio.open_nursery() as n:
+            for w in workers:
+                n.start_soon(partial(w.run, burst=True))
+    assert sum(ran.values()) == 40
+    # each worker holds at most its 2 slots + 2 prefetched: neither hoards the queue
+    assert 15 <= ran["a"] <= 25 and 15 <= ran["b"] <= 25
+    assert max(a for a, _ in driver.claims) <= 4
