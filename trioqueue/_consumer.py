@@ -186,7 +186,7 @@ class Consumer:
         return len(self._held)
 
     def _set_prefetch(self, n: int) -> None:
-        #: The prefetch channel's capacity now (adaptive between its base and max).
+        # The prefetch channel's capacity now: adaptive between its base and max.
         self.prefetch = n
         self._max_held = self._concurrency + n
         self._low_water = n // 2
