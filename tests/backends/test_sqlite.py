@@ -382,7 +382,8 @@ def _schema_of(path: str) -> list[tuple[str, str]]:
     finally:
         conn.close()
     return [
-        (name, " ".join(sql.replace("(", " ( ").replace(")", " ) ").split())) for name, sql in rows
+        (name, " ".join(sql.replace("(", " ( ").replace(")", " ) ").replace(",", " , ").split()))
+        for name, sql in rows
     ]
 
 

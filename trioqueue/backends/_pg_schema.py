@@ -20,8 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .._errors import BackendError
 from .._registry import redact_url
-from .._task import Status
-from ._columns import Columns, nullable
+from ._columns import Columns, json_object, nullable, status_of
 
 __all__ = [
     "COLUMNS",
@@ -69,6 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tasks_finished ON {s}.tasks (finished_at)
         WHERE status IN ('done', 'killed', 'cancelled');
     """,
+    # 2: the bounded traceback of a task's last failure.
+    "ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS traceback text;",
 )
 
 #: The schema version this code writes and understands.
@@ -80,12 +81,14 @@ def _encode_meta(meta: dict[str, Any]) -> str:
 
 
 #: The table's columns and how each differs from the record's field (``meta``
-#: travels as JSON text and comes back decoded from jsonb by psycopg).
+#: travels as JSON text both ways: read as ``meta::text``, it is decoded row
+#: by row, so one that does not decode fails its row alone).
 COLUMNS = Columns(
     to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
     from_db={
         "payload": bytes,
-        "status": {s.value: s for s in Status}.__getitem__,
+        "status": status_of,
+        "meta": json_object(msgspec.json.decode),
         "result": nullable(bytes),
     },
 )

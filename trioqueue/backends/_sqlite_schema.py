@@ -22,7 +22,7 @@ from .._driver import StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
-from ._columns import Columns, nullable
+from ._columns import Columns, json_object, nullable, status_of
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -67,6 +67,8 @@ CREATE INDEX trioqueue_tasks_finished
             ON trioqueue_tasks (finished_at)
             WHERE status IN ('done', 'killed', 'cancelled');
 """,
+    # 2: the bounded traceback of a task's last failure.
+    "ALTER TABLE trioqueue_tasks ADD COLUMN traceback TEXT;",
 )
 
 #: The schema version this code writes and understands.
@@ -82,8 +84,8 @@ COLUMNS = Columns(
     to_db={"status": operator.attrgetter("value"), "meta": _encode_meta},
     from_db={
         "payload": bytes,
-        "status": Status,
-        "meta": msgspec.json.decode,
+        "status": status_of,
+        "meta": json_object(msgspec.json.decode),
         "result": nullable(bytes),
     },
 )
@@ -128,7 +130,8 @@ UPDATE trioqueue_tasks SET
     status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
                   THEN 'killed' ELSE :status END,
     result = CASE WHEN :status = 'done' THEN :result ELSE result END,
-    last_error = CASE WHEN :status = 'done' THEN last_error ELSE :error END,
+    last_error = CASE WHEN :status = 'done' AND :error IS NULL THEN last_error ELSE :error END,
+    traceback = CASE WHEN :status = 'done' THEN traceback ELSE :traceback END,
     run_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
                   THEN :now + :delay ELSE run_at END,
     finished_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
@@ -207,9 +210,16 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 _fresh_head = operator.attrgetter("id", "queue", "payload", "max_attempts", "run_at", "priority")
 _fresh_tail = operator.attrgetter(
-    "status", "attempts", "last_error", "result", "finished_at", "lease_token", "lease_expires_at"
+    "status",
+    "attempts",
+    "last_error",
+    "result",
+    "finished_at",
+    "lease_token",
+    "lease_expires_at",
+    "traceback",
 )
-_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None)
+_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None, None)
 
 
 def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:

@@ -45,6 +45,7 @@ def _copy(t: StoredTask) -> StoredTask:
         t.finished_at,
         t.lease_token,
         t.lease_expires_at,
+        t.traceback,
     )
 
 
