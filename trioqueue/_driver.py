@@ -145,6 +145,14 @@ class Driver(Protocol):
         """
         ...
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids`` (one batched read).
+
+        The bridge asks only when an insert stored fewer tasks than it was
+        given, to tell an id its queue holds already from one of another queue.
+        """
+        ...
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:

@@ -214,6 +214,11 @@ class PostgresDriver:
         rows = await self._runner.fetch_on(conn, self._sql.insert, self._sql.insert_params(tasks))
         return int(rows[0][0])
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        rows = await self._fetch(self._sql.queues_of, {"ids": list(ids)}, shield=False)
+        return {id: (q, status_of(st)) for id, q, st in rows}
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:

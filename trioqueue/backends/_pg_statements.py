@@ -224,6 +224,9 @@ class Statements:
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
         )
         self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
+        self.queues_of = q(
+            "SELECT id, queue, status FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])"
+        )
         self.retry = q(
             """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
                 finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)

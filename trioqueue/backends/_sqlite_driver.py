@@ -180,6 +180,14 @@ class SqliteDriver:
         self._waker.wake(t.queue for t in tasks)
         return n
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        arg = schema.ids_json(ids)
+        rows = await self.db.call(
+            lambda c: c.execute(schema.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
+        )
+        return {id: (q, status_of(st)) for id, q, st in rows}
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:

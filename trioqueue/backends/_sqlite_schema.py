@@ -178,6 +178,7 @@ WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :statu
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
+QUEUES_OF = f"SELECT id, queue, status FROM trioqueue_tasks WHERE {_IDS}"
 RETRY = """
 UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
     max_attempts = max(max_attempts, attempts + 1)

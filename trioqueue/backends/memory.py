@@ -115,6 +115,11 @@ class MemoryDriver:
             n += 1
         return n
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        tasks = self._tasks
+        return {id: (t.queue, t.status) for id in ids if (t := tasks.get(id)) is not None}
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:

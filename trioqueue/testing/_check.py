@@ -14,7 +14,7 @@ import trio
 
 from .._driver import Outcome
 from .._task import Status
-from ._check_texts import failure_texts
+from ._check_texts import failure_texts, store_wide_ids
 from ._context import BackendFactory, Check, ManualClock, _Ctx
 
 __all__ = ["CHECK_NAMES", "check_backend"]
@@ -391,6 +391,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("admin.retry", _admin_retry),
     ("admin.purge", _purge),
     ("push.idempotent", _idempotent),
+    ("push.store_wide_ids", store_wide_ids),
     ("queues", _queues),
 )
 

@@ -1,12 +1,13 @@
-"""Conformance checks of what a driver stores beside the status: failure texts and notes."""
+"""Conformance checks of what a driver stores beside the status, and of store-wide ids."""
 
 from __future__ import annotations
 
 from .._driver import Outcome
-from .._task import Status
+from .._errors import DuplicateTask
+from .._task import Status, Task, TaskId
 from ._context import _Ctx
 
-__all__ = ["failure_texts"]
+__all__ = ["failure_texts", "store_wide_ids"]
 
 
 async def failure_texts(c: _Ctx) -> None:
@@ -43,4 +44,29 @@ async def failure_texts(c: _Ctx) -> None:
         rec.last_error == "ValueError: bad" and rec.traceback == trace,
         f"a DONE outcome without a note changed last_error/traceback to "
         f"{rec.last_error!r}/{rec.traceback!r}",
+    )
+
+
+async def store_wide_ids(c: _Ctx) -> None:
+    """An id is unique across queues: a push of one another queue holds is refused."""
+    other = f"{c.queue}-other"
+    tid = await c.backend.push(1, id="sw-1")
+    again = await c.backend.push(2, id="sw-1")  # the same queue: skipped, no error
+    c.expect(again == tid, f"a second push of id {tid} to its own queue returned {again!r}")
+    try:
+        await c.backend.push_task(Task(3, id=TaskId("sw-1"), queue=other))
+    except DuplicateTask as exc:
+        c.expect(
+            (exc.id, exc.queue, exc.status) == ("sw-1", c.queue, Status.PENDING),
+            f"DuplicateTask named {(exc.id, exc.queue, exc.status)}, "
+            f"expected ('sw-1', {c.queue!r}, pending)",
+        )
+    else:
+        raise c.fail(f"a push of id sw-1 to queue {other!r} held by queue {c.queue!r} passed")
+    rec = await c.get("sw-1")
+    c.expect(rec.queue == c.queue and rec.payload == c.backend.codec.encode(1), "sw-1 changed")
+    found = await c.driver.queues_of(["sw-1", "sw-missing"])
+    c.expect(
+        found == {"sw-1": (c.queue, Status.PENDING)},
+        f"queues_of(['sw-1', 'sw-missing']) returned {found!r}",
     )
