@@ -10,7 +10,7 @@ import trio
 
 import trioqueue as tq
 from trioqueue import Status, WorkerBuilder
-from trioqueue._outcome import MAX_ERROR, MAX_TRACEBACK, bounded, format_traceback
+from trioqueue._outcome import MAX_ERROR, MAX_TRACEBACK, bounded, decide, format_traceback
 
 
 def _raise_huge() -> None:
@@ -87,3 +87,29 @@ def test_a_traceback_of_an_exception_without_text_still_names_the_type() -> None
 
     text = format_traceback(Weird())
     assert "Weird" in text and "str() failed" in text
+
+
+async def test_a_timed_out_attempt_stores_where_it_was_waiting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def stuck_in_here(n: int) -> None:
+        await trio.sleep(100)
+
+    async with tq.MemoryBackend.open() as b:
+        tid = await b.push(1, max_attempts=1)
+        await WorkerBuilder("w").backend(b).timeout(1.0).build(stuck_in_here).run(burst=True)
+        task = await b.get_task(tid)
+    assert task is not None and task.status is Status.KILLED
+    assert task.last_error == "TaskTimeout: attempt 1 ran past its 1s deadline"
+    trace = task.traceback or ""
+    assert "in stuck_in_here" in trace and "await trio.sleep(100)" in trace
+    assert trace.rstrip().endswith("TaskTimeout: attempt 1 ran past its 1s deadline")
+
+
+def test_only_the_worker_asks_for_the_traceback() -> None:
+    try:
+        _raise_huge()
+    except ValueError as exc:
+        error = exc
+    assert decide(1, 1, error).traceback is None  # what layers ask: the label, cheaply
+    assert "in _raise_huge" in (decide(1, 1, error, with_traceback=True).traceback or "")

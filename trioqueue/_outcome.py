@@ -155,6 +155,7 @@ def decide(
     *,
     backoff: Backoff | None = None,
     timeout: float | None = None,
+    with_traceback: bool = False,
 ) -> Verdict:
     """Decide what an attempt that ended with ``exc`` (None: it returned) comes to.
 
@@ -166,6 +167,9 @@ def decide(
         that only need the label).
       timeout: The worker's per-attempt timeout, named in the reason of an
         attempt its deadline cancelled.
+      with_traceback: Also format the failure's bounded traceback (the
+        worker stores it; callers that need only the label leave it off).
+        An attempt its deadline cancelled shows where it was waiting.
 
     Returns:
       The ``Verdict``; pure apart from the jitter ``backoff`` may draw.
@@ -177,7 +181,8 @@ def decide(
         if exc.source != "deadline":
             return Verdict(RELEASED, None, error=exc)
         within = f" {timeout:g}s" if timeout is not None else ""
-        exc = TaskTimeout(f"attempt {attempts} ran past its{within} deadline")
+        cancelled, exc = exc, TaskTimeout(f"attempt {attempts} ran past its{within} deadline")
+        exc.__cause__ = cancelled  # its traceback: where the attempt was waiting
     elif not isinstance(exc, Exception):
         return Verdict(RELEASED, None, error=exc)  # KeyboardInterrupt and the like
     if isinstance(exc, Abort):
@@ -195,7 +200,7 @@ def decide(
         bounded(text),
         delay,
         exc,
-        None if label == RETRY else format_traceback(exc),
+        format_traceback(exc) if with_traceback and label != RETRY else None,
     )
 
 

@@ -324,6 +324,7 @@ class Worker:
                         error,
                         backoff=self.backoff_policy,
                         timeout=timeout,
+                        with_traceback=True,
                     )
                 )
             self._account(rec, verdict, result)
