@@ -330,7 +330,7 @@ class Worker:
             self._account(rec, verdict, result)
             if verdict is DONE_VERDICT:
                 payload, note = (None, None) if result is None else self._result(rec, result)
-                consumer.finished(Outcome(rec.id, Status.DONE, payload, note))
+                consumer.finished(Outcome(rec.id, Status.DONE, payload, error=note))
             elif (outcome := verdict.outcome(rec.id)) is not None:
                 consumer.finished(outcome)
             else:  # given back, its attempt uncounted
