@@ -123,3 +123,31 @@ async def test_a_refused_batch_does_not_fail_the_batches_merged_with_it() -> Non
         "poison": "refused: storage refused the poison task",
     }
     assert await backend.counts() == {"default": {Status.PENDING: 3}}
+
+
+async def test_an_id_of_another_queue_fails_only_the_producer_that_pushed_it() -> None:
+    driver = GatedDriver()
+    backend = tq.Backend(driver, push_buffer=8)
+    outcomes: dict[str, object] = {}
+
+    async def producer(name: str, task: tq.Task[int]) -> None:
+        try:
+            outcomes[name] = await backend.push_task(task)
+        except tq.DuplicateTask as exc:
+            outcomes[name] = exc
+
+    async with backend.running(), trio.open_nursery() as n:
+        n.start_soon(producer, "first", tq.Task(0, id=tq.TaskId("taken"), queue="a"))
+        await trio.testing.wait_all_tasks_blocked()  # a lone push, waiting on storage
+        # These three are merged into one insert by the inserter.
+        n.start_soon(producer, "clash", tq.Task(1, id=tq.TaskId("taken"), queue="b"))
+        n.start_soon(producer, "same", tq.Task(2, id=tq.TaskId("taken"), queue="a"))
+        n.start_soon(producer, "other", tq.Task(3, id=tq.TaskId("free"), queue="b"))
+        await trio.testing.wait_all_tasks_blocked()
+        driver.gate.set()
+    clash = outcomes.pop("clash")
+    assert isinstance(clash, tq.DuplicateTask) and isinstance(clash, tq.PushError)
+    assert (clash.id, clash.queue, clash.status) == ("taken", "a", Status.PENDING)
+    assert "queue 'a'" in str(clash)
+    assert outcomes == {"first": "taken", "same": "taken", "other": "free"}
+    assert await backend.counts() == {"a": {Status.PENDING: 1}, "b": {Status.PENDING: 1}}

@@ -88,9 +88,7 @@ def test_library_durations_refuse_nan_and_negatives(
         (lambda: RateLimitLayer(1, per=INF), "per"),
     ],
 )
-def test_infinity_is_refused_where_it_makes_no_sense(
-    make: Callable[[], object], name: str
-) -> None:
+def test_infinity_is_refused_where_it_makes_no_sense(make: Callable[[], object], name: str) -> None:
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):
         make()
 

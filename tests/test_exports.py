@@ -7,7 +7,7 @@ import trioqueue
 PUBLIC = {
     "Abort", "Attempt", "Backend", "BackendClosed", "BackendError", "BackendStatistics",
     "Backoff", "CborCodec", "Codec", "CodecError", "Consumer", "DEFAULT_BACKEND",
-    "DEFAULT_CONCURRENCY", "Data", "Driver", "EventKind", "Exponential", "Fixed",
+    "DEFAULT_CONCURRENCY", "Data", "Driver", "DuplicateTask", "EventKind", "Exponential", "Fixed",
     "HandlerError", "JsonCodec", "Layer", "LayerFn", "Linear", "MemoryBackend", "Meta",
     "Monitor", "Outcome", "PushError", "QueueDepthCollector", "RetryAfter", "Service",
     "ServiceBuilder", "Stack", "Status", "StoredTask", "Task", "TaskId", "TaskSink",
@@ -76,6 +76,7 @@ def test_public_classes_and_functions_live_in_private_modules_of_the_package() -
 def test_error_hierarchy() -> None:
     assert issubclass(trioqueue.PushError, trioqueue.TaskSinkError)
     assert issubclass(trioqueue.CodecError, trioqueue.TaskSinkError)
+    assert issubclass(trioqueue.DuplicateTask, trioqueue.PushError)
     assert issubclass(trioqueue.TaskSinkError, trioqueue.TrioqueueError)
     assert issubclass(trioqueue.BackendClosed, trioqueue.BackendError)
     assert issubclass(trioqueue.HandlerError, TypeError)

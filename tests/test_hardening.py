@@ -130,9 +130,7 @@ def stringref_bomb(length: int, copies: int) -> bytes:
         (bytes.fromhex("0102"), "1 bytes after the first item"),
     ],
 )
-def test_cbor_string_references_and_trailing_bytes_are_refused(
-    payload: bytes, reason: str
-) -> None:
+def test_cbor_string_references_and_trailing_bytes_are_refused(payload: bytes, reason: str) -> None:
     assert len(payload) < tq.CborCodec().max_size
     with pytest.raises(tq.CodecError, match=reason):
         tq.CborCodec().decoder(Any)(payload)

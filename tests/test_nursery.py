@@ -98,4 +98,3 @@ async def test_a_monitor_raises_a_worker_error_unwrapped(autojump_clock: trio.ab
     with pytest.raises(tq.BackendClosed) as info:
         await monitor.run(burst=True)
     assert type(info.value) is tq.BackendClosed
-

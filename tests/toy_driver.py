@@ -342,6 +342,13 @@ class FileDriver:
         out: StoredTask | None = await self._run(lambda tasks, now: tasks.get(id))
         return out
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        def op(tasks: dict[str, StoredTask], now: float) -> dict[str, tuple[str, Status]]:
+            return {id: (t.queue, t.status) for id in ids if (t := tasks.get(id)) is not None}
+
+        out: dict[str, tuple[str, Status]] = await self._run(op)
+        return out
+
     async def retry(self, id: str) -> bool:
         def op(tasks: dict[str, StoredTask], now: float) -> bool:
             t = tasks.get(id)

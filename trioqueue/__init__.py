@@ -27,6 +27,7 @@ from ._errors import Abort as Abort
 from ._errors import BackendClosed as BackendClosed
 from ._errors import BackendError as BackendError
 from ._errors import CodecError as CodecError
+from ._errors import DuplicateTask as DuplicateTask
 from ._errors import HandlerError as HandlerError
 from ._errors import PushError as PushError
 from ._errors import RetryAfter as RetryAfter

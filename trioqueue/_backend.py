@@ -20,7 +20,7 @@ from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
 from ._driver import Driver, StoredTask, to_task
 from ._durations import seconds
-from ._errors import BackendClosed, BackendError, PushError
+from ._errors import BackendClosed, BackendError, DuplicateTask, PushError
 from ._nursery import open_nursery
 from ._retrying import CLEANUP_TIMEOUT, retrying
 from ._sink import TaskSink, check_queue_name
@@ -48,6 +48,19 @@ class BackendStatistics:
     push_waiting: int
     tasks_pushed: int
     consumers: int
+
+
+#: Records whose id a task of another queue holds, by (id, queue).
+_Clashes = dict[tuple[str, str], DuplicateTask]
+
+
+def _clash(records: list[StoredTask], clashes: _Clashes) -> DuplicateTask | None:
+    """Return the error of the first of ``records`` that clashed, or None."""
+    if clashes:
+        for r in records:
+            if (dup := clashes.get((r.id, r.queue))) is not None:
+                return dup
+    return None
 
 
 class _Batch:
@@ -151,15 +164,16 @@ class Backend(TaskSink[Any]):
                     )
                     self._inserting += 1
                     try:
-                        error = await self._insert(records, self._insert_attempts)
+                        error, clashes = await self._insert(records, self._insert_attempts)
                         if error is not None and len(batches) > 1:
                             # One producer's bad batch must not fail the others
                             # merged with it: try each alone, once.
                             for b in batches:
-                                b.error = await self._insert(b.records, 1)
+                                error, clashes = await self._insert(b.records, 1)
+                                b.error = error or _clash(b.records, clashes)
                         else:
-                            for b in batches:
-                                b.error = error
+                            for b in batches:  # a clash fails only its producer
+                                b.error = error or _clash(b.records, clashes)
                     finally:
                         self._inserting -= 1
                     for b in batches:
@@ -183,19 +197,34 @@ class Backend(TaskSink[Any]):
                 b.error = closed
                 b.done.set()
 
-    async def _insert(self, records: list[StoredTask], attempts: int) -> BaseException | None:
-        """Insert with retries; return the error (the driver's own if any), or None."""
+    async def _insert(
+        self, records: list[StoredTask], attempts: int
+    ) -> tuple[BaseException | None, _Clashes]:
+        """Insert with retries; return the error (the driver's own if any) and the clashes.
+
+        Only when fewer tasks were stored than given, one batched read tells
+        ids their own queue holds already (skipped: no error) from ids held by
+        a task of another queue (a ``DuplicateTask`` for that record).
+        """
+        transient = self.transient
         try:
-            await retrying(
-                "insert tasks",
-                self.driver.insert,
-                records,
-                transient=self.transient,
-                attempts=attempts,
+            n = await retrying(
+                "insert tasks", self.driver.insert, records, transient=transient, attempts=attempts
+            )
+            if n >= len(records):
+                return None, {}
+            ids = [r.id for r in records]
+            held = await retrying(
+                "look up task ids", self.driver.queues_of, ids, transient=transient, attempts=3
             )
         except Exception as exc:  # a push fails; the backend goes on
-            return (exc.__cause__ or exc) if isinstance(exc, BackendError) else exc
-        return None
+            return ((exc.__cause__ or exc) if isinstance(exc, BackendError) else exc), {}
+        clashes: _Clashes = {}
+        for r in records:
+            queue, status = held.get(r.id, (r.queue, None))
+            if queue != r.queue and status is not None:
+                clashes[r.id, r.queue] = DuplicateTask(r.id, status, queue)
+        return None, clashes
 
     # -- TaskSink --
 
@@ -218,7 +247,7 @@ class Backend(TaskSink[Any]):
             self._inserting += 1
             self._lone += 1
             try:
-                error = await self._insert(batch, self._insert_attempts)
+                error, clashes = await self._insert(batch, self._insert_attempts)
             finally:
                 self._inserting -= 1
                 self._lone -= 1
@@ -227,11 +256,15 @@ class Backend(TaskSink[Any]):
                     self._lone_done = trio.Event()
             if error is not None:
                 raise PushError(f"storage did not accept {len(batch)} task(s)") from error
+            if (dup := _clash(batch, clashes)) is not None:
+                raise dup
             self._pushed += len(batch)
             return
         b = _Batch(batch)
         await send.send(b)
         await b.done.wait()
+        if isinstance(b.error, DuplicateTask):
+            raise b.error
         if b.error is not None:
             raise PushError(f"storage did not accept {len(batch)} task(s)") from b.error
 
@@ -246,10 +279,14 @@ class Backend(TaskSink[Any]):
             while in_flight and (in_flight[0].done.is_set() or len(in_flight) >= window):
                 head = in_flight.pop(0)
                 await head.done.wait()
+                if isinstance(head.error, DuplicateTask):
+                    raise head.error
                 if head.error is not None:
                     raise PushError("storage did not accept a batch of tasks") from head.error
         for b in in_flight:
             await b.done.wait()
+            if isinstance(b.error, DuplicateTask):
+                raise b.error
             if b.error is not None:
                 raise PushError("storage did not accept a batch of tasks") from b.error
 

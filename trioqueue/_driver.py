@@ -38,6 +38,7 @@ class StoredTask:
     finished_at: float | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
+    traceback: str | None = None
 
 
 def to_task(
@@ -66,6 +67,7 @@ def to_task(
         rec.status if status is None else status,
         rec.last_error,
         result,
+        rec.traceback,
     )
 
 
@@ -73,9 +75,12 @@ def to_task(
 class Outcome:
     """How one claimed task ended, to be settled under its lease.
 
-    ``status`` is DONE (with ``result``), FAILED (with ``error`` and ``delay``,
+    ``status`` is DONE (with ``result``, and ``error`` when it carries a
+    note such as why the result was not stored), FAILED (with ``error`` and ``delay``,
     the seconds until the next attempt), KILLED (with ``error``) or CANCELLED.
     A driver turns FAILED into KILLED itself when ``attempts >= max_attempts``.
+    ``traceback`` is the failure's bounded traceback, stored with ``error``
+    (None when the failure has none, e.g. ``Abort``).
     """
 
     id: str
@@ -83,6 +88,7 @@ class Outcome:
     result: bytes | None = None
     error: str | None = None
     delay: float = 0.0
+    traceback: str | None = None
 
 
 def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
@@ -101,8 +107,11 @@ def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
     task.status = status
     if status is Status.DONE:
         task.result = outcome.result
+        if outcome.error is not None:  # a note: the result was not stored
+            task.last_error = outcome.error
     else:
         task.last_error = outcome.error
+        task.traceback = outcome.traceback
     if status is Status.FAILED:
         task.run_at = now + max(0.0, outcome.delay)
     else:
@@ -136,6 +145,14 @@ class Driver(Protocol):
         """
         ...
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids`` (one batched read).
+
+        The bridge asks only when an insert stored fewer tasks than it was
+        given, to tell an id its queue holds already from one of another queue.
+        """
+        ...
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:
@@ -162,9 +179,10 @@ class Driver(Protocol):
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
         """Record outcomes of leased tasks (compare-and-set on the lease).
 
-        DONE stores the result; FAILED stores the error and sets ``run_at`` to
-        now + delay, or becomes KILLED when ``attempts >= max_attempts``;
-        KILLED and CANCELLED store the error. Each clears the lease.
+        DONE stores the result (and ``error``, when given, as ``last_error``);
+        FAILED stores the error and its traceback and sets ``run_at`` to now +
+        delay, or becomes KILLED when ``attempts >= max_attempts``; KILLED and
+        CANCELLED store the error and the traceback. Each clears the lease.
 
         Returns:
           The ids actually settled; an outcome whose lease was lost is dropped.

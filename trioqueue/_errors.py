@@ -5,6 +5,7 @@
     TrioqueueError
     ├── TaskSinkError            a push did not go through
     │   ├── PushError            the backend refused or failed (driver error is __cause__)
+    │   │   └── DuplicateTask    the id is taken by a task of another queue
     │   └── CodecError           a value could not be encoded, or a payload decoded
     ├── BackendError             a storage operation failed (driver error is __cause__)
     │   └── BackendClosed        the backend is not open (or no longer)
@@ -22,12 +23,14 @@ driver is called, with ``raise ... from exc``.
 from __future__ import annotations
 
 from ._durations import seconds as check_seconds
+from ._task import Status
 
 __all__ = [
     "Abort",
     "BackendClosed",
     "BackendError",
     "CodecError",
+    "DuplicateTask",
     "HandlerError",
     "PushError",
     "RetryAfter",
@@ -54,6 +57,28 @@ class PushError(TaskSinkError):
 
     The storage driver's own exception, if any, is the ``__cause__``.
     """
+
+
+class DuplicateTask(PushError):
+    """Raised when a pushed task's id is taken by a task of another queue.
+
+    Ids are unique across all the queues of a store. Pushing an id that a
+    task of the same queue holds stores nothing new and is no error.
+
+    Attributes:
+      id: The id pushed.
+      status: The status of the task that holds it.
+      queue: The queue of the task that holds it.
+    """
+
+    def __init__(self, id: str, status: Status, queue: str) -> None:
+        super().__init__(
+            f"task id {id!r} is taken by a {status.value} task of queue {queue!r}: "
+            f"ids are unique across the queues of a store"
+        )
+        self.id = id
+        self.status = status
+        self.queue = queue
 
 
 class CodecError(TaskSinkError):

@@ -22,6 +22,7 @@ A cancellation by a deadline (``WorkerBuilder.timeout``) is a failed attempt
 from __future__ import annotations
 
 import math
+import traceback
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,10 +39,14 @@ __all__ = [
     "FAILED",
     "KILLED",
     "LABELS",
+    "MAX_ERROR",
+    "MAX_TRACEBACK",
     "RELEASED",
     "RETRY",
     "Verdict",
+    "bounded",
     "decide",
+    "format_traceback",
     "reason",
     "storable",
     "undecodable",
@@ -67,6 +72,8 @@ class Verdict:
       reason: The one-line reason stored as ``last_error`` (None for done/released).
       delay: Seconds until the next attempt, for FAILED.
       error: The exception that ended the attempt, if any.
+      traceback: The bounded traceback of ``error`` (None for done/released
+        and for ``Abort``, which is no failure of the code).
     """
 
     label: str
@@ -74,6 +81,7 @@ class Verdict:
     reason: str | None = None
     delay: float = 0.0
     error: BaseException | None = None
+    traceback: str | None = None
 
     def outcome(self, id: str, result: bytes | None = None) -> Outcome | None:
         """Return the ``Outcome`` to settle for task ``id`` (None: release it)."""
@@ -81,7 +89,9 @@ class Verdict:
             return None
         if self.status is Status.DONE:
             return Outcome(id, Status.DONE, result=result)
-        return Outcome(id, self.status, error=self.reason, delay=self.delay)
+        return Outcome(
+            id, self.status, error=self.reason, delay=self.delay, traceback=self.traceback
+        )
 
 
 #: The verdict on every attempt that returned.
@@ -92,6 +102,39 @@ def reason(exc: BaseException) -> str:
     """Return ``Type: message`` (or ``Type``), the one-line text of a failure."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: The longest ``last_error`` stored and logged, in characters.
+MAX_ERROR: Final = 4000
+#: The longest traceback stored and logged, in characters.
+MAX_TRACEBACK: Final = 16000
+
+
+def bounded(text: str, limit: int = MAX_ERROR) -> str:
+    """Return ``text`` made ``storable``, cut to at most ``limit`` characters.
+
+    A longer text keeps its head and its tail (where a traceback names the
+    exception) around a marker saying how much was left out:
+    ``... [truncated: 10,000,012 characters, 9,996,081 left out] ...``.
+    """
+    text = storable(text)
+    if len(text) <= limit:
+        return text
+    sep = "\n" if "\n" in text[:limit] else " "
+    marker = f"{sep}... [truncated: {len(text):,} characters, {{}} left out] ...{sep}"
+    keep = max(0, limit - len(marker) - 12)
+    head = keep - keep // 2
+    tail = text[len(text) - keep // 2 :] if keep // 2 else ""
+    return text[:head] + marker.format(f"{len(text) - keep:,}") + tail
+
+
+def format_traceback(exc: BaseException, limit: int = MAX_TRACEBACK) -> str:
+    """Return the traceback of ``exc`` (with its causes) as text of at most ``limit`` characters."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception as fail:  # a __str__ that raises: the traceback without its text
+        text = f"{type(exc).__name__} (its traceback could not be formatted: {type(fail).__name__})"
+    return bounded(text, limit)
 
 
 def storable(text: str) -> str:
@@ -112,6 +155,7 @@ def decide(
     *,
     backoff: Backoff | None = None,
     timeout: float | None = None,
+    with_traceback: bool = False,
 ) -> Verdict:
     """Decide what an attempt that ended with ``exc`` (None: it returned) comes to.
 
@@ -123,6 +167,9 @@ def decide(
         that only need the label).
       timeout: The worker's per-attempt timeout, named in the reason of an
         attempt its deadline cancelled.
+      with_traceback: Also format the failure's bounded traceback (the
+        worker stores it; callers that need only the label leave it off).
+        An attempt its deadline cancelled shows where it was waiting.
 
     Returns:
       The ``Verdict``; pure apart from the jitter ``backoff`` may draw.
@@ -134,11 +181,12 @@ def decide(
         if exc.source != "deadline":
             return Verdict(RELEASED, None, error=exc)
         within = f" {timeout:g}s" if timeout is not None else ""
-        exc = TaskTimeout(f"attempt {attempts} ran past its{within} deadline")
+        cancelled, exc = exc, TaskTimeout(f"attempt {attempts} ran past its{within} deadline")
+        exc.__cause__ = cancelled  # its traceback: where the attempt was waiting
     elif not isinstance(exc, Exception):
         return Verdict(RELEASED, None, error=exc)  # KeyboardInterrupt and the like
     if isinstance(exc, Abort):
-        return Verdict(KILLED, Status.KILLED, storable(f"aborted: {exc.reason}"), error=exc)
+        return Verdict(KILLED, Status.KILLED, bounded(f"aborted: {exc.reason}"), error=exc)
     if isinstance(exc, RetryAfter):
         label, text, delay = RETRY, exc.reason, exc.seconds
     else:
@@ -146,9 +194,16 @@ def decide(
         delay = 0.0 if backoff is None else backoff.delay(attempts)
     if not math.isfinite(delay) or delay < 0:
         delay = 0.0
-    return Verdict(KILLED if last else label, Status.FAILED, storable(text), delay, exc)
+    return Verdict(
+        KILLED if last else label,
+        Status.FAILED,
+        bounded(text),
+        delay,
+        exc,
+        format_traceback(exc) if with_traceback and label != RETRY else None,
+    )
 
 
 def undecodable(exc: BaseException) -> Verdict:
     """The verdict on a task whose payload does not decode into the handler's type."""
-    return Verdict(KILLED, Status.KILLED, storable(f"undecodable payload: {exc}"), error=exc)
+    return Verdict(KILLED, Status.KILLED, bounded(f"undecodable payload: {exc}"), error=exc)

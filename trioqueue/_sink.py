@@ -59,6 +59,11 @@ _MAX_ATTEMPTS = 2**31 - 1
 _PRIORITY = 2**63 - 1
 
 
+#: The largest ``meta`` accepted at push, in bytes of its JSON form (64 KiB):
+#: meta travels with every claim of its task, so it is for headers, not data.
+MAX_META_BYTES = 64 * 1024
+
+
 def _check_meta(meta: object) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -70,6 +75,11 @@ def _check_meta(meta: object) -> dict[str, Any]:
         raise CodecError(f"meta is not JSON-able: {exc}") from exc
     except RecursionError as exc:  # a dict that holds itself, or one nested thousands deep
         raise CodecError("meta is cyclic or nested too deeply to encode") from exc
+    if len(encoded) > MAX_META_BYTES:
+        raise CodecError(
+            f"meta is {len(encoded)} bytes as JSON, over the limit of {MAX_META_BYTES} bytes "
+            f"(64 KiB): put large data in the task's args"
+        )
     if b"\\u0000" in encoded or "\x00" in "".join(meta):
         raise CodecError("meta must not contain NUL characters")
     return dict(meta)

@@ -175,6 +175,8 @@ class Task(Generic[Args]):
       status: A ``Status``.
       last_error: The reason of the last failure, if any.
       result: The handler's return value once ``DONE``.
+      traceback: The bounded traceback of the last failure, if any
+        (``last_error`` is its one-line ``Type: message``).
     """
 
     args: Args
@@ -188,6 +190,7 @@ class Task(Generic[Args]):
     status: Status = Status.PENDING
     last_error: str | None = None
     result: Any = None
+    traceback: str | None = None
 
     @property
     def attempt(self) -> Attempt:

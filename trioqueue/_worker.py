@@ -26,7 +26,7 @@ from ._context import (
 from ._driver import Outcome, StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
 from ._nursery import open_nursery
-from ._outcome import DONE_VERDICT, KILLED, RELEASED, Verdict, decide, undecodable
+from ._outcome import DONE_VERDICT, KILLED, RELEASED, Verdict, bounded, decide, undecodable
 from ._service import Layer, Service
 from ._task import Status, Task
 
@@ -324,23 +324,26 @@ class Worker:
                         error,
                         backoff=self.backoff_policy,
                         timeout=timeout,
+                        with_traceback=True,
                     )
                 )
             self._account(rec, verdict, result)
             if verdict is DONE_VERDICT:
-                payload = None if result is None else self._result_payload(rec, result)
-                consumer.finished(Outcome(rec.id, Status.DONE, payload))
+                payload, note = (None, None) if result is None else self._result(rec, result)
+                consumer.finished(Outcome(rec.id, Status.DONE, payload, error=note))
             elif (outcome := verdict.outcome(rec.id)) is not None:
                 consumer.finished(outcome)
             else:  # given back, its attempt uncounted
                 consumer.give_back(rec.id)
 
-    def _result_payload(self, rec: StoredTask, result: Any) -> bytes | None:
+    def _result(self, rec: StoredTask, result: Any) -> tuple[bytes | None, str | None]:
+        """Return the encoded result, or None and why it was not stored (the task's note)."""
         try:
-            return self._encode(result)
+            return self._encode(result), None
         except Exception as exc:  # the task did its work: DONE, without a result
-            log.warning("%s: task %s: result not stored: %s", self.name, rec.id, exc)
-            return None
+            note = bounded(f"result not stored: {exc}")
+            log.warning("%s: task %s: %s", self.name, rec.id, note)
+            return None, note
 
     def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
         """Count, log and emit the event of one attempt's verdict: the one place."""
@@ -361,6 +364,7 @@ class Worker:
                 rec.id,
                 rec.attempts,
                 verdict.reason,
+                extra={"traceback": verdict.traceback},
             )
             kind = EventKind.TASK_KILLED
         else:
@@ -372,6 +376,7 @@ class Worker:
                 rec.attempts,
                 verdict.delay,
                 verdict.reason,
+                extra={"traceback": verdict.traceback},
             )
             kind = EventKind.TASK_FAILED
         if self._callbacks:

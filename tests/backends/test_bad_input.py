@@ -257,3 +257,19 @@ async def test_deep_or_huge_cbor_is_refused_by_the_decoding_limits(
             assert error.startswith("undecodable payload:"), name
         assert (await _status(backend, ok))[0] is Status.DONE
         assert ran == [{"nested": [[[1]]]}]
+
+
+async def test_meta_over_the_limit_is_refused_at_push(open_backend: Factory) -> None:
+    big = {"blob": "m" * (64 * 1024)}  # 64 KiB of text: over the limit once in JSON
+    async with open_backend() as backend:
+        with pytest.raises(
+            CodecError, match=r"meta is 65547 bytes as JSON, over the limit of 65536"
+        ):
+            await backend.push(1, meta=big, id="big-meta")
+        with pytest.raises(CodecError, match="over the limit of 65536 bytes"):
+            await backend.push_task(Task(1, id=TaskId("big-meta"), meta=Meta(big)))
+        assert await backend.get_task("big-meta") is None
+        fits = {"blob": "m" * (64 * 1024 - 11)}  # exactly the limit in JSON
+        await backend.push(1, meta=fits, id="fits")
+        task = await backend.get_task("fits")
+        assert task is not None and task.meta == fits

@@ -486,3 +486,40 @@ async def test_unreachable_server_is_a_backend_error() -> None:
     with pytest.raises(BackendError, match=r"^cannot connect to PostgreSQL at 127\.0\.0\.1:1: "):
         async with PostgresBackend.open("postgresql://postgres@127.0.0.1:1/x", connect_timeout=2):
             pass
+
+
+async def test_a_version_1_schema_opens_and_migrates(pg_url: str, schema: str) -> None:
+    from psycopg import sql
+
+    from trioqueue.backends._pg_schema import MIGRATIONS, SCHEMA_VERSION
+
+    s = sql.Identifier(schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {s}").format(s=s))
+        conn.execute(sql.SQL(MIGRATIONS[0]).format(s=s))  # type: ignore[arg-type]
+        conn.execute(
+            sql.SQL("CREATE TABLE {s}.schema_version (version integer NOT NULL)").format(s=s)
+        )
+        conn.execute(sql.SQL("INSERT INTO {s}.schema_version VALUES (1)").format(s=s))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {s}.tasks (id, queue, payload, run_at, created_at) "
+                "VALUES ('old-1', 'default', %s, 0, 0)"
+            ).format(s=s),
+            (b'"kept"',),
+        )
+
+    async def fail(args: str) -> None:
+        raise RuntimeError(f"no {args}")
+
+    async with opened(pg_url, schema) as b:
+        worker = WorkerBuilder("w").backend(b).build(fail)
+        with trio.fail_after(10):
+            await worker.run(burst=True)
+        task = await b.get_task("old-1")
+    assert task is not None and task.args == "kept"
+    assert task.last_error == "RuntimeError: no kept" and task.status is Status.FAILED
+    assert task.traceback is not None and "RuntimeError: no kept" in task.traceback
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s))
+        assert row.fetchone() == (SCHEMA_VERSION,)

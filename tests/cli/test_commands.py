@@ -13,6 +13,7 @@ import trio
 from cli.cli_project import Cli
 
 from trioqueue import Status, StoredTask
+from trioqueue._cli._output import escape
 
 
 def test_push_options_and_the_default_backend(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,6 +184,7 @@ def test_control_characters_in_stored_data_are_escaped(cli: Cli) -> None:
             status=Status.KILLED,
             meta={"k\x1b": f"v{evil}"},
             last_error=f"boom{evil}\nstatus  done",
+            traceback=f"Traceback{evil}\nstatus  done",
         )
     )
     outputs = [
@@ -198,5 +200,7 @@ def test_control_characters_in_stored_data_are_escaped(cli: Cli) -> None:
     shown = cli("show", f"id{evil}").out
     assert "\\x1b]0;pwned\\x07" in shown and "\\u202e" in shown
     assert "boom\\x1b]0;pwned" in shown and "\\nstatus  done" in shown
-    assert len(shown.splitlines()) == 11  # one line per field, none forged
+    # One line per field, none forged; the traceback's two lines indented under its name.
+    assert len(shown.splitlines()) == 14
+    assert shown.splitlines()[-3:] == ["traceback", "  Traceback" + escape(evil), "  status  done"]
     assert cli.json("show", f"id{evil}")["meta"] == {"k\x1b": f"v{evil}"}  # JSON keeps the data

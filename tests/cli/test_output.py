@@ -40,7 +40,7 @@ def test_undecoded_payloads_show_as_hex() -> None:
     d = task_dict(Task(b"\x01", queue="q", attempts=1))
     assert list(d) == [
         "id", "queue", "status", "attempts", "max_attempts", "priority", "run_at", "meta",
-        "last_error", "args", "result",
+        "last_error", "args", "result", "traceback",
     ]  # fmt: skip
     assert (d["queue"], d["args"], d["attempts"]) == ("q", {"$bytes": "01"}, 1)
 

@@ -105,6 +105,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
     for key, value in d.items():
         if key in ("args", "result", "meta"):
             value = dumps(value)
+        elif key == "traceback" and value:  # its lines under the name, indented
+            value = "\n" + "\n".join("  " + escape(line) for line in value.split("\n"))
+            print(f"{key}{value}")
+            continue
         print(f"{key.ljust(width)}  {'' if value is None else escape(str(value))}")
     return EXIT_OK
 

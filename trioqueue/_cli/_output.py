@@ -106,6 +106,7 @@ def task_dict(task: Task[Any]) -> dict[str, Any]:
         "last_error": task.last_error,
         "args": jsonable(task.args),
         "result": jsonable(task.result),
+        "traceback": task.traceback,
     }
 
 

@@ -4,6 +4,11 @@ A SQL backend stores one column per field of ``StoredTask``, named as the
 field, in the field order. Where its storage type differs from Python's (a
 ``Status`` stored as text, ``meta`` as JSON), the backend names a converter
 for that field; every other value passes unchanged.
+
+A row that does not convert (a payload stored as text, a meta that is not a
+JSON object, an unknown status) fails alone: a claim settles it KILLED with
+the reason ``unreadable row: ...`` (``claimed``) and a listing shows what it
+could read (``shown``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ from typing import Any
 
 import msgspec
 
-from .._driver import StoredTask
+from .._driver import Outcome, StoredTask
+from .._outcome import bounded, reason
 from .._task import Status
 
-__all__ = ["FIELDS", "Columns", "meta_json", "nullable", "status_text"]
+__all__ = [
+    "FIELDS",
+    "UNREADABLE",
+    "Columns",
+    "json_object",
+    "meta_json",
+    "nullable",
+    "status_of",
+    "status_text",
+]
+
+#: How the reason of a row that cannot be read starts.
+UNREADABLE = "unreadable row"
 
 #: The column names: ``StoredTask``'s fields, in order.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StoredTask))
@@ -42,6 +60,41 @@ def nullable(convert: Convert) -> Convert:
         return None if value is None else convert(value)
 
     return maybe
+
+
+def json_object(decode: Convert) -> Convert:
+    """Return ``decode`` (JSON text to a value) checked to give a JSON object (a ``meta``)."""
+
+    def read(value: Any) -> dict[str, Any]:
+        out = decode(value)
+        if not isinstance(out, dict):
+            raise ValueError(f"a JSON object was expected, not {type(out).__name__}")
+        return out
+
+    return read
+
+
+_STATUSES = {s.value: s for s in Status}
+
+
+def status_of(value: Any) -> Status:
+    """Return the ``Status`` a stored status stands for; an unknown one is KILLED.
+
+    No claim picks a row of an unknown status up, so it never runs: it is
+    counted and listed as KILLED (a listing says why in ``last_error``).
+    """
+    return _STATUSES.get(value, Status.KILLED)
+
+
+_STATUS = FIELDS.index("status")
+
+# What a listing shows for a field it cannot read.
+_PLACEHOLDERS: dict[str, Convert] = {
+    "payload": lambda v: v.encode("utf-8", "backslashreplace") if isinstance(v, str) else b"",
+    "status": status_of,
+    "meta": lambda v: {},
+    "result": lambda v: None,
+}
 
 
 class Columns:
@@ -124,3 +177,47 @@ class Columns:
         for i, convert in self._from:
             values[i] = convert(values[i])
         return StoredTask(*values)
+
+    def _why(self, row: Sequence[Any]) -> tuple[list[Any], str]:
+        # Field by field: the values that convert, placeholders for the others,
+        # and the reason naming each field at fault.
+        values, faults = list(row), []
+        for i, convert in self._from:
+            try:
+                values[i] = convert(values[i])
+            except Exception as exc:
+                faults.append(f"{FIELDS[i]}: {reason(exc)}")
+                values[i] = _PLACEHOLDERS.get(FIELDS[i], lambda v: v)(values[i])
+        return values, bounded(f"{UNREADABLE}: {'; '.join(faults) or 'unknown fault'}")
+
+    def claimed(self, rows: Sequence[Sequence[Any]]) -> tuple[list[StoredTask], list[Outcome]]:
+        """Return the records of rows a claim returned, and a KILLED outcome per unreadable row.
+
+        The caller settles the outcomes under the claim's lease, so one row
+        that cannot be read never holds up the rest of its batch.
+        """
+        out: list[StoredTask] = []
+        bad: list[Outcome] = []
+        for row in rows:
+            try:
+                out.append(self.record(row))
+            except Exception:
+                bad.append(Outcome(row[0], Status.KILLED, error=self._why(row)[1]))
+        return out, bad
+
+    def shown(self, row: Sequence[Any]) -> StoredTask:
+        """Return the record of a row for a listing, even when some fields cannot be read.
+
+        Such a field gets a placeholder (an empty payload or meta, the status
+        KILLED) and ``last_error`` says what could not be read.
+        """
+        try:
+            rec = self.record(row)
+        except Exception:
+            values, why = self._why(row)
+            rec = StoredTask(*values)
+            rec.last_error = why
+        else:
+            if rec.status is Status.KILLED and row[FIELDS.index("status")] != "killed":
+                rec.last_error = bounded(f"{UNREADABLE}: unknown status {row[_STATUS]!r}")
+        return rec

@@ -8,6 +8,7 @@ is one statement (its own transaction) through a statement runner
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -17,12 +18,15 @@ import trio
 
 from .._driver import Outcome, StoredTask
 from .._task import Status
+from ._columns import status_of
 from ._pg_native import Row
 from ._pg_runner import Runner
-from ._pg_schema import check_identifier, row_to_task
+from ._pg_schema import COLUMNS, check_identifier
 from ._pg_statements import Statements
 
 __all__ = ["COPY_MIN", "SYNCHRONOUS_MODES", "PostgresDriver"]
+
+log = logging.getLogger("trioqueue.backends.postgres")
 
 T = TypeVar("T")
 
@@ -210,6 +214,11 @@ class PostgresDriver:
         rows = await self._runner.fetch_on(conn, self._sql.insert, self._sql.insert_params(tasks))
         return int(rows[0][0])
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        rows = await self._fetch(self._sql.queues_of, {"ids": list(ids)}, shield=False)
+        return {id: (q, status_of(st)) for id, q, st in rows}
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:
@@ -231,7 +240,16 @@ class PostgresDriver:
             "token": token,
             "expires": now + lease_seconds,
         }
-        recs = [row_to_task(r) for r in await self._work(self._sql.claim, params)]
+        recs, unreadable = COLUMNS.claimed(await self._work(self._sql.claim, params))
+        if unreadable:
+            # Claimed rows that cannot be read: KILLED with their reason at once,
+            # under the claim's lease (if this fails, their lease expires as usual).
+            try:
+                await self.settle(unreadable, token)
+            except Exception:
+                log.exception("could not settle %d unreadable row(s)", len(unreadable))
+            for o in unreadable:
+                log.error("task %s killed: %s", o.id, o.error)
         recs.sort(key=lambda t: (-t.priority, t.run_at, t.id))
         return recs
 
@@ -290,7 +308,8 @@ class PostgresDriver:
         """Count tasks per queue and status."""
         out: dict[str, dict[Status, int]] = {}
         for q, st, n in await self._fetch(self._sql.counts, {"queue": queue}, shield=False):
-            out.setdefault(q, {})[Status(st)] = int(n)
+            per = out.setdefault(q, {})
+            per[status_of(st)] = per.get(status_of(st), 0) + int(n)
         return out
 
     async def list_tasks(
@@ -303,14 +322,13 @@ class PostgresDriver:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        return [
-            row_to_task(r) for r in await self._fetch(self._sql.list_tasks, params, shield=False)
-        ]
+        rows = await self._fetch(self._sql.list_tasks, params, shield=False)
+        return [COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
         rows = await self._fetch(self._sql.get, {"id": id}, shield=False)
-        return row_to_task(rows[0]) if rows else None
+        return COLUMNS.shown(rows[0]) if rows else None
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 
+import msgspec
 import psycopg
 import trio
 from psycopg import sql
@@ -17,8 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .._errors import BackendError
 from .._registry import redact_url
-from .._task import Status
-from ._columns import Columns, meta_json, nullable, status_text
+from ._columns import Columns, json_object, meta_json, nullable, status_of, status_text
 
 __all__ = [
     "COLUMNS",
@@ -66,11 +66,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tasks_finished ON {s}.tasks (finished_at)
         WHERE status IN ('done', 'killed', 'cancelled');
     """,
-    # The earliest run_at of a queue is read from tasks_ready (a loose index
+    # 2: the earliest run_at of a queue is read from tasks_ready (a loose index
     # scan over its priorities): one index fewer to keep up on every insert.
     """
     DROP INDEX IF EXISTS {s}.tasks_schedule;
     """,
+    # 3: the bounded traceback of a task's last failure.
+    "ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS traceback text;",
 )
 
 #: The schema version this code writes and understands.
@@ -78,12 +80,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 #: The table's columns and how each differs from the record's field (``meta``
-#: travels as JSON text and comes back decoded from jsonb by psycopg).
+#: travels as JSON text both ways: read as ``meta::text``, it is decoded row
+#: by row, so one that does not decode fails its row alone).
 COLUMNS = Columns(
     to_db={"status": status_text, "meta": meta_json},
     from_db={
         "payload": bytes,
-        "status": {s.value: s for s in Status}.__getitem__,
+        "status": status_of,
+        "meta": json_object(msgspec.json.decode),
         "result": nullable(bytes),
     },
 )

@@ -46,11 +46,12 @@ _HINTS = typing.get_type_hints(StoredTask)
 #: ``unnest(%(id)s::text[], ...)``: one array parameter per column.
 #: The columns an insert writes: a new record has no outcome and no lease yet,
 #: so those columns keep the table's defaults (NULL), and the statement sends
-#: five arrays fewer.
+#: six arrays fewer.
 INSERTED = tuple(
     n
     for n in FIELDS
-    if n not in ("last_error", "result", "finished_at", "lease_token", "lease_expires_at")
+    if n
+    not in ("last_error", "result", "finished_at", "lease_token", "lease_expires_at", "traceback")
 )
 _ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in INSERTED)
 _VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in INSERTED)
@@ -70,8 +71,11 @@ class Statements:
         s = sql.Identifier(check_identifier(schema))
         #: The NOTIFY channel; the payload is a queue name, never task data.
         self.channel = f"trioqueue.{schema}"
-        cols = sql.SQL(COLUMNS.select)
-        tcols = sql.SQL(", ".join(f"t.{c}" for c in COLUMNS.names))
+        # meta is read as text and decoded row by row (``COLUMNS``).
+        cols = sql.SQL(", ".join("meta::text" if c == "meta" else c for c in COLUMNS.names))
+        tcols = sql.SQL(
+            ", ".join("t.meta::text" if c == "meta" else f"t.{c}" for c in COLUMNS.names)
+        )
         arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
         icols = sql.SQL(", ".join(INSERTED))
         placeholders = sql.SQL(_PLACEHOLDERS)
@@ -162,13 +166,16 @@ class Statements:
         self.settle = q(
             """WITH o AS (
                 SELECT DISTINCT ON (id) x->>0 AS id, x->>1 AS status,
-                    decode(x->>2, 'hex') AS result, x->>3 AS error, (x->>4)::float8 AS delay
+                    decode(x->>2, 'hex') AS result, x->>3 AS error, (x->>4)::float8 AS delay,
+                    x->>5 AS traceback
                 FROM json_array_elements(%(outcomes)s::json) AS x),
             u AS (UPDATE {s}.tasks t SET
                 status = CASE WHEN o.status = 'failed' AND t.attempts >= t.max_attempts
                               THEN 'killed' ELSE o.status END,
                 result = CASE WHEN o.status = 'done' THEN o.result ELSE t.result END,
-                last_error = CASE WHEN o.status = 'done' THEN t.last_error ELSE o.error END,
+                last_error = CASE WHEN o.status = 'done' AND o.error IS NULL
+                                  THEN t.last_error ELSE o.error END,
+                traceback = CASE WHEN o.status = 'done' THEN t.traceback ELSE o.traceback END,
                 run_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
                               THEN %(now)s + greatest(0.0, o.delay) ELSE t.run_at END,
                 finished_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
@@ -233,6 +240,9 @@ class Statements:
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
         )
         self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
+        self.queues_of = q(
+            "SELECT id, queue, status FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])"
+        )
         self.retry = q(
             """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
                 finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
@@ -264,6 +274,7 @@ class Statements:
                 None if o.result is None else o.result.hex(),
                 o.error,
                 float(o.delay),
+                o.traceback,
             )
             for o in outcomes
         ]

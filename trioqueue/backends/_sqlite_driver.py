@@ -12,6 +12,7 @@ public backend.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -21,10 +22,13 @@ from .._driver import Outcome, StoredTask
 from .._durations import seconds
 from .._task import Status
 from . import _sqlite_schema as schema
+from ._columns import status_of
 from ._sqlite_thread import Connection
 from ._sqlite_wake import FileWatch, Waker
 
 __all__ = ["SqliteDriver"]
+
+log = logging.getLogger("trioqueue.backends.sqlite")
 
 T = TypeVar("T")
 
@@ -176,6 +180,14 @@ class SqliteDriver:
         self._waker.wake(t.queue for t in tasks)
         return n
 
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        arg = schema.ids_json(ids)
+        rows = await self.db.call(
+            lambda c: c.execute(schema.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
+        )
+        return {id: (q, status_of(st)) for id, q, st in rows}
+
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float
     ) -> list[StoredTask]:
@@ -197,11 +209,23 @@ class SqliteDriver:
         version, rows = await self.db.call(run, offload=limit > DIRECT_ROWS)
         self._writes += 1
         self._seen[queue] = version
-        out = [schema.row_to_task(r) for r in rows]
+        out, unreadable = schema.COLUMNS.claimed(rows)
+        if unreadable:
+            await self._kill_unreadable(unreadable, token)
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
-        if len(out) == limit:
+        if len(rows) == limit:
             self._waker.wake((queue,))  # more may be ready: wake this driver's other waiters
         return out
+
+    async def _kill_unreadable(self, outcomes: list[Outcome], token: str) -> None:
+        # Claimed rows that cannot be read: KILLED with their reason at once,
+        # under the claim's lease (if this fails, their lease expires as usual).
+        try:
+            await self.settle(outcomes, token)
+        except Exception:
+            log.exception("%s: could not settle %d unreadable row(s)", self.path, len(outcomes))
+        for o in outcomes:
+            log.error("%s: task %s killed: %s", self.path, o.id, o.error)
 
     async def start(self, ids: Sequence[str], token: str) -> None:
         """Mark leased QUEUED tasks RUNNING."""
@@ -237,6 +261,7 @@ class SqliteDriver:
                     "status": o.status.value,
                     "result": o.result,
                     "error": o.error,
+                    "traceback": o.traceback,
                     "now": now,
                     "delay": max(0.0, o.delay),
                 }
@@ -306,7 +331,9 @@ class SqliteDriver:
         )
         out: dict[str, dict[Status, int]] = {}
         for q, status, n in rows:
-            out.setdefault(q, {})[Status(status)] = n
+            per = out.setdefault(q, {})
+            st = status_of(status)
+            per[st] = per.get(st, 0) + n
         return out
 
     async def list_tasks(
@@ -322,12 +349,12 @@ class SqliteDriver:
         rows = await self.db.call(
             lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
         )
-        return [schema.row_to_task(r) for r in rows]
+        return [schema.COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
         row = await self.db.call(lambda c: c.execute(schema.GET, (id,)).fetchone())
-        return None if row is None else schema.row_to_task(row)
+        return None if row is None else schema.COLUMNS.shown(row)
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""

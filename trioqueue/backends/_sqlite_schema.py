@@ -22,7 +22,7 @@ from .._driver import StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
-from ._columns import Columns, meta_json, nullable, status_text
+from ._columns import Columns, json_object, meta_json, nullable, status_of, status_text
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -67,6 +67,8 @@ CREATE INDEX trioqueue_tasks_finished
             ON trioqueue_tasks (finished_at)
             WHERE status IN ('done', 'killed', 'cancelled');
 """,
+    # 2: the bounded traceback of a task's last failure.
+    "ALTER TABLE trioqueue_tasks ADD COLUMN traceback TEXT;",
 )
 
 #: The schema version this code writes and understands.
@@ -78,8 +80,8 @@ COLUMNS = Columns(
     to_db={"status": status_text, "meta": meta_json},
     from_db={
         "payload": bytes,
-        "status": Status,
-        "meta": msgspec.json.decode,
+        "status": status_of,
+        "meta": json_object(msgspec.json.decode),
         "result": nullable(bytes),
     },
 )
@@ -124,7 +126,8 @@ UPDATE trioqueue_tasks SET
     status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
                   THEN 'killed' ELSE :status END,
     result = CASE WHEN :status = 'done' THEN :result ELSE result END,
-    last_error = CASE WHEN :status = 'done' THEN last_error ELSE :error END,
+    last_error = CASE WHEN :status = 'done' AND :error IS NULL THEN last_error ELSE :error END,
+    traceback = CASE WHEN :status = 'done' THEN traceback ELSE :traceback END,
     run_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
                   THEN :now + :delay ELSE run_at END,
     finished_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
@@ -171,6 +174,7 @@ WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :statu
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
+QUEUES_OF = f"SELECT id, queue, status FROM trioqueue_tasks WHERE {_IDS}"
 RETRY = """
 UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
     max_attempts = max(max_attempts, attempts + 1)
@@ -203,9 +207,16 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 _fresh_head = operator.attrgetter("id", "queue", "payload", "max_attempts", "run_at", "priority")
 _fresh_tail = operator.attrgetter(
-    "status", "attempts", "last_error", "result", "finished_at", "lease_token", "lease_expires_at"
+    "status",
+    "attempts",
+    "last_error",
+    "result",
+    "finished_at",
+    "lease_token",
+    "lease_expires_at",
+    "traceback",
 )
-_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None)
+_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None, None)
 
 
 def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:

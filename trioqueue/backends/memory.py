@@ -45,6 +45,7 @@ def _copy(t: StoredTask) -> StoredTask:
         t.finished_at,
         t.lease_token,
         t.lease_expires_at,
+        t.traceback,
     )
 
 
@@ -113,6 +114,11 @@ class MemoryDriver:
             self._schedule(t, now)
             n += 1
         return n
+
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        tasks = self._tasks
+        return {id: (t.queue, t.status) for id in ids if (t := tasks.get(id)) is not None}
 
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float

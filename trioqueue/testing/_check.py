@@ -14,6 +14,7 @@ import trio
 
 from .._driver import Outcome
 from .._task import Status
+from ._check_texts import failure_texts, store_wide_ids
 from ._context import BackendFactory, Check, ManualClock, _Ctx
 
 __all__ = ["CHECK_NAMES", "check_backend"]
@@ -384,11 +385,13 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("retry.delay", _retry_delay),
     ("release.uncounts", _release),
     ("settle.kinds", _settle_kinds),
+    ("settle.failure_texts", failure_texts),
     ("cancel", _cancel),
     ("admin.counts_and_list", _admin),
     ("admin.retry", _admin_retry),
     ("admin.purge", _purge),
     ("push.idempotent", _idempotent),
+    ("push.store_wide_ids", store_wide_ids),
     ("queues", _queues),
 )
 
