@@ -168,3 +168,50 @@ async def test_slow_tasks_never_grow_the_prefetch_so_workers_share_fairly(
     # each worker holds at most its 2 slots + 2 prefetched: neither hoards the queue
     assert 15 <= ran["a"] <= 25 and 15 <= ran["b"] <= 25
     assert max(a for a, _ in driver.claims) <= 4
+
+
+class SlowAnswerDriver(MemoryDriver):
+    """Its first settle is applied at once but answers only after a claim took the
+    settled task again: a commit whose reply was slow, as on a busy database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settling = False
+        self.reclaimed = trio.Event()
+
+    async def settle(self, outcomes: Sequence[tq.Outcome], token: str) -> list[str]:
+        done = await super().settle(outcomes, token)
+        if not self.reclaimed.is_set():
+            self.settling = True
+            await self.reclaimed.wait()
+        return done
+
+    async def claim(
+        self, queue: str, limit: int, token: str, lease_seconds: float
+    ) -> list[tq.StoredTask]:
+        got = await super().claim(queue, limit, token, lease_seconds)
+        if got and self.settling:
+            self.reclaimed.set()
+        return got
+
+
+async def test_a_task_claimed_again_while_its_outcome_is_settled_runs_once_settled(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = SlowAnswerDriver()
+    backend = tq.Backend(driver)
+    attempts: list[int] = []
+
+    async def flaky(n: int, attempt: tq.Attempt) -> None:
+        attempts.append(attempt)
+        if attempt == 1:
+            raise RuntimeError("once")
+
+    async with backend.running():
+        await backend.push(1)
+        w = WorkerBuilder("w").backend(backend).backoff(lambda n: 0.0).build(flaky)
+        with trio.fail_after(60):
+            await w.run(burst=True)
+        assert driver.reclaimed.is_set()  # the race happened
+        assert attempts == [1, 2]  # and the second attempt ran, not left leased
+        assert await backend.counts() == {"default": {Status.DONE: 1}}

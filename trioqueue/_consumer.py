@@ -86,6 +86,7 @@ class Consumer:
         self._wait_scope: trio.CancelScope | None = None
         self.claimed_total = 0
         self._settles = 0  # outcome batches written, so a claim knows what it may have missed
+        self._reclaimed: list[StoredTask] = []
 
     # -- what the worker calls --
 
@@ -262,9 +263,14 @@ class Consumer:
                 held, send_nowait = self._held, send.send_nowait
                 for r in recs:
                     if r.id in held:
-                        # Our own lease on it expired and we claimed it again
-                        # while the first attempt still runs (a stalled loop):
-                        # that attempt settles it; running it twice would not.
+                        if r.id in self._settling:
+                            # Our outcome for it (a failed attempt) committed
+                            # while this claim ran, and the claim took it as
+                            # ready again: run it once that settle returns.
+                            self._reclaimed.append(r)
+                        # Else our own lease on it expired and we claimed it
+                        # again while the first attempt still runs (a stalled
+                        # loop): that attempt settles it; running it twice would not.
                         continue
                     held.add(r.id)
                     send_nowait(r)
@@ -345,6 +351,8 @@ class Consumer:
                 log.warning("lease lost before settling %d task(s): %s", len(lost), sorted(lost))
             self._held.difference_update(ids)
             self._settles += 1
+            if self._reclaimed:
+                self._deliver_reclaimed()
             if self._claimer_waiting:
                 self._claimer_waiting = False
                 self._claim_wake.set()
@@ -359,6 +367,20 @@ class Consumer:
             finally:
                 self._settling.difference_update(released)
             self._held.difference_update(released)
+
+    def _deliver_reclaimed(self) -> None:
+        # Records claimed again while their previous outcome was being settled:
+        # once that settle is done they are ours like any other claim.
+        waiting, self._reclaimed = self._reclaimed, []
+        for r in waiting:
+            if r.id in self._held or r.id in self._settling:
+                self._reclaimed.append(r)  # its settle has not returned yet
+                continue
+            self._held.add(r.id)
+            try:
+                self._send.send_nowait(r)
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                self.give_back(r.id)  # no room, or stopping: back to storage unstarted
 
     async def _extender(self) -> None:
         every = self.lease_seconds / 3
