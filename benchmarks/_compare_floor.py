@@ -143,28 +143,10 @@ def sqlite(figure: str, path: str, n: int, k: int) -> None:
 def bare(n: int, concurrency: int) -> None:
     """The memory backend's ceiling: items through a bounded channel into consumer tasks."""
     import trio
+    from bench_memory import bare_loop
 
-    async def noop(item: int) -> None:
-        return None
-
-    async def run() -> float:
-        send, recv = trio.open_memory_channel[int](concurrency)
-        t0 = time.perf_counter()
-
-        async def consumer() -> None:
-            async for item in recv:
-                await noop(item)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(consumer)
-            async with send:
-                for i in range(n):
-                    await send.send(i)
-        return time.perf_counter() - t0
-
-    total = trio.run(run)
-    report(jobs=n, concurrency=concurrency, seconds=total, per_s=n / total)
+    per_s = trio.run(bare_loop, concurrency, n)
+    report(jobs=n, concurrency=concurrency, seconds=n / per_s, per_s=per_s)
 
 
 def main() -> None:

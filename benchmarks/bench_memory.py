@@ -46,8 +46,11 @@ async def one_round(concurrency: int) -> dict[str, float]:
     return {"push": N / (t1 - t0), "run": N / (t2 - t1), "both": N / (t2 - t0)}
 
 
-async def bare_loop(concurrency: int) -> float:
-    """Items through a bounded channel into `concurrency` consumer tasks, nothing else."""
+async def bare_loop(concurrency: int, n: int = N) -> float:
+    """Items through a bounded channel into `concurrency` consumer tasks, nothing else.
+
+    Returns items per second (``_compare_floor.py`` reuses it as the memory floor).
+    """
     send, recv = trio.open_memory_channel[int](concurrency)
     t0 = time.perf_counter()
 
@@ -59,9 +62,9 @@ async def bare_loop(concurrency: int) -> float:
         for _ in range(concurrency):
             nursery.start_soon(consumer)
         async with send:
-            for i in range(N):
+            for i in range(n):
                 await send.send(i)
-    return N / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0)
 
 
 def line(**fields: Any) -> None:

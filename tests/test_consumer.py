@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import trio
 import trio.testing
@@ -117,26 +118,6 @@ class LateClaimDriver(MemoryDriver):
         return await super().next_run_at(queue)
 
 
-async def test_a_claim_that_raced_a_settle_looks_again_before_going_idle(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    driver = LateClaimDriver()
-    backend = tq.Backend(driver)
-    attempts: list[int] = []
-
-    async def flaky(n: int, attempt: tq.Attempt) -> None:
-        attempts.append(attempt)
-        if attempt == 1:
-            raise RuntimeError("once")
-
-    async with backend.running():
-        await backend.push(1)
-        w = WorkerBuilder("w").backend(backend).backoff(lambda n: 0.0).build(flaky)
-        await w.run(burst=True)  # a burst run stops only once nothing is ready
-        assert attempts == [1, 2]
-        assert await backend.counts() == {"default": {Status.DONE: 1}}
-
-
 async def noop(n: int) -> None:
     return None
 
@@ -195,10 +176,8 @@ class SlowAnswerDriver(MemoryDriver):
         return got
 
 
-async def test_a_task_claimed_again_while_its_outcome_is_settled_runs_once_settled(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    driver = SlowAnswerDriver()
+async def retried_once(driver: MemoryDriver) -> tuple[list[int], Any]:
+    """Run a task that fails its first attempt, in a burst; return the attempts and counts."""
     backend = tq.Backend(driver)
     attempts: list[int] = []
 
@@ -211,7 +190,23 @@ async def test_a_task_claimed_again_while_its_outcome_is_settled_runs_once_settl
         await backend.push(1)
         w = WorkerBuilder("w").backend(backend).backoff(lambda n: 0.0).build(flaky)
         with trio.fail_after(60):
-            await w.run(burst=True)
-        assert driver.reclaimed.is_set()  # the race happened
-        assert attempts == [1, 2]  # and the second attempt ran, not left leased
-        assert await backend.counts() == {"default": {Status.DONE: 1}}
+            await w.run(burst=True)  # a burst run stops only once nothing is ready
+        return attempts, await backend.counts()
+
+
+async def test_a_claim_that_raced_a_settle_looks_again_before_going_idle(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    attempts, counts = await retried_once(LateClaimDriver())
+    assert attempts == [1, 2]
+    assert counts == {"default": {Status.DONE: 1}}
+
+
+async def test_a_task_claimed_again_while_its_outcome_is_settled_runs_once_settled(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = SlowAnswerDriver()
+    attempts, counts = await retried_once(driver)
+    assert driver.reclaimed.is_set()  # the race happened
+    assert attempts == [1, 2]  # and the second attempt ran, not left leased
+    assert counts == {"default": {Status.DONE: 1}}

@@ -26,6 +26,7 @@ from .._task import Status
 
 __all__ = [
     "FIELDS",
+    "TEXT_COLUMNS",
     "UNREADABLE",
     "Columns",
     "json_object",
@@ -221,3 +222,17 @@ class Columns:
             if rec.status is Status.KILLED and row[FIELDS.index("status")] != "killed":
                 rec.last_error = bounded(f"{UNREADABLE}: unknown status {row[_STATUS]!r}")
         return rec
+
+
+#: The columns of a SQL table that stores a status as its text and ``meta`` as
+#: JSON text (the SQLite and PostgreSQL tables): ``meta`` is decoded row by row,
+#: so one that does not decode fails its own row alone.
+TEXT_COLUMNS = Columns(
+    to_db={"status": status_text, "meta": meta_json},
+    from_db={
+        "payload": bytes,
+        "status": status_of,
+        "meta": json_object(msgspec.json.decode),
+        "result": nullable(bytes),
+    },
+)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 
-import msgspec
 import psycopg
 import trio
 from psycopg import sql
@@ -18,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .._errors import BackendError
 from .._registry import redact_url
-from ._columns import Columns, json_object, meta_json, nullable, status_of, status_text
+from ._columns import TEXT_COLUMNS
 
 __all__ = [
     "COLUMNS",
@@ -82,15 +81,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: The table's columns and how each differs from the record's field (``meta``
 #: travels as JSON text both ways: read as ``meta::text``, it is decoded row
 #: by row, so one that does not decode fails its row alone).
-COLUMNS = Columns(
-    to_db={"status": status_text, "meta": meta_json},
-    from_db={
-        "payload": bytes,
-        "status": status_of,
-        "meta": json_object(msgspec.json.decode),
-        "result": nullable(bytes),
-    },
-)
+COLUMNS = TEXT_COLUMNS
 row_to_task = COLUMNS.record
 
 

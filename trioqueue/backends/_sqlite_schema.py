@@ -22,7 +22,7 @@ from .._driver import StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._task import Status
-from ._columns import Columns, json_object, meta_json, nullable, status_of, status_text
+from ._columns import TEXT_COLUMNS, meta_json
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -76,15 +76,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 #: The table's columns and how each differs from the record's field.
-COLUMNS = Columns(
-    to_db={"status": status_text, "meta": meta_json},
-    from_db={
-        "payload": bytes,
-        "status": status_of,
-        "meta": json_object(msgspec.json.decode),
-        "result": nullable(bytes),
-    },
-)
+COLUMNS = TEXT_COLUMNS
 row_to_task = COLUMNS.record
 
 # -- statements --
