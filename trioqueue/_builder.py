@@ -88,7 +88,7 @@ class WorkerBuilder:
         """Fix the prefetch channel's capacity.
 
         By default it is adaptive: it starts at the concurrency and grows (up
-        to 4× the concurrency, at most 128, never below it) while slots wait
+        to 4 times the concurrency, at most 128, never below it) while slots wait
         for tasks and a backlog is ready, then falls back as soon as a claim
         finds the backlog drained. Slow tasks never grow it, so workers share
         a queue fairly; fast ones keep the pipe full.

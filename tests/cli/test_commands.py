@@ -92,6 +92,8 @@ def test_admin_commands(cli: Cli) -> None:
     ("argv", "code", "message"),
     [
         (["push", "jobs:send", "{bad"], 2, "ARGS_JSON is not valid JSON"),
+        (["push", "jobs:send", '{"to": "\\ud800"}'], 2,
+         "ARGS_JSON is not valid JSON: it holds an escaped lone surrogate (\\ud800)"),
         (["push", "jobs:send", '{"subject": "x"}'], 2,
          "args do not fit jobs:send (Email): payload does not fit Email: "
          "Object missing required field `to`"),

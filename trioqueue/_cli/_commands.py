@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from .._backend import Backend
+from .._codec import json_error
 from .._errors import CodecError
 from .._task import Status, Task
 from ._backends import backend_options, make_codec, open_backend_of, spec_of
@@ -166,10 +167,11 @@ async def cmd_push(args: argparse.Namespace) -> int:
     """Validate args against the handler's type and push one task."""
     handler = load_handler(args.handler)
     arg_type = args_type(handler, args.handler)
+    data = args.args.encode("utf-8", "surrogatepass")
     try:
-        value = msgspec.json.decode(args.args.encode())
+        value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {exc}") from exc
+        raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {json_error(data, exc)}") from exc
     codec = make_codec(args.codec)
     try:
         codec.decoder(arg_type)(codec.encode(value))
