@@ -26,6 +26,8 @@ __all__ = ["Consumer"]
 
 log = logging.getLogger("trioqueue.consumer")
 
+_NEVER = float("inf")
+
 
 class Consumer:
     """One worker's side of the bridge: a prefetch channel of leased tasks.
@@ -71,6 +73,11 @@ class Consumer:
         self._held: set[str] = set()
         # Leases found lost by the extender: these must not start.
         self._lost: set[str] = set()
+        # When the lease of each buffered task ends, less a margin, on the
+        # driver's clock: the claim's (or last extension's) start plus the
+        # lease. A task past it is not started (see ``_expired``).
+        self._start_by: dict[str, float] = {}
+        self.start_margin = min(lease_seconds / 10, 1.0)
         self._claiming = True
         self._claim_wake = trio.Event()
         self._claimer_waiting = False
@@ -99,9 +106,13 @@ class Consumer:
             rec = self._recv.receive_nowait()
             if self._claimer_waiting:
                 self._took()
-            if not self._lost or rec.id not in self._lost:
+            if self._lost and rec.id in self._lost:
+                self._lost.discard(rec.id)
+                self._start_by.pop(rec.id, None)
+            elif self.driver.now() < self._start_by.pop(rec.id, _NEVER):
                 return rec
-            self._lost.discard(rec.id)
+            else:
+                self._expired(rec.id)
 
     async def receive(self) -> StoredTask:
         """Take the next leased task, waiting until one is claimed.
@@ -113,9 +124,21 @@ class Consumer:
             rec = await self._recv.receive()
             if self._claimer_waiting:
                 self._took()
-            if not self._lost or rec.id not in self._lost:
+            if self._lost and rec.id in self._lost:
+                self._lost.discard(rec.id)
+                self._start_by.pop(rec.id, None)
+            elif self.driver.now() < self._start_by.pop(rec.id, _NEVER):
                 return rec
-            self._lost.discard(rec.id)
+            else:
+                self._expired(rec.id)
+
+    def _expired(self, id: str) -> None:
+        # The loop stalled past the lease (a stopped process, a blocked
+        # thread) before a slot took this task: another worker may have
+        # claimed and run it meanwhile. Not started and not released (a
+        # release could not tell), it is left to rescue like a lost lease.
+        log.warning("lease of task %s ran out before it started: not started", id)
+        self._held.discard(id)
 
     def _took(self) -> None:
         if self._send.statistics().current_buffer_used <= self._low_water:
@@ -162,6 +185,7 @@ class Consumer:
             n += 1
             self.give_back(rec.id)
         self._send.close()  # slots parked in receive() get EndOfChannel
+        self._start_by.clear()
         return n
 
     async def wait_idle(self) -> None:
@@ -231,6 +255,9 @@ class Consumer:
                 self._claimer_waiting = True
                 await self._claim_wake.wait()
                 continue
+            # The driver sets the lease from its clock during the call, so
+            # reading it before gives a start-by time that is never late.
+            start_by = driver.now() + self.lease_seconds - self.start_margin
             recs = await retrying(
                 "claim tasks",
                 driver.claim,
@@ -257,14 +284,18 @@ class Consumer:
             if recs:
                 self._set_idle(False)
                 self.claimed_total += len(recs)
-                held, send_nowait = self._held, send.send_nowait
+                held, send_nowait, by = self._held, send.send_nowait, self._start_by
                 for r in recs:
                     if r.id in held:
                         # Our own lease on it expired and we claimed it again
                         # while the first attempt still runs (a stalled loop):
                         # that attempt settles it; running it twice would not.
+                        # If it still waits in the channel, it holds the new lease.
+                        if r.id in by:
+                            by[r.id] = start_by
                         continue
                     held.add(r.id)
+                    by[r.id] = start_by
                     send_nowait(r)
                 if self._lost:  # reclaimed after a lease was lost: it may run again
                     self._lost.difference_update(r.id for r in recs)
@@ -359,6 +390,7 @@ class Consumer:
             ids = sorted(self._held - self._settling)
             if not ids:
                 continue
+            start_by = self.driver.now() + self.lease_seconds - self.start_margin
             kept = await retrying(
                 "extend leases",
                 self.driver.extend,
@@ -367,6 +399,10 @@ class Consumer:
                 self.lease_seconds,
                 transient=self.transient,
             )
+            by = self._start_by
+            for id in kept:
+                if id in by:
+                    by[id] = start_by
             if len(kept) != len(ids):
                 # Ids settled while the extend ran are gone from held: not lost.
                 lost = (set(ids) - set(kept) - self._settling) & self._held
