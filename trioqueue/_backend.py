@@ -9,6 +9,7 @@ the driver with storage errors retried.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -265,6 +266,7 @@ class Backend(TaskSink[Any]):
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         queue: str | None = None,
+        give_up_after: float = math.inf,
     ) -> AsyncIterator[Consumer]:
         """Open a claiming loop feeding a bounded prefetch channel (one per worker).
 
@@ -276,6 +278,9 @@ class Backend(TaskSink[Any]):
           lease_seconds: Lease length; leases are extended every third of it.
           poll_interval: Longest wait between claims when the driver has no wake-up.
           queue: Queue to claim from (default: the backend's).
+          give_up_after: Seconds a storage call may keep failing with
+            transient errors before the consumer stops with ``BackendError``
+            (default: retried for as long as it takes).
 
         Resource handling:
           On exit the claimer stops, prefetched tasks are released at once,
@@ -292,6 +297,7 @@ class Backend(TaskSink[Any]):
             prefetch_max=prefetch_max,
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
+            give_up_after=give_up_after,
         )
         self._consumers += 1
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,7 @@ class WorkerBuilder:
         self._prefetch: int | None = None
         self._lease = 30.0
         self._poll = 1.0
+        self._patience = math.inf
         self._shutdown_timeout = 30.0
         self._backoff: Backoff = Exponential()
         self._timeout: float | None = None
@@ -108,6 +110,18 @@ class WorkerBuilder:
         self._poll = check_seconds("poll_interval", seconds, positive=True)
         return self
 
+    def storage_patience(self, seconds: float) -> WorkerBuilder:
+        """Set how long storage may keep failing before the worker stops (default: forever).
+
+        A storage call that meets a transient error (a lost connection, a
+        locked file, a full disk) is retried with backoff; once one has kept
+        failing for ``seconds``, the worker stops with ``BackendError``
+        instead of retrying forever. ``trioqueue worker --burst`` sets it
+        to ``--wait``.
+        """
+        self._patience = check_seconds("storage_patience", seconds, infinite=True)
+        return self
+
     def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
         """Set how long a graceful stop waits for running tasks (default 30)."""
         self._shutdown_timeout = check_seconds("shutdown_timeout", seconds, infinite=True)
@@ -159,6 +173,7 @@ class WorkerBuilder:
             prefetch_max=self._prefetch or adaptive_prefetch_max(self._concurrency),
             lease_seconds=self._lease,
             poll_interval=self._poll,
+            storage_patience=self._patience,
             shutdown_timeout=self._shutdown_timeout,
             backoff=self._backoff,
             timeout=self._timeout,

@@ -13,8 +13,10 @@ the idle state, and stops the claiming. The consumer never calls the worker.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
-from collections.abc import Sized
+from collections.abc import Awaitable, Callable, Sized
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,6 +29,8 @@ __all__ = ["Consumer"]
 log = logging.getLogger("trioqueue.consumer")
 
 _NEVER = float("inf")
+
+T = TypeVar("T")
 
 
 class Consumer:
@@ -51,6 +55,7 @@ class Consumer:
         lease_seconds: float,
         poll_interval: float,
         prefetch_max: int | None = None,
+        give_up_after: float = math.inf,
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
@@ -61,6 +66,9 @@ class Consumer:
         self.token = secrets.token_hex(16)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        #: Seconds a storage call may keep failing before the consumer stops
+        #: with ``BackendError`` (default: retried for as long as it takes).
+        self.give_up_after = give_up_after
         self._concurrency = concurrency
         self._prefetch_base = prefetch
         self.prefetch_max = prefetch_max
@@ -224,13 +232,23 @@ class Consumer:
 
     # -- background loops --
 
+    def _retry(
+        self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, attempts: float = math.inf
+    ) -> Awaitable[T]:
+        return retrying(
+            what,
+            fn,
+            *args,
+            transient=self.transient,
+            attempts=attempts,
+            give_up_after=self.give_up_after,
+        )
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Rescue expired leases once, then run the claimer, settler, extender and rescuer."""
         # Rescue once before the first claim, so even a burst run picks up
         # the tasks of a worker that died.
-        await retrying(
-            "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
-        )
+        await self._retry("rescue expired leases", self.driver.rescue, self.queue)
         async with open_nursery() as nursery:
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
@@ -239,7 +257,7 @@ class Consumer:
             task_status.started()
 
     async def _claimer(self) -> None:
-        send, driver, tr = self._send, self.driver, self.transient
+        send, driver = self._send, self.driver
         while True:
             if not self._claiming:
                 return
@@ -258,14 +276,8 @@ class Consumer:
             # The driver sets the lease from its clock during the call, so
             # reading it before gives a start-by time that is never late.
             start_by = driver.now() + self.lease_seconds - self.start_margin
-            recs = await retrying(
-                "claim tasks",
-                driver.claim,
-                self.queue,
-                free,
-                self.token,
-                self.lease_seconds,
-                transient=tr,
+            recs = await self._retry(
+                "claim tasks", driver.claim, self.queue, free, self.token, self.lease_seconds
             )
             if not self._claiming:
                 for r in recs:
@@ -303,7 +315,7 @@ class Consumer:
                 continue
             if not self._held and not self._pending():
                 self._set_idle(True)
-            nxt = await retrying("read the schedule", driver.next_run_at, self.queue, transient=tr)
+            nxt = await self._retry("read the schedule", driver.next_run_at, self.queue)
             if not self._claiming:
                 return
             timeout = self.poll_interval
@@ -311,9 +323,7 @@ class Consumer:
                 timeout = max(0.0, min(timeout, nxt - driver.now()))
             if timeout > 0:
                 with trio.CancelScope() as self._wait_scope:
-                    await retrying(
-                        "wait for tasks", driver.wait_for_tasks, self.queue, timeout, transient=tr
-                    )
+                    await self._retry("wait for tasks", driver.wait_for_tasks, self.queue, timeout)
                 self._wait_scope = None
 
     def _pending(self) -> bool:
@@ -338,7 +348,7 @@ class Consumer:
         # fails for good (or is cancelled) the batch goes back, so nothing the
         # worker reported is forgotten. Ids in flight are "settling": the
         # extender must not take them for lost leases.
-        driver, token, tr = self.driver, self.token, self.transient
+        driver, token = self.driver, self.token
         if self._started and self._outcomes:
             # A task that started and ended since the last flush needs no
             # RUNNING mark: its outcome is settled from QUEUED in the same turn.
@@ -347,7 +357,7 @@ class Consumer:
         if self._started:
             started, self._started = self._started, []
             try:
-                await retrying("mark tasks running", driver.start, started, token, transient=tr)
+                await self._retry("mark tasks running", driver.start, started, token)
             except BaseException:
                 self._started[:0] = started
                 raise
@@ -356,9 +366,7 @@ class Consumer:
             ids = [o.id for o in outcomes]
             self._settling.update(ids)
             try:
-                applied = await retrying(
-                    "settle tasks", driver.settle, outcomes, token, transient=tr
-                )
+                applied = await self._retry("settle tasks", driver.settle, outcomes, token)
             except BaseException:
                 self._outcomes[:0] = outcomes
                 raise
@@ -375,7 +383,7 @@ class Consumer:
             released, self._released = self._released, []
             self._settling.update(released)
             try:
-                await retrying("release tasks", driver.release, released, token, transient=tr)
+                await self._retry("release tasks", driver.release, released, token)
             except BaseException:
                 self._released[:0] = released
                 raise
@@ -391,13 +399,8 @@ class Consumer:
             if not ids:
                 continue
             start_by = self.driver.now() + self.lease_seconds - self.start_margin
-            kept = await retrying(
-                "extend leases",
-                self.driver.extend,
-                ids,
-                self.token,
-                self.lease_seconds,
-                transient=self.transient,
+            kept = await self._retry(
+                "extend leases", self.driver.extend, ids, self.token, self.lease_seconds
             )
             by = self._start_by
             for id in kept:
@@ -414,9 +417,7 @@ class Consumer:
     async def _rescuer(self) -> None:
         every = max(self.lease_seconds / 2, 0.01)
         while True:
-            n = await retrying(
-                "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
-            )
+            n = await self._retry("rescue expired leases", self.driver.rescue, self.queue)
             if n:
                 log.info("rescued %d task(s) whose lease expired", n)
             await trio.sleep(every)
@@ -428,12 +429,11 @@ class Consumer:
         await self._flush()
         rest = sorted(self._held)
         if rest:
-            await retrying(
+            await self._retry(
                 "release tasks",
                 self.driver.release,
                 rest,
                 self.token,
-                transient=self.transient,
                 attempts=5,
             )
             self._held.clear()

@@ -117,7 +117,7 @@ def test_migrate_sqlite_and_memory(cli: Cli) -> None:
 
 
 def test_migrate_failure_is_a_backend_error(cli: Cli) -> None:
-    err = cli("migrate", "--backend", "sqlite:///no-such-dir/q.db", code=3).err
+    err = cli("migrate", "--backend", "sqlite:///no-such-dir/q.db", "--wait", "0", code=3).err
     assert err.startswith("trioqueue: error: cannot migrate 'sqlite:///no-such-dir/q.db': ")
     assert not (cli.root / "no-such-dir").exists()
 

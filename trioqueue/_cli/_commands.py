@@ -15,7 +15,14 @@ from .._backend import Backend
 from .._codec import json_error
 from .._errors import CodecError
 from .._task import Status, Task
-from ._backends import backend_options, make_codec, open_backend_of, spec_of
+from ._backends import (
+    backend_options,
+    make_codec,
+    open_backend_of,
+    spec_of,
+    start_wait,
+    wait_for_backend,
+)
 from ._errors import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -155,7 +162,10 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"{spec.name} backend: nothing to migrate")
         return EXIT_OK
     try:
-        version = await spec.migrate(url, **options)
+        migrate = spec.migrate
+        version = await wait_for_backend(
+            url, spec, start_wait(args), lambda: migrate(url, **options)
+        )
     except Exception as exc:
         code = EXIT_USAGE if isinstance(leaf(exc), ValueError) else EXIT_BACKEND
         raise CliError(code, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}") from exc

@@ -21,7 +21,7 @@ from .._metrics_server import collect_queue_depth, serve_metrics
 from .._monitor import Monitor
 from .._nursery import open_nursery
 from ..layers.metrics import MetricsLayer
-from ._backends import open_backend_of
+from ._backends import open_backend_of, start_wait
 from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
 from ._handlers import args_type, load_handler
 from ._output import redact
@@ -122,6 +122,9 @@ async def _serve(
         async with open_backend_of(args, queue=args.queue) as backend:
             builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
             builder.shutdown_timeout(args.shutdown_timeout)
+            if args.burst:
+                # A burst run must end: storage that keeps failing stops it.
+                builder.storage_patience(start_wait(args))
             if metrics:
                 builder.layer(MetricsLayer())
             if args.burst:
