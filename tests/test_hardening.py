@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -175,3 +176,42 @@ async def test_a_cyclic_or_too_deep_meta_is_a_codec_error(
     with pytest.raises(tq.CodecError, match="meta is cyclic or nested too deeply"):
         await memory_backend.push(1, meta=meta)
     assert await memory_backend.counts() == {}
+
+
+@pytest.mark.parametrize(
+    ("payload", "lone"),
+    [
+        (rb'"\ud800"', r"\ud800"),
+        (rb'["ok", "\udc00x"]', r"\udc00"),
+        (rb'{"a": "\uD83D\u0041"}', r"\ud83d"),
+        (rb'"\\\ud800"', r"\ud800"),  # an escaped backslash, then the surrogate
+    ],
+)
+def test_an_escaped_lone_surrogate_in_json_is_named(payload: bytes, lone: str) -> None:
+    with pytest.raises(tq.CodecError, match=f"escaped lone surrogate \\({re.escape(lone)}\\)"):
+        tq.JsonCodec().decoder(Any)(payload)
+
+
+@pytest.mark.parametrize("payload", [rb'"\ud83d\ude00"', rb'"\\ud800"'], ids=["pair", "text"])
+def test_a_surrogate_pair_or_an_escaped_backslash_is_not_a_lone_surrogate(
+    payload: bytes,
+) -> None:
+    assert tq.JsonCodec().decoder(str)(payload) in ("\U0001f600", "\\ud800")
+    with pytest.raises(tq.CodecError) as info:
+        tq.JsonCodec().decoder(str)(payload[:-1])  # truncated: some other error
+    assert "surrogate" not in str(info.value)
+
+
+async def test_a_stored_lone_surrogate_payload_is_killed_with_the_reason(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with tq.MemoryBackend.open() as b:
+        await b.driver.insert([tq.StoredTask(id="lone", queue="default", payload=rb'"\ud800"')])
+        await WorkerBuilder("w").backend(b).build(ignore_args).run(burst=True)
+        task = await b.get_task("lone")
+    assert task is not None and task.status is Status.KILLED
+    assert "escaped lone surrogate (\\ud800)" in (task.last_error or "")
+
+
+async def ignore_args(args: Any) -> None:
+    return None

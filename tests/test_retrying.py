@@ -109,3 +109,29 @@ async def test_admin_calls_retry_transient_errors_a_bounded_number_of_times(
             await b.counts()
     assert driver.calls == 3
     assert isinstance(info.value.__cause__, Flaky)
+
+
+async def test_storage_patience_stops_a_worker_facing_storage_that_keeps_failing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = FlakyClaimDriver(10**9, Flaky("disk full"))
+    async with backend_on(driver, [Flaky]) as b:
+        id = await b.push(21)
+        worker = tq.WorkerBuilder("w").backend(b).storage_patience(20).build(double)
+        began = trio.current_time()
+        with trio.fail_after(600), pytest.raises(tq.BackendError) as info:
+            await worker.run(burst=True)
+        took = trio.current_time() - began
+        task = await b.get_task(id)
+    assert "storage failed to claim tasks for 20s" in str(info.value)
+    assert "giving up" in str(info.value)
+    assert isinstance(info.value.__cause__, Flaky)
+    assert 20 <= took < 21  # the last pause is cut to the bound
+    assert driver.claims > 3
+    assert task is not None and task.status is tq.Status.PENDING  # nothing lost
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_storage_patience_refuses_a_bad_duration(bad: float) -> None:
+    with pytest.raises(ValueError, match="storage_patience"):
+        tq.WorkerBuilder("w").storage_patience(bad)

@@ -9,6 +9,7 @@ the driver with storage errors retried.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,15 +17,14 @@ from typing import Any
 
 import trio
 
+from ._admin import Administration
 from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
-from ._driver import Driver, StoredTask, to_task
-from ._durations import seconds
+from ._driver import Driver, StoredTask
 from ._errors import BackendClosed, BackendError, DuplicateTask, PushError
 from ._nursery import open_nursery
 from ._retrying import CLEANUP_TIMEOUT, retrying
 from ._sink import TaskSink, check_queue_name
-from ._task import Status, Task
 
 __all__ = ["Backend", "BackendStatistics"]
 
@@ -72,7 +72,7 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class Backend(TaskSink[Any]):
+class Backend(TaskSink[Any], Administration):
     """A storage driver behind trio memory channels: a ``TaskSink`` workers consume.
 
     Use one of the concrete backends (``MemoryBackend``, ``SqliteBackend``,
@@ -302,6 +302,7 @@ class Backend(TaskSink[Any]):
         lease_seconds: float = 30.0,
         poll_interval: float = 1.0,
         queue: str | None = None,
+        give_up_after: float = math.inf,
     ) -> AsyncIterator[Consumer]:
         """Open a claiming loop feeding a bounded prefetch channel (one per worker).
 
@@ -313,6 +314,9 @@ class Backend(TaskSink[Any]):
           lease_seconds: Lease length; leases are extended every third of it.
           poll_interval: Longest wait between claims when the driver has no wake-up.
           queue: Queue to claim from (default: the backend's).
+          give_up_after: Seconds a storage call may keep failing with
+            transient errors before the consumer stops with ``BackendError``
+            (default: retried for as long as it takes).
 
         Resource handling:
           On exit the claimer stops, prefetched tasks are released at once,
@@ -329,6 +333,7 @@ class Backend(TaskSink[Any]):
             prefetch_max=prefetch_max,
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
+            give_up_after=give_up_after,
         )
         self._consumers += 1
         try:
@@ -342,99 +347,6 @@ class Backend(TaskSink[Any]):
             self._consumers -= 1
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
                 await consumer.close()
-
-    # -- inspection and administration --
-
-    def _to_task(self, rec: StoredTask) -> Task[Any]:
-        # Args and result as plain data; shown raw when they do not decode:
-        # one bad row must not break a listing.
-        plain = self.codec.decoder(Any)
-        args: Any = rec.payload
-        result: Any = rec.result
-        try:
-            args = plain(rec.payload)
-        except Exception:
-            pass
-        if rec.result is not None:
-            try:
-                result = plain(rec.result)
-            except Exception:
-                pass
-        return to_task(rec, args, result)
-
-    async def counts(self, *, queue: str | None = None) -> dict[str, dict[Status, int]]:
-        """Return task counts per queue and status (all queues when ``queue`` is None).
-
-        Raises:
-          BackendError: if storage failed after retries.
-        """
-        return await retrying(
-            "count tasks", self.driver.counts, queue, transient=self.transient, attempts=3
-        )
-
-    async def list_tasks(
-        self,
-        *,
-        queue: str | None = None,
-        status: Status | str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[Task[Any]]:
-        """Return tasks filtered by ``queue`` and ``status``, newest first, paged.
-
-        Raises:
-          ValueError: for an unknown status.
-          BackendError: if storage failed after retries.
-        """
-        st = None if status is None else Status(status)
-
-        async def call() -> list[StoredTask]:
-            return await self.driver.list_tasks(queue=queue, status=st, limit=limit, offset=offset)
-
-        return [
-            self._to_task(r)
-            for r in await retrying("list tasks", call, transient=self.transient, attempts=3)
-        ]
-
-    async def get_task(self, id: str) -> Task[Any] | None:
-        """Return the task with this id (args and result decoded as plain data), or None."""
-        rec = await retrying(
-            "read a task", self.driver.get, str(id), transient=self.transient, attempts=3
-        )
-        return None if rec is None else self._to_task(rec)
-
-    async def retry_task(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now, with one more attempt allowed.
-
-        Returns:
-          Whether the task was in a state that could be retried.
-        """
-        return await retrying(
-            "retry a task", self.driver.retry, str(id), transient=self.transient, attempts=3
-        )
-
-    async def cancel_task(self, id: str) -> bool:
-        """Cancel a PENDING or FAILED task. Returns whether it was cancelled."""
-        return await retrying(
-            "cancel a task", self.driver.cancel, str(id), transient=self.transient, attempts=3
-        )
-
-    async def purge(self, *, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished over ``older_than`` seconds ago.
-
-        Returns:
-          How many were deleted.
-        """
-        cutoff = self.driver.now() - seconds("older_than", older_than)
-        return await retrying(
-            "purge tasks", self.driver.purge, cutoff, transient=self.transient, attempts=3
-        )
-
-    async def rescue(self) -> int:
-        """Recover tasks of any queue whose lease expired; returns how many."""
-        return await retrying(
-            "rescue tasks", self.driver.rescue, None, transient=self.transient, attempts=3
-        )
 
     def statistics(self) -> BackendStatistics:
         """Return a ``BackendStatistics`` snapshot."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback
 from ._durations import seconds as check_seconds
+from ._prefetch import adaptive_prefetch_max
 from ._service import Layer
 from ._worker import Worker, WorkerConfig
 
@@ -16,11 +18,6 @@ __all__ = ["DEFAULT_CONCURRENCY", "WorkerBuilder"]
 
 #: Tasks a worker runs at once unless told otherwise.
 DEFAULT_CONCURRENCY = 10
-
-
-def adaptive_prefetch_max(concurrency: int) -> int:
-    """Return how far an adaptive prefetch channel may grow for ``concurrency`` slots."""
-    return max(concurrency, min(4 * concurrency, 128))
 
 
 class WorkerBuilder:
@@ -53,6 +50,7 @@ class WorkerBuilder:
         self._prefetch: int | None = None
         self._lease = 30.0
         self._poll = 1.0
+        self._patience = math.inf
         self._shutdown_timeout = 30.0
         self._backoff: Backoff = Exponential()
         self._timeout: float | None = None
@@ -108,6 +106,18 @@ class WorkerBuilder:
         self._poll = check_seconds("poll_interval", seconds, positive=True)
         return self
 
+    def storage_patience(self, seconds: float) -> WorkerBuilder:
+        """Set how long storage may keep failing before the worker stops (default: forever).
+
+        A storage call that meets a transient error (a lost connection, a
+        locked file, a full disk) is retried with backoff; once one has kept
+        failing for ``seconds``, the worker stops with ``BackendError``
+        instead of retrying forever. ``trioqueue worker --burst`` sets it
+        to ``--wait``.
+        """
+        self._patience = check_seconds("storage_patience", seconds, infinite=True)
+        return self
+
     def shutdown_timeout(self, seconds: float) -> WorkerBuilder:
         """Set how long a graceful stop waits for running tasks (default 30)."""
         self._shutdown_timeout = check_seconds("shutdown_timeout", seconds, infinite=True)
@@ -159,6 +169,7 @@ class WorkerBuilder:
             prefetch_max=self._prefetch or adaptive_prefetch_max(self._concurrency),
             lease_seconds=self._lease,
             poll_interval=self._poll,
+            storage_patience=self._patience,
             shutdown_timeout=self._shutdown_timeout,
             backoff=self._backoff,
             timeout=self._timeout,

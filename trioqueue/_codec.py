@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,7 +12,7 @@ import msgspec
 
 from ._errors import CodecError
 
-__all__ = ["CborCodec", "Codec", "JsonCodec"]
+__all__ = ["CborCodec", "Codec", "JsonCodec", "json_error"]
 
 DEFAULT_MAX_SIZE = 1 << 20  # 1 MiB
 
@@ -72,6 +73,47 @@ def _validation_error(type_: Any, exc: Exception) -> CodecError:
     return CodecError(f"payload does not fit {name}: {exc}")
 
 
+# A JSON escape: a ``\uXXXX`` or any other backslash pair, read left to right
+# so that an escaped backslash is never taken for the start of a ``\u``.
+_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+
+
+def _lone_surrogate(data: bytes) -> str | None:
+    """Return the first escaped lone surrogate in JSON text (``\\ud800``), if any."""
+    high: str | None = None
+    at = -1
+    for m in _ESCAPE.finditer(data):
+        hex_ = m.group(1)
+        unit = int(hex_, 16) if hex_ else -1
+        if high is not None:
+            if 0xDC00 <= unit <= 0xDFFF and m.start() == at:
+                high = None
+                continue
+            return high
+        if 0xD800 <= unit <= 0xDBFF:
+            high, at = "\\u" + hex_.decode().lower(), m.end()
+        elif 0xDC00 <= unit <= 0xDFFF:
+            return "\\u" + hex_.decode().lower()
+    return high
+
+
+def json_error(data: bytes, exc: Exception) -> str:
+    """Return why ``data`` is not valid JSON, naming an escaped lone surrogate as the cause.
+
+    Args:
+      data: The JSON text that failed to decode.
+      exc: The decoder's error.
+    """
+    lone = _lone_surrogate(data)
+    if lone is not None:
+        return (
+            f"it holds an escaped lone surrogate ({lone}), which is not text: "
+            f"a surrogate escape must be a high (\\ud800-\\udbff) and low "
+            f"(\\udc00-\\udfff) pair"
+        )
+    return str(exc)
+
+
 class JsonCodec:
     """JSON, the default codec (msgspec does the encoding and typed decoding).
 
@@ -108,7 +150,7 @@ class JsonCodec:
             except msgspec.ValidationError as exc:
                 raise _validation_error(type_, exc) from exc
             except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-                raise CodecError(f"payload is not valid JSON: {exc}") from exc
+                raise CodecError(f"payload is not valid JSON: {json_error(data, exc)}") from exc
             except RecursionError as exc:
                 raise CodecError("payload is nested too deeply to decode") from exc
 

@@ -13,21 +13,25 @@ the idle state, and stops the claiming. The consumer never calls the worker.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Sized
 
 import trio
 
 from ._driver import Driver, Outcome, StoredTask
+from ._leases import LeaseUpkeep
 from ._nursery import open_nursery
-from ._retrying import retrying
+from ._prefetch import next_prefetch
 
 __all__ = ["Consumer"]
 
 log = logging.getLogger("trioqueue.consumer")
 
+_NEVER = float("inf")
 
-class Consumer:
+
+class Consumer(LeaseUpkeep):
     """One worker's side of the bridge: a prefetch channel of leased tasks.
 
     Made by ``Backend.open_consumer``. The worker takes tasks with
@@ -49,6 +53,7 @@ class Consumer:
         lease_seconds: float,
         poll_interval: float,
         prefetch_max: int | None = None,
+        give_up_after: float = math.inf,
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
@@ -59,6 +64,9 @@ class Consumer:
         self.token = secrets.token_hex(16)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        #: Seconds a storage call may keep failing before the consumer stops
+        #: with ``BackendError`` (default: retried for as long as it takes).
+        self.give_up_after = give_up_after
         self._concurrency = concurrency
         self._prefetch_base = prefetch
         self.prefetch_max = prefetch_max
@@ -71,6 +79,11 @@ class Consumer:
         self._held: set[str] = set()
         # Leases found lost by the extender: these must not start.
         self._lost: set[str] = set()
+        # When the lease of each buffered task ends, less a margin, on the
+        # driver's clock: the claim's (or last extension's) start plus the
+        # lease. A task past it is not started (see ``_admit``).
+        self._start_by: dict[str, float] = {}
+        self.start_margin = min(lease_seconds / 10, 1.0)
         self._claiming = True
         self._claim_wake = trio.Event()
         self._claimer_waiting = False
@@ -86,7 +99,7 @@ class Consumer:
         self._wait_scope: trio.CancelScope | None = None
         self.claimed_total = 0
         self._settles = 0  # outcome batches written, so a claim knows what it may have missed
-        self._reclaimed: list[StoredTask] = []
+        self._reclaimed: list[tuple[StoredTask, float]] = []  # with their start-by time
 
     # -- what the worker calls --
 
@@ -99,11 +112,8 @@ class Consumer:
         """
         while True:
             rec = self._recv.receive_nowait()
-            if self._claimer_waiting:
-                self._took()
-            if not self._lost or rec.id not in self._lost:
+            if self._admit(rec):
                 return rec
-            self._lost.discard(rec.id)
 
     async def receive(self) -> StoredTask:
         """Take the next leased task, waiting until one is claimed.
@@ -113,11 +123,25 @@ class Consumer:
         """
         while True:
             rec = await self._recv.receive()
-            if self._claimer_waiting:
-                self._took()
-            if not self._lost or rec.id not in self._lost:
+            if self._admit(rec):
                 return rec
+
+    def _admit(self, rec: StoredTask) -> bool:
+        # Whether a task taken from the channel may start: its lease still held.
+        if self._claimer_waiting:
+            self._took()
+        if self._lost and rec.id in self._lost:
             self._lost.discard(rec.id)
+            self._start_by.pop(rec.id, None)
+            return False
+        if self.driver.now() < self._start_by.pop(rec.id, _NEVER):
+            return True
+        # The loop stalled past the lease (a stopped process, a blocked thread)
+        # before a slot took it: another worker may have run it meanwhile. Not
+        # started and not released (a release could not tell): left to rescue.
+        log.warning("lease of task %s ran out before it started: not started", rec.id)
+        self._held.discard(rec.id)
+        return False
 
     def _took(self) -> None:
         if self._send.statistics().current_buffer_used <= self._low_water:
@@ -164,6 +188,7 @@ class Consumer:
             n += 1
             self.give_back(rec.id)
         self._send.close()  # slots parked in receive() get EndOfChannel
+        self._start_by.clear()
         return n
 
     async def wait_idle(self) -> None:
@@ -206,9 +231,7 @@ class Consumer:
         """Rescue expired leases once, then run the claimer, settler, extender and rescuer."""
         # Rescue once before the first claim, so even a burst run picks up
         # the tasks of a worker that died.
-        await retrying(
-            "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
-        )
+        await self._retry("rescue expired leases", self.driver.rescue, self.queue)
         async with open_nursery() as nursery:
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
@@ -217,7 +240,7 @@ class Consumer:
             task_status.started()
 
     async def _claimer(self) -> None:
-        send, driver, tr = self._send, self.driver, self.transient
+        send, driver = self._send, self.driver
         while True:
             if not self._claiming:
                 return
@@ -234,45 +257,48 @@ class Consumer:
                 await self._claim_wake.wait()
                 continue
             settles = self._settles
-            recs = await retrying(
-                "claim tasks",
-                driver.claim,
-                self.queue,
-                free,
-                self.token,
-                self.lease_seconds,
-                transient=tr,
+            # The driver sets the lease from its clock during the call, so
+            # reading it before gives a start-by time that is never late.
+            start_by = driver.now() + self.lease_seconds - self.start_margin
+            recs = await self._retry(
+                "claim tasks", driver.claim, self.queue, free, self.token, self.lease_seconds
             )
             if not self._claiming:
                 for r in recs:
                     self._held.add(r.id)
                     self.give_back(r.id)
                 return
-            if self.prefetch_max > self._prefetch_base:
-                # Adaptive prefetch: a full batch while slots were starving
-                # means fast tasks and a backlog, so hold more at once; a
-                # short batch means the backlog is drained: back to the base.
-                if len(recs) < free:
-                    if self.prefetch != self._prefetch_base:
-                        self._set_prefetch(self._prefetch_base)
-                elif stats.tasks_waiting_receive and self.prefetch < self.prefetch_max:
-                    self._set_prefetch(min(self.prefetch * 2, self.prefetch_max))
+            if self.prefetch_max > self._prefetch_base:  # adaptive (see _prefetch)
+                n = next_prefetch(
+                    self.prefetch,
+                    base=self._prefetch_base,
+                    most=self.prefetch_max,
+                    full=len(recs) >= free,
+                    starving=stats.tasks_waiting_receive > 0,
+                )
+                if n != self.prefetch:
+                    self._set_prefetch(n)
             if recs:
                 self._set_idle(False)
                 self.claimed_total += len(recs)
-                held, send_nowait = self._held, send.send_nowait
+                held, send_nowait, by = self._held, send.send_nowait, self._start_by
                 for r in recs:
                     if r.id in held:
                         if r.id in self._settling:
                             # Our outcome for it (a failed attempt) committed
                             # while this claim ran, and the claim took it as
                             # ready again: run it once that settle returns.
-                            self._reclaimed.append(r)
-                        # Else our own lease on it expired and we claimed it
-                        # again while the first attempt still runs (a stalled
-                        # loop): that attempt settles it; running it twice would not.
+                            self._reclaimed.append((r, start_by))
+                        elif r.id in by:
+                            # Our own lease on it expired and we claimed it
+                            # again while it still waits in the channel: it
+                            # holds the new lease.
+                            by[r.id] = start_by
+                        # Else the first attempt still runs (a stalled loop):
+                        # that attempt settles it; running it twice would not.
                         continue
                     held.add(r.id)
+                    by[r.id] = start_by
                     send_nowait(r)
                 if self._lost:  # reclaimed after a lease was lost: it may run again
                     self._lost.difference_update(r.id for r in recs)
@@ -285,7 +311,7 @@ class Consumer:
                 continue
             if not self._held and not self._pending():
                 self._set_idle(True)
-            nxt = await retrying("read the schedule", driver.next_run_at, self.queue, transient=tr)
+            nxt = await self._retry("read the schedule", driver.next_run_at, self.queue)
             if not self._claiming:
                 return
             timeout = self.poll_interval
@@ -293,9 +319,7 @@ class Consumer:
                 timeout = max(0.0, min(timeout, nxt - driver.now()))
             if timeout > 0:
                 with trio.CancelScope() as self._wait_scope:
-                    await retrying(
-                        "wait for tasks", driver.wait_for_tasks, self.queue, timeout, transient=tr
-                    )
+                    await self._retry("wait for tasks", driver.wait_for_tasks, self.queue, timeout)
                 self._wait_scope = None
 
     def _pending(self) -> bool:
@@ -320,7 +344,7 @@ class Consumer:
         # fails for good (or is cancelled) the batch goes back, so nothing the
         # worker reported is forgotten. Ids in flight are "settling": the
         # extender must not take them for lost leases.
-        driver, token, tr = self.driver, self.token, self.transient
+        driver, token = self.driver, self.token
         if self._started and self._outcomes:
             # A task that started and ended since the last flush needs no
             # RUNNING mark: its outcome is settled from QUEUED in the same turn.
@@ -329,7 +353,7 @@ class Consumer:
         if self._started:
             started, self._started = self._started, []
             try:
-                await retrying("mark tasks running", driver.start, started, token, transient=tr)
+                await self._retry("mark tasks running", driver.start, started, token)
             except BaseException:
                 self._started[:0] = started
                 raise
@@ -338,9 +362,7 @@ class Consumer:
             ids = [o.id for o in outcomes]
             self._settling.update(ids)
             try:
-                applied = await retrying(
-                    "settle tasks", driver.settle, outcomes, token, transient=tr
-                )
+                applied = await self._retry("settle tasks", driver.settle, outcomes, token)
             except BaseException:
                 self._outcomes[:0] = outcomes
                 raise
@@ -360,7 +382,7 @@ class Consumer:
             released, self._released = self._released, []
             self._settling.update(released)
             try:
-                await retrying("release tasks", driver.release, released, token, transient=tr)
+                await self._retry("release tasks", driver.release, released, token)
             except BaseException:
                 self._released[:0] = released
                 raise
@@ -372,48 +394,16 @@ class Consumer:
         # Records claimed again while their previous outcome was being settled:
         # once that settle is done they are ours like any other claim.
         waiting, self._reclaimed = self._reclaimed, []
-        for r in waiting:
+        for r, start_by in waiting:
             if r.id in self._held or r.id in self._settling:
-                self._reclaimed.append(r)  # its settle has not returned yet
+                self._reclaimed.append((r, start_by))  # its settle has not returned yet
                 continue
             self._held.add(r.id)
+            self._start_by[r.id] = start_by
             try:
                 self._send.send_nowait(r)
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 self.give_back(r.id)  # no room, or stopping: back to storage unstarted
-
-    async def _extender(self) -> None:
-        every = self.lease_seconds / 3
-        while True:
-            await trio.sleep(every)
-            ids = sorted(self._held - self._settling)
-            if not ids:
-                continue
-            kept = await retrying(
-                "extend leases",
-                self.driver.extend,
-                ids,
-                self.token,
-                self.lease_seconds,
-                transient=self.transient,
-            )
-            if len(kept) != len(ids):
-                # Ids settled while the extend ran are gone from held: not lost.
-                lost = (set(ids) - set(kept) - self._settling) & self._held
-                if lost:
-                    log.warning("lease lost for %d task(s): %s", len(lost), sorted(lost))
-                    self._lost.update(lost)
-                    self._held.difference_update(lost)
-
-    async def _rescuer(self) -> None:
-        every = max(self.lease_seconds / 2, 0.01)
-        while True:
-            n = await retrying(
-                "rescue expired leases", self.driver.rescue, self.queue, transient=self.transient
-            )
-            if n:
-                log.info("rescued %d task(s) whose lease expired", n)
-            await trio.sleep(every)
 
     async def close(self) -> None:
         """Stop claiming, settle what was reported, and release anything still held."""
@@ -422,12 +412,11 @@ class Consumer:
         await self._flush()
         rest = sorted(self._held)
         if rest:
-            await retrying(
+            await self._retry(
                 "release tasks",
                 self.driver.release,
                 rest,
                 self.token,
-                transient=self.transient,
                 attempts=5,
             )
             self._held.clear()

@@ -34,16 +34,25 @@ async def retrying(
     *args: Any,
     transient: tuple[type[BaseException], ...],
     attempts: float = math.inf,
+    give_up_after: float = math.inf,
     base: float = 0.05,
     cap: float = 5.0,
 ) -> T:
     """Call ``await fn(*args)``, retrying ``transient`` errors with capped exponential backoff.
 
+    Args:
+      attempts: Calls allowed in all.
+      give_up_after: Seconds, from the first call, after which a transient
+        error is no longer retried (storage that keeps failing: a file
+        locked by a frozen process, a full disk, a server that stays down).
+
     Raises:
-      BackendError: once ``attempts`` calls failed, or at once for an error
-        that is not transient; the driver's error is the cause.
+      BackendError: once ``attempts`` calls failed or ``give_up_after``
+        seconds went by, or at once for an error that is not transient; the
+        driver's error is the cause.
     """
     n = 0
+    began = trio.current_time() if give_up_after != math.inf else 0.0
     while True:
         try:
             return await fn(*args)
@@ -54,6 +63,14 @@ async def retrying(
             if n >= attempts:
                 raise BackendError(f"storage failed to {what}: {exc!r}") from exc
             delay = min(cap, base * 2 ** min(n, 30)) * (0.5 + random.random() / 2)
+            if give_up_after != math.inf:
+                left = began + give_up_after - trio.current_time()
+                if left <= 0:
+                    raise BackendError(
+                        f"storage failed to {what} for {give_up_after:g}s "
+                        f"({n} tries), giving up: {exc!r}"
+                    ) from exc
+                delay = min(delay, left)
             log.warning("storage failed to %s (%r); retry %d in %.2fs", what, exc, n, delay)
             await trio.sleep(delay)
         except Exception as exc:

@@ -50,6 +50,8 @@ class WorkerConfig:
         backlog is ready (adaptive prefetch); equal to ``prefetch`` when fixed.
       lease_seconds: Lease length; renewed every third of it.
       poll_interval: Longest wait between claims without a wake-up.
+      storage_patience: Seconds a storage call may keep failing before the
+        worker stops with ``BackendError`` (``math.inf``: retried forever).
       shutdown_timeout: How long a graceful stop waits for running tasks.
       backoff: The delay policy after a failed attempt.
       timeout: Each attempt's deadline in seconds, or None.
@@ -65,6 +67,7 @@ class WorkerConfig:
     prefetch_max: int
     lease_seconds: float
     poll_interval: float
+    storage_patience: float
     shutdown_timeout: float
     backoff: Backoff
     timeout: float | None
@@ -100,6 +103,7 @@ class Worker:
         self.prefetch_max = config.prefetch_max
         self.lease_seconds = config.lease_seconds
         self.poll_interval = config.poll_interval
+        self.storage_patience = config.storage_patience
         self.shutdown_timeout = config.shutdown_timeout
         self.backoff_policy = config.backoff
         self.timeout = config.timeout
@@ -211,6 +215,7 @@ class Worker:
                 prefetch_max=self.prefetch_max,
                 lease_seconds=self.lease_seconds,
                 poll_interval=self.poll_interval,
+                give_up_after=self.storage_patience,
             ) as consumer:
                 self._consumer = consumer
                 self._live_slots = self.concurrency

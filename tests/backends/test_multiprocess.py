@@ -47,10 +47,10 @@ async def _check(url: str, workers: int, tmp_path: Path) -> None:
     async with tq.open_backend(url, queue="shared") as b:
         ids = await b.push_bulk({"n": i} for i in range(TASKS))
     assert await run_workers(url, workers, ledger) == [0] * workers
-    runs = [line.split() for line in ledger.read_text().splitlines()]
-    per_task = Counter(task_id for task_id, _ in runs)
+    runs = [line.split() for line in ledger.read_text().splitlines()]  # id, pid, attempt
+    per_task = Counter(task_id for task_id, _, _ in runs)
     assert set(per_task) == set(ids)
     assert max(per_task.values()) == 1, [t for t, n in per_task.items() if n > 1]
-    assert len({pid for _, pid in runs}) >= 2, "only one process worked: nothing was shared"
+    assert len({pid for _, pid, _ in runs}) >= 2, "only one process worked: nothing was shared"
     async with tq.open_backend(url, queue="shared") as b:
         assert await b.counts(queue="shared") == {"shared": {Status.DONE: TASKS}}

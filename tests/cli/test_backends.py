@@ -25,9 +25,9 @@ from trioqueue.drivers import BackendSpec, register_backend, unregister_backend
         (["status", "--backend", "redis://app:s3cret@localhost"], 3,
          "unknown backend URL 'redis://app:***@localhost'"),
         (["status", "--backend", "no-scheme"], 3, "unknown backend URL 'no-scheme'"),
-        (["tasks", "--backend", "sqlite:///no-such-dir/q.db"], 3,
+        (["tasks", "--backend", "sqlite:///no-such-dir/q.db", "--wait", "0"], 3,
          "cannot open backend 'sqlite:///no-such-dir/q.db'"),
-        (["status", "--backend", "postgresql://postgres:pw@127.0.0.1:1/nowhere"], 3,
+        (["status", "--backend", "postgresql://postgres:pw@127.0.0.1:1/nowhere", "--wait", "0"], 3,
          "cannot open backend 'postgresql://postgres:***@127.0.0.1:1/nowhere'"),
         (["status", "--schema", "jobs"], 2, "--schema applies to postgresql backends only"),
         (["migrate", "--backend", "memory://", "--schema", "jobs"], 2,
@@ -156,5 +156,6 @@ def test_a_handler_module_may_register_the_backend_it_uses(cli: Cli, tmp_path: P
 )
 def test_no_command_prints_a_password(cli: Cli, url: str, code: int) -> None:
     for argv in (["status"], ["migrate"], ["worker", "jobs:send", "--burst"]):
-        err = cli(*argv, "--backend", url, "--log-level", "debug", code=code).err
+        # A short --wait: the retries' log lines are checked too.
+        err = cli(*argv, "--backend", url, "--log-level", "debug", "--wait", "0.3", code=code).err
         assert "trioqueue: error:" in err and "s3cret-Pa55" not in err, err

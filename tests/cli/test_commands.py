@@ -93,6 +93,8 @@ def test_admin_commands(cli: Cli) -> None:
     ("argv", "code", "message"),
     [
         (["push", "jobs:send", "{bad"], 2, "ARGS_JSON is not valid JSON"),
+        (["push", "jobs:send", '{"to": "\\ud800"}'], 2,
+         "ARGS_JSON is not valid JSON: it holds an escaped lone surrogate (\\ud800)"),
         (["push", "jobs:send", '{"subject": "x"}'], 2,
          "args do not fit jobs:send (Email): payload does not fit Email: "
          "Object missing required field `to`"),
@@ -116,7 +118,7 @@ def test_migrate_sqlite_and_memory(cli: Cli) -> None:
 
 
 def test_migrate_failure_is_a_backend_error(cli: Cli) -> None:
-    err = cli("migrate", "--backend", "sqlite:///no-such-dir/q.db", code=3).err
+    err = cli("migrate", "--backend", "sqlite:///no-such-dir/q.db", "--wait", "0", code=3).err
     assert err.startswith("trioqueue: error: cannot migrate 'sqlite:///no-such-dir/q.db': ")
     assert not (cli.root / "no-such-dir").exists()
 

@@ -109,3 +109,84 @@ def test_second_signal_cancels_and_releases(cli: Cli) -> None:
     assert "cancelling running tasks" in log
     shown = cli.json("show", task_id)
     assert (shown["status"], shown["attempts"]) == ("pending", 0)
+
+
+SLOW_CLOSE = '''
+import sys
+from contextlib import asynccontextmanager
+
+import trio
+
+from trioqueue import MemoryBackend
+from trioqueue.drivers import BackendSpec, register_backend
+
+
+@asynccontextmanager
+async def open_slow_close(url, **options):
+    async with MemoryBackend.open(**options) as backend:
+        await backend.push(1)
+        yield backend
+        print("closing the backend", file=sys.stderr, flush=True)
+        await trio.to_thread.run_sync(sys.stdin.readline)
+
+
+register_backend(
+    BackendSpec(name="slowclose", schemes=("slowclose",), open=open_slow_close, example="x")
+)
+
+
+async def handler(n: int) -> int:
+    print("ran", n, file=sys.stderr, flush=True)
+    return n
+'''
+
+
+@pytest.mark.parametrize("first", ["graceful", "burst"])
+def test_a_signal_after_the_worker_stopped_still_counts(cli: Cli, first: str) -> None:
+    # The backend closes only once stdin gets a line, so the second signal
+    # lands, for sure, after the worker stopped and before the process exits.
+    (cli.root / "slowclose.py").write_text(SLOW_CLOSE)
+    argv = [sys.executable, "-m", "trioqueue", "worker", "slowclose:handler"]
+    argv += ["--backend", "slowclose://", "--log-level", "info"]
+    if first == "burst":
+        argv.append("--burst")
+    proc = subprocess.Popen(
+        argv,
+        cwd=cli.root,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    err = b""
+    if first == "graceful":
+        err += read_until(proc.stderr, b"ran 1")  # the worker runs
+        proc.send_signal(signal.SIGTERM)
+    err += read_until(proc.stderr, b"closing the backend")
+    proc.send_signal(signal.SIGTERM)
+    err += read_until(proc.stderr, b"received SIGTERM while exiting")
+    proc.stdin.write(b"\n")
+    proc.stdin.flush()
+    code, log = finish(proc, err)
+    # A second signal means 130; a first one that finds the worker stopped
+    # by itself (--burst) changes nothing.
+    assert code == (130 if first == "graceful" else 0), log
+    assert "Traceback" not in log
+
+
+def test_a_signal_before_the_worker_started_interrupts(cli: Cli) -> None:
+    (cli.root / "slowopen.py").write_text(
+        SLOW_CLOSE.replace("slowclose", "slowopen").replace(
+            "        yield backend\n", "        print('opening', file=sys.stderr, flush=True)\n"
+            "        await trio.sleep_forever()\n        yield backend\n"
+        )
+    )
+    proc = worker(cli, "slowopen:handler", "--backend", "slowopen://")
+    assert proc.stderr is not None
+    err = read_until(proc.stderr, b"opening")
+    proc.send_signal(signal.SIGTERM)
+    code, log = finish(proc, err)
+    assert code == 130, log
+    assert "received SIGTERM before the worker started: exiting" in log
+    assert "Traceback" not in log

@@ -115,6 +115,42 @@ async def test_a_task_without_context_gets_a_root_span_and_no_link(
     assert list(consumer.links) == []
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"traceparent": 5},
+        {"traceparent": "not-a-traceparent"},
+        {"traceparent": None, "tracestate": ["x"]},
+        {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": 7},
+        {"baggage": 3},
+    ],
+    ids=["int", "garbage", "none", "bad-tracestate", "int-baggage"],
+)
+async def test_a_malformed_trace_context_is_ignored(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+    meta: dict[str, object],
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    provider, exporter = spans
+    ran: list[int] = []
+
+    async def handler(x: int) -> int:
+        ran.append(x)
+        return x
+
+    async with MemoryBackend.open() as backend:
+        task_id = await backend.push(1, meta=meta)
+        worker = WorkerBuilder("w").backend(backend).layer(TraceLayer(provider)).build(handler)
+        with trio.fail_after(5):
+            await worker.run(burst=True)
+        task = await backend.get_task(task_id)
+    assert task is not None and task.status.value == "done" and ran == [1]
+    [consumer] = exporter.get_finished_spans()
+    assert consumer.kind is SpanKind.CONSUMER
+    assert consumer.attributes is not None
+    assert consumer.attributes["trioqueue.outcome"] == "done"
+
+
 def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r"pip install trioqueue\[otel\]"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from trioqueue.testing import CrashReport, CrashTestFailure, run_crash_test
+from trioqueue.testing._crash import stale_starts
 
 LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
 HERE = Path(__file__).resolve().parents[1]  # tests/, where toy_driver.py lives
@@ -127,3 +128,44 @@ async def test_a_driver_losing_tasks_on_rescue_is_caught(tmp_path: Path) -> None
 async def test_memory_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="shared by processes"):
         await run_crash_test("memory://")
+
+
+def test_a_start_under_a_superseded_lease_is_caught() -> None:
+    # Process 11 prefetched t1 (attempt 1) and stalled; process 22 claimed it
+    # again (attempt 2) and started it; then 11 woke up and started its copy.
+    runs = [("t0", 11, 1), ("t1", 22, 2), ("t1", 11, 1), ("t2", 11, 1), ("t2", 22, 2)]
+    [problem] = stale_starts(runs)
+    assert problem.startswith("task t1 was started by process 11 with attempt 1 after")
+    assert "process 22 had started attempt 2" in problem
+    assert stale_starts([("t", 1, 1), ("t", 2, 2), ("t", 3, 3)]) == []
+    assert len(stale_starts([("t", 1, 2), ("t", 2, 2)])) == 1  # one claim, two starts
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.seconds
+async def test_a_stalled_worker_starts_no_task_it_no_longer_holds(
+    tmp_path: Path, backend: str
+) -> None:
+    async def stall(url: str) -> CrashReport:
+        return await run_crash_test(
+            url,
+            tasks=200,
+            workers=2,
+            rounds=0,
+            stalls=2,
+            concurrency=4,
+            sleep_max=0.05,
+            lease_seconds=1.0,
+            seed=11,
+            workdir=str(tmp_path),
+        )
+
+    if backend == "sqlite":
+        report = await stall(f"sqlite:///{tmp_path}/tasks.db")
+    else:
+        from pg_support import fresh_database
+
+        with fresh_database() as url:
+            report = await stall(url)
+    assert report.stalls == 2 and report.kills == 0
+    assert report.reruns > 0, "no stall outlasted a lease: the test proved nothing"

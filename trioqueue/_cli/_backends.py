@@ -7,9 +7,14 @@ the command line names no backend and no URL scheme.
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
 
 from .._backend import Backend
 from .._codec import CborCodec, Codec, JsonCodec
@@ -18,7 +23,22 @@ from ..drivers import BackendSpec, backend_spec, registered_schemes
 from ._errors import EXIT_BACKEND, EXIT_USAGE, CliError, leaf, one_line
 from ._output import redact
 
-__all__ = ["backend_options", "make_codec", "open_backend_of", "spec_of"]
+__all__ = [
+    "DEFAULT_WAIT",
+    "backend_options",
+    "make_codec",
+    "open_backend_of",
+    "spec_of",
+    "start_wait",
+    "wait_for_backend",
+]
+
+log = logging.getLogger("trioqueue.cli")
+
+T = TypeVar("T")
+
+#: Seconds ``--burst`` and the admin commands wait for an unreachable backend.
+DEFAULT_WAIT = 30.0
 
 #: Command-line options passed to a backend: ``BackendSpec.options`` name -> option.
 _OPTIONS = {"schema": "--schema"}
@@ -86,22 +106,94 @@ def backend_options(args: argparse.Namespace, spec: BackendSpec) -> dict[str, An
     return options
 
 
+def start_wait(args: argparse.Namespace) -> float:
+    """Return how long a command waits for its backend: ``--wait``, else by command.
+
+    A ``worker`` without ``--burst`` waits for as long as it takes; ``--burst``
+    and the other commands wait ``DEFAULT_WAIT`` seconds.
+    """
+    wait: float | None = getattr(args, "wait", None)
+    if wait is not None:
+        return wait
+    if args.command == "worker" and not args.burst:
+        return math.inf
+    return DEFAULT_WAIT
+
+
+def retry_delay(tries: int) -> float:
+    """Return the pause before try ``tries + 1``: 0.1 s doubling up to 5 s, with jitter."""
+    return min(5.0, 0.1 * 2.0 ** min(tries - 1, 10)) * (0.5 + random.random() / 2)
+
+
+def _is_transient(exc: BaseException, transient: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc``, or an error it was raised from, is one of ``transient``."""
+    seen: BaseException | None = leaf(exc)
+    while seen is not None:
+        if isinstance(seen, transient):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def wait_for_backend(
+    url: str, spec: BackendSpec, wait: float, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """Return ``await attempt()``, retrying the backend's transient errors for ``wait`` seconds.
+
+    Each failed try logs a warning with the error and the pause before the
+    next (see ``retry_delay``).
+
+    Raises:
+      Whatever ``attempt`` raised last: at once for an error that is not
+      transient, else once ``wait`` seconds went by.
+    """
+    deadline = trio.current_time() + wait
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            left = deadline - trio.current_time()
+            if left <= 0 or not _is_transient(exc, spec.transient):
+                raise
+            tries += 1
+            delay = min(left, retry_delay(tries))
+            log.warning(
+                "backend %s not reachable (%s); try %d in %.2fs",
+                redact(url),
+                one_line(leaf(exc)),
+                tries + 1,
+                delay,
+            )
+            await trio.sleep(delay)
+
+
 @asynccontextmanager
 async def open_backend_of(
     args: argparse.Namespace, *, queue: str | None = None
 ) -> AsyncIterator[Backend]:
     """Open the backend of ``--backend`` (with its options and ``--codec``) for the block.
 
+    A backend that cannot be reached (a transient error of its driver: a
+    server down or recovering, a locked file) is tried again with backoff
+    for ``start_wait(args)`` seconds.
+
     Raises:
       CliError: (backend, or usage for a misplaced option) if it cannot be opened.
     """
     url: str = args.backend
-    options = backend_options(args, spec_of(url))
+    spec = spec_of(url)
+    options = backend_options(args, spec)
+    codec = make_codec(args.codec)
     opened = False
     try:
-        async with open_backend(
-            url, queue=queue or "default", codec=make_codec(args.codec), **options
-        ) as backend:
+        async with AsyncExitStack() as stack:
+
+            def attempt() -> Awaitable[Backend]:
+                cm = open_backend(url, queue=queue or "default", codec=codec, **options)
+                return stack.enter_async_context(cm)
+
+            backend = await wait_for_backend(url, spec, start_wait(args), attempt)
             opened = True
             yield backend
     except Exception as exc:

@@ -12,9 +12,17 @@ from typing import Any
 import msgspec
 
 from .._backend import Backend
+from .._codec import json_error
 from .._errors import CodecError
 from .._task import Status, Task
-from ._backends import backend_options, make_codec, open_backend_of, spec_of
+from ._backends import (
+    backend_options,
+    make_codec,
+    open_backend_of,
+    spec_of,
+    start_wait,
+    wait_for_backend,
+)
 from ._errors import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -158,7 +166,10 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"{spec.name} backend: nothing to migrate")
         return EXIT_OK
     try:
-        version = await spec.migrate(url, **options)
+        migrate = spec.migrate
+        version = await wait_for_backend(
+            url, spec, start_wait(args), lambda: migrate(url, **options)
+        )
     except Exception as exc:
         code = EXIT_USAGE if isinstance(leaf(exc), ValueError) else EXIT_BACKEND
         raise CliError(code, f"cannot migrate {redact(url)!r}: {one_line(leaf(exc))}") from exc
@@ -170,10 +181,11 @@ async def cmd_push(args: argparse.Namespace) -> int:
     """Validate args against the handler's type and push one task."""
     handler = load_handler(args.handler)
     arg_type = args_type(handler, args.handler)
+    data = args.args.encode("utf-8", "surrogatepass")
     try:
-        value = msgspec.json.decode(args.args.encode())
+        value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {exc}") from exc
+        raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {json_error(data, exc)}") from exc
     codec = make_codec(args.codec)
     try:
         codec.decoder(arg_type)(codec.encode(value))

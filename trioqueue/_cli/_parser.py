@@ -118,6 +118,13 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
             "--codec", choices=("json", "cbor"), default="json", help="payload codec (json)"
         )
     p.add_argument(
+        "--wait",
+        type=_duration,
+        metavar="S",
+        help="how long to wait for an unreachable backend, and (worker --burst) for "
+        "storage that keeps failing (default: 30s; a worker without --burst waits forever)",
+    )
+    p.add_argument(
         "--log-level",
         metavar="L",
         type=str.upper,

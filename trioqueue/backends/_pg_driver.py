@@ -37,6 +37,15 @@ COPY_MIN = 64
 SYNCHRONOUS_MODES = ("normal", "full")
 
 
+def written(rec: StoredTask, outcome: Outcome) -> bool:
+    """Whether ``rec`` shows ``outcome`` as a settle writes it (FAILED may become KILLED)."""
+    if outcome.status is Status.DONE:
+        return rec.status is Status.DONE and rec.result == outcome.result
+    if outcome.status is Status.FAILED:
+        return rec.status in (Status.FAILED, Status.KILLED) and rec.last_error == outcome.error
+    return rec.status is outcome.status and rec.last_error == outcome.error
+
+
 class PostgresDriver:
     """A storage driver on PostgreSQL: one statement per batch operation.
 
@@ -71,6 +80,8 @@ class PostgresDriver:
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self._runner = runner
+        # Outcomes whose settle got no answer, by id: (token, outcome).
+        self._unsure: dict[str, tuple[str, Outcome]] = {}
         self.schema = check_identifier(schema)
         self._sql = Statements(schema)
         self._clock = clock if clock is not None else time.time
@@ -272,9 +283,36 @@ class PostgresDriver:
         if not outcomes:
             return []
         params = self._sql.settle_params(outcomes, token, self.now())
-        rows = await self._work(self._sql.settle, params)
+        try:
+            rows = await self._work(self._sql.settle, params)
+        except BaseException:
+            # The reply may have been lost after the commit (a server crash, a
+            # broken connection): remember the batch, so that its retry can
+            # tell its own outcomes, already written, from lost leases.
+            self._unsure.update((o.id, (token, o)) for o in outcomes)
+            raise
         done = set(rows[0][0] or ())
-        return [o.id for o in outcomes if o.id in done]
+        applied = [o.id for o in outcomes if o.id in done]
+        if self._unsure:
+            if len(applied) < len(outcomes):
+                applied += await self._settled_before(outcomes, done, token)
+            for o in outcomes:
+                self._unsure.pop(o.id, None)
+        return applied
+
+    async def _settled_before(
+        self, outcomes: Sequence[Outcome], done: set[str], token: str
+    ) -> list[str]:
+        """Return the ids among ``outcomes`` whose earlier, unanswered try was committed."""
+        found = []
+        for o in outcomes:
+            sent = self._unsure.get(o.id)
+            if o.id in done or sent is None or sent[0] != token or sent[1] != o:
+                continue
+            rec = await self.get(o.id)
+            if rec is not None and rec.lease_token is None and written(rec, o):
+                found.append(o.id)
+        return found
 
     async def release(self, ids: Sequence[str], token: str) -> int:
         """Give leased tasks back as PENDING, uncounting their attempt."""

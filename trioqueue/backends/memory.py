@@ -66,7 +66,10 @@ class MemoryDriver:
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
-        self._epoch = time.time() - trio.current_time()
+        # The run's clock, bound once: ``trio.current_time()`` looks it up on
+        # every call, and the consumer reads the clock once per task.
+        self._trio_time = trio.lowlevel.current_clock().current_time
+        self._epoch = time.time() - self._trio_time()
         self._tasks: dict[str, StoredTask] = {}
         self._queues: dict[str, _Queue] = {}
         self._leased: set[str] = set()
@@ -75,7 +78,7 @@ class MemoryDriver:
         """Return the Trio clock shifted to POSIX seconds (or the ``clock`` given)."""
         if self._clock is not None:
             return self._clock()
-        return self._epoch + trio.current_time()
+        return self._epoch + self._trio_time()
 
     def _q(self, name: str) -> _Queue:
         q = self._queues.get(name)

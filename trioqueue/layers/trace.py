@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from .._outcome import DONE, decide
@@ -10,6 +12,8 @@ from .._sink import TaskSink
 from .._task import Task, TaskId
 
 __all__ = ["Trace", "TraceLayer", "inject_trace_context", "traced_push"]
+
+log = logging.getLogger("trioqueue.layers.trace")
 
 _SYSTEM = "trioqueue"
 _SCOPE = "trioqueue"
@@ -78,6 +82,21 @@ async def traced_push(
         return result
 
 
+def _extract(propagate: Any, meta: Mapping[str, Any]) -> Any:
+    """Return the trace context carried in ``meta``, or None if it cannot be read.
+
+    ``meta`` comes from whoever pushed the task: a header that is not a
+    string, or that a propagator chokes on, leaves the span without a
+    producer parent instead of failing the task.
+    """
+    carrier = {k: v for k, v in meta.items() if isinstance(v, str)}
+    try:
+        return propagate.extract(carrier)
+    except Exception:
+        log.debug("unreadable trace context in meta: %r", carrier, exc_info=True)
+        return None
+
+
 class TraceLayer:
     """Wraps each attempt in a CONSUMER span ``process <queue>``, in the producer's trace.
 
@@ -85,7 +104,9 @@ class TraceLayer:
     ``inject_trace_context``) put in the task's ``meta``, so a task's send
     span and all its attempts form one trace; the span also carries a link to
     that context, as the messaging conventions ask of consumers. A task
-    pushed without a context gets a span parented to whatever is current.
+    pushed without a context gets a span parented to whatever is current, and
+    so does one whose context in ``meta`` cannot be read (a malformed or
+    non-string ``traceparent``): the task runs either way.
     Attributes follow the OpenTelemetry messaging conventions
     (``messaging.system="trioqueue"``, ``messaging.destination.name``,
     ``messaging.message.id``, ``messaging.operation.name="process"``), plus
@@ -126,8 +147,12 @@ class Trace:
     async def __call__(self, task: Task[Any]) -> Any:
         """Run ``inner`` in a span parented to (and linked to) the task's producer context."""
         trace, propagate = _otel()
-        parent = propagate.extract(task.meta)
-        producer = trace.get_current_span(parent).get_span_context()
+        parent = _extract(propagate, task.meta)
+        producer = (
+            trace.INVALID_SPAN_CONTEXT
+            if parent is None
+            else trace.get_current_span(parent).get_span_context()
+        )
         links = [trace.Link(producer)] if producer.is_valid else []
         queue = task.queue or "default"
         attributes = {

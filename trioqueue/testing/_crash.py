@@ -1,14 +1,21 @@
-"""``run_crash_test``: SIGKILL worker processes at random and check nothing is lost.
+"""``run_crash_test``: SIGKILL and SIGSTOP worker processes at random; check nothing is lost.
 
 The harness pushes tasks, runs worker subprocesses (``_crash_worker``) whose
-handler appends ``"<task id> <pid>"`` to a ledger file with fsync, kills one
-of them with SIGKILL at a random moment of each round and starts a new one,
-stops the survivors with SIGTERM, then runs burst workers until every lease
-of the dead has expired and been rescued and the queue is drained. Then:
+handler appends ``"<task id> <pid> <attempt>"`` to a ledger file with fsync,
+kills one of them with SIGKILL at a random moment of each round and starts a
+new one, then (``stalls``) stops one with SIGSTOP for longer than the lease
+and resumes it with SIGCONT, stops the survivors with SIGTERM, then runs
+burst workers until every lease of the dead has expired and been rescued and
+the queue is drained. Then:
 
 - every pushed task is DONE in storage, once (no duplicate, no stray row);
 - every pushed task ran at least once (it is in the ledger);
-- a task ran more than once only if a process it ran in was SIGKILLed.
+- a task ran more than once only if a process it ran in was SIGKILLed or
+  stopped;
+- no task was started under a lease it no longer held: each attempt counts
+  a claim, so the attempts a task was started with grow in ledger order (a
+  stalled worker starting the task it had prefetched, after another worker
+  claimed and started it again, writes a smaller attempt after a larger one).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from .._open import open_backend
 from .._task import Status, Task, TaskId
 from ._crash_worker import load_opener
 
-__all__ = ["CrashReport", "CrashTestFailure", "run_crash_test"]
+__all__ = ["CrashReport", "CrashTestFailure", "run_crash_test", "stale_starts"]
 
 log = logging.getLogger("trioqueue.testing.crash")
 
@@ -49,6 +56,7 @@ class CrashReport:
       drains: Burst workers needed to drain the queue at the end.
       seconds: Wall-clock duration.
       workdir: The folder holding the ledger and the workers' logs.
+      stalls: Worker processes stopped (SIGSTOP) past the lease, then resumed.
     """
 
     tasks: int
@@ -60,6 +68,7 @@ class CrashReport:
     drains: int
     seconds: float
     workdir: str
+    stalls: int = 0
 
 
 class CrashTestFailure(AssertionError):
@@ -81,16 +90,41 @@ class CrashTestFailure(AssertionError):
         self.report = report
 
 
-def _read_ledger(path: str) -> list[tuple[str, int]]:
+def _read_ledger(path: str) -> list[tuple[str, int, int]]:
+    """Return the ledger's starts in order: (task id, pid, attempt)."""
     if not os.path.exists(path):
         return []
     out = []
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) == 2:
-                out.append((parts[0], int(parts[1])))
+            if len(parts) == 3:
+                out.append((parts[0], int(parts[1]), int(parts[2])))
     return out
+
+
+def stale_starts(runs: Sequence[tuple[str, int, int]]) -> list[str]:
+    """Return one line per start made under a lease its worker no longer held.
+
+    Args:
+      runs: The ledger's starts in the order they were written: (task id,
+        pid, attempt). Each claim counts an attempt, so a start whose attempt
+        is not above one written before it, for the same task, came from a
+        claim that another had already superseded.
+    """
+    problems = []
+    latest: dict[str, tuple[int, int]] = {}
+    for id, pid, attempt in runs:
+        seen = latest.get(id)
+        if seen is not None and attempt <= seen[0]:
+            problems.append(
+                f"task {id} was started by process {pid} with attempt {attempt} after "
+                f"process {seen[1]} had started attempt {seen[0]}: a worker started a "
+                f"task it no longer held"
+            )
+        if seen is None or attempt > seen[0]:
+            latest[id] = (attempt, pid)
+    return problems
 
 
 async def _poll(ready: Callable[..., bool], *args: object, limit: float) -> None:
@@ -117,6 +151,8 @@ async def run_crash_test(
     sleep_max: float = 0.05,
     kill_within: float = 0.4,
     drain_timeout: float = 120.0,
+    stalls: int = 0,
+    stall_seconds: float | None = None,
     seed: int | None = None,
     workdir: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -141,6 +177,10 @@ async def run_crash_test(
       sleep_max: Longest random sleep of the handler, seconds.
       kill_within: Longest random wait before a kill, seconds.
       drain_timeout: Seconds allowed for the final drain.
+      stalls: How many times to stop a worker with SIGSTOP (after the kill
+        rounds) and resume it with SIGCONT.
+      stall_seconds: How long each stall lasts (default: three leases, so
+        that another worker rescues and runs what the stalled one held).
       seed: Seed of the random kill schedule.
       workdir: Folder for the ledger and logs (default: a new temporary one).
       env: Environment of the worker processes (default: this one's), e.g.
@@ -182,10 +222,13 @@ async def run_crash_test(
         return await trio.lowlevel.open_process(cmd, env=proc_env, stdout=logfile, stderr=logfile)
 
     killed: set[int] = set()
+    stalled: set[int] = set()
+    stops = 0
     problems: list[str] = []
+    stall_for = lease_seconds * 3 if stall_seconds is None else stall_seconds
 
     def has_worked(pid: int) -> bool:
-        return any(p == pid for _, p in _read_ledger(ledger))
+        return any(p == pid for _, p, _ in _read_ledger(ledger))
 
     try:
         procs = [await spawn() for _ in range(workers)]
@@ -201,6 +244,19 @@ async def run_crash_test(
                 problems.append(f"worker {victim.pid} died by itself (code {victim.returncode})")
             await victim.wait()
             procs[i] = await spawn()
+        for _ in range(stalls):
+            victim = procs[rng.randrange(len(procs))]
+            await _poll(has_worked, victim.pid, limit=3.0)
+            await trio.sleep(rng.uniform(0.0, kill_within))
+            if victim.returncode is not None:
+                problems.append(f"worker {victim.pid} died by itself (code {victim.returncode})")
+                continue
+            victim.send_signal(signal.SIGSTOP)
+            stalled.add(victim.pid)
+            stops += 1
+            await trio.sleep(stall_for)  # the stall itself: its leases run out
+            victim.send_signal(signal.SIGCONT)
+            await trio.sleep(lease_seconds)  # let it run again before the next step
         for p in procs:
             ready = os.path.join(workdir, f"ready.{p.pid}")
             await _poll(_is_up, p, ready, limit=30.0)
@@ -259,20 +315,21 @@ async def run_crash_test(
             problems.append(f"task {id} ended {rec.status.value}, not done ({rec.last_error})")
     runs = _read_ledger(ledger)
     per_task: dict[str, list[int]] = {}
-    for id, pid in runs:
+    for id, pid, _ in runs:
         per_task.setdefault(id, []).append(pid)
     for id in ids:
         pids = per_task.get(id)
         if not pids:
             problems.append(f"task {id} never ran (not in the ledger)")
             continue
-        unjustified = [p for p in pids[:-1] if p not in killed]
+        unjustified = [p for p in pids[:-1] if p not in killed | stalled]
         if unjustified:
             problems.append(
                 f"task {id} ran {len(pids)} times though process(es) {unjustified} "
-                f"that ran it were never killed"
+                f"that ran it were never killed or stopped"
             )
-    counter = Counter(id for id, _ in runs)
+    problems += stale_starts(runs)
+    counter = Counter(id for id, _, _ in runs)
     reruns = sum(n - 1 for n in counter.values())
     report = CrashReport(
         tasks=tasks,
@@ -284,6 +341,7 @@ async def run_crash_test(
         drains=drains,
         seconds=round(time.monotonic() - began, 3),
         workdir=workdir,
+        stalls=stops,
     )
     if problems:
         raise CrashTestFailure(problems, report)

@@ -1,7 +1,8 @@
 """The worker process of the crash test: ``python -m trioqueue.testing._crash_worker``.
 
-Its handler appends ``"<task id> <pid>"`` to the ledger file (one write,
-then fsync) before it sleeps a random little while and returns. SIGTERM
+Its handler appends ``"<task id> <pid> <attempt>"`` to the ledger file (one
+write, then fsync) before it sleeps a random little while and returns. The
+attempt is the worker's view of its lease: the claim that gave it the task. SIGTERM
 stops it gracefully (a ``Monitor``); the crash test SIGKILLs it.
 """
 
@@ -22,7 +23,7 @@ from .._backend import Backend
 from .._builder import WorkerBuilder
 from .._monitor import Monitor
 from .._open import open_backend
-from .._task import TaskId
+from .._task import Attempt, TaskId
 
 log = logging.getLogger("trioqueue.testing.crash")
 
@@ -63,8 +64,8 @@ async def _serve(args: argparse.Namespace) -> None:
     fd = os.open(args.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     sleep_max = float(args.sleep_max)
 
-    async def handler(payload: Any, task_id: TaskId) -> str:
-        os.write(fd, f"{task_id} {pid}\n".encode())
+    async def handler(payload: Any, task_id: TaskId, attempt: Attempt) -> str:
+        os.write(fd, f"{task_id} {pid} {attempt}\n".encode())
         os.fsync(fd)
         await trio.sleep(random.uniform(0.0, sleep_max))
         return "ok"

@@ -1,0 +1,117 @@
+"""Inspection and administration of a backend's store: counts, listings, retry, cancel, purge.
+
+``Backend`` inherits these; each call goes to the driver once, with storage
+errors retried a few times (``_retrying``), and shows records as ``Task``
+objects whose args and results are decoded as plain data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._codec import Codec
+from ._driver import Driver, StoredTask, to_task
+from ._durations import seconds
+from ._retrying import retrying
+from ._task import Status, Task
+
+__all__ = ["Administration"]
+
+
+class Administration:
+    """The inspection and administration calls of ``Backend`` (see there)."""
+
+    driver: Driver
+    codec: Codec
+    transient: tuple[type[BaseException], ...]
+
+    def _to_task(self, rec: StoredTask) -> Task[Any]:
+        # Args and result as plain data; shown raw when they do not decode:
+        # one bad row must not break a listing.
+        plain = self.codec.decoder(Any)
+        args: Any = rec.payload
+        result: Any = rec.result
+        try:
+            args = plain(rec.payload)
+        except Exception:
+            pass
+        if rec.result is not None:
+            try:
+                result = plain(rec.result)
+            except Exception:
+                pass
+        return to_task(rec, args, result)
+
+    async def counts(self, *, queue: str | None = None) -> dict[str, dict[Status, int]]:
+        """Return task counts per queue and status (all queues when ``queue`` is None).
+
+        Raises:
+          BackendError: if storage failed after retries.
+        """
+        return await retrying(
+            "count tasks", self.driver.counts, queue, transient=self.transient, attempts=3
+        )
+
+    async def list_tasks(
+        self,
+        *,
+        queue: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Task[Any]]:
+        """Return tasks filtered by ``queue`` and ``status``, newest first, paged.
+
+        Raises:
+          ValueError: for an unknown status.
+          BackendError: if storage failed after retries.
+        """
+        st = None if status is None else Status(status)
+
+        async def call() -> list[StoredTask]:
+            return await self.driver.list_tasks(queue=queue, status=st, limit=limit, offset=offset)
+
+        return [
+            self._to_task(r)
+            for r in await retrying("list tasks", call, transient=self.transient, attempts=3)
+        ]
+
+    async def get_task(self, id: str) -> Task[Any] | None:
+        """Return the task with this id (args and result decoded as plain data), or None."""
+        rec = await retrying(
+            "read a task", self.driver.get, str(id), transient=self.transient, attempts=3
+        )
+        return None if rec is None else self._to_task(rec)
+
+    async def retry_task(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now, with one more attempt allowed.
+
+        Returns:
+          Whether the task was in a state that could be retried.
+        """
+        return await retrying(
+            "retry a task", self.driver.retry, str(id), transient=self.transient, attempts=3
+        )
+
+    async def cancel_task(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task. Returns whether it was cancelled."""
+        return await retrying(
+            "cancel a task", self.driver.cancel, str(id), transient=self.transient, attempts=3
+        )
+
+    async def purge(self, *, older_than: float) -> int:
+        """Delete DONE, KILLED and CANCELLED tasks finished over ``older_than`` seconds ago.
+
+        Returns:
+          How many were deleted.
+        """
+        cutoff = self.driver.now() - seconds("older_than", older_than)
+        return await retrying(
+            "purge tasks", self.driver.purge, cutoff, transient=self.transient, attempts=3
+        )
+
+    async def rescue(self) -> int:
+        """Recover tasks of any queue whose lease expired; returns how many."""
+        return await retrying(
+            "rescue tasks", self.driver.rescue, None, transient=self.transient, attempts=3
+        )
