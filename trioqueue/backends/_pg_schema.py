@@ -102,6 +102,20 @@ def check_identifier(name: object, what: str = "schema") -> str:
     return name
 
 
+def _version(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    """Return the version of ``schema``'s tables; refuse one newer than this code knows."""
+    row = conn.execute(
+        sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=sql.Identifier(schema))
+    ).fetchone()
+    version = 0 if row is None or row[0] is None else int(str(row[0]))
+    if version > SCHEMA_VERSION:
+        raise psycopg.errors.FeatureNotSupported(
+            f"schema {schema} is at version {version}, newer than this trioqueue "
+            f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
+        )
+    return version
+
+
 def migrate_connection(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
     """Apply the missing migrations on ``conn`` (sync, autocommit off) and return the version.
 
@@ -117,15 +131,7 @@ def migrate_connection(conn: psycopg.Connection[tuple[object, ...]], schema: str
                 "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)"
             ).format(s=s)
         )
-        row = conn.execute(
-            sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
-        ).fetchone()
-        version = 0 if row is None or row[0] is None else int(str(row[0]))
-        if version > SCHEMA_VERSION:
-            raise psycopg.errors.FeatureNotSupported(
-                f"schema {schema} is at version {version}, newer than this trioqueue "
-                f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
-            )
+        version = _version(conn, schema)
         for n, body in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("applying migration %d to schema %s", n, schema)
             conn.execute(sql.SQL(body).format(s=s))
@@ -168,7 +174,7 @@ async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float)
         any ``pg_*``).
     """
     timeout = max(1, round(connect_timeout))
-    s = sql.Identifier(check_identifier(schema))
+    check_identifier(schema)
     if schema.lower().startswith("pg_") or schema.lower() == "information_schema":
         raise ValueError(
             f"schema {schema!r} is PostgreSQL's own: choose another name for trioqueue's "
@@ -184,15 +190,7 @@ async def reach(url: str, schema: str, *, migrate: bool, connect_timeout: float)
                 f"schema {schema} has no trioqueue tables: run `trioqueue migrate` "
                 f"or open with migrate=True"
             )
-        row = conn.execute(
-            sql.SQL("SELECT max(version) FROM {s}.schema_version").format(s=s)
-        ).fetchone()
-        version = 0 if row is None or row[0] is None else int(str(row[0]))
-        if version > SCHEMA_VERSION:
-            raise psycopg.errors.FeatureNotSupported(
-                f"schema {schema} is at version {version}, newer than this trioqueue "
-                f"knows ({SCHEMA_VERSION}): upgrade trioqueue"
-            )
+        version = _version(conn, schema)
         if version < SCHEMA_VERSION:
             raise psycopg.errors.FeatureNotSupported(
                 f"schema {schema} is at version {version}, older than this trioqueue "
