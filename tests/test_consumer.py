@@ -31,9 +31,9 @@ class RecordingDriver(MemoryDriver):
         await super().start(ids, token)
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[tq.StoredTask]:
-        got = await super().claim(queue, limit, token, lease_seconds)
+        got = await super().claim(queue, limit, token, lease_seconds, worker)
         self.claims.append((limit, len(got)))
         return got
 
@@ -172,9 +172,9 @@ class SlowAnswerDriver(MemoryDriver):
         return done
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[tq.StoredTask]:
-        got = await super().claim(queue, limit, token, lease_seconds)
+        got = await super().claim(queue, limit, token, lease_seconds, worker)
         if got and self.settling:
             self.reclaimed.set()
         return got

@@ -54,6 +54,7 @@ class Consumer(LeaseUpkeep):
         poll_interval: float,
         prefetch_max: int | None = None,
         give_up_after: float = math.inf,
+        worker: str = "",
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
@@ -62,6 +63,8 @@ class Consumer(LeaseUpkeep):
         self.transient = transient
         self.queue = queue
         self.token = secrets.token_hex(16)
+        #: The name stored as the worker of each task this consumer claims.
+        self.worker = worker or f"consumer-{self.token[:8]}"
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         #: Seconds a storage call may keep failing before the consumer stops
@@ -261,7 +264,13 @@ class Consumer(LeaseUpkeep):
             # reading it before gives a start-by time that is never late.
             start_by = driver.now() + self.lease_seconds - self.start_margin
             recs = await self._retry(
-                "claim tasks", driver.claim, self.queue, free, self.token, self.lease_seconds
+                "claim tasks",
+                driver.claim,
+                self.queue,
+                free,
+                self.token,
+                self.lease_seconds,
+                self.worker,
             )
             if not self._claiming:
                 for r in recs:

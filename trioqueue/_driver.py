@@ -7,13 +7,25 @@ shutdown release, retries of storage errors) is the shared bridge in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
+
+import msgspec
 
 from ._task import MAX_TIMESTAMP, Meta, Status, Task, TaskId, from_timestamp
 
-__all__ = ["Driver", "Outcome", "StoredTask", "apply_outcome", "to_task"]
+__all__ = [
+    "CANCEL_REQUESTED",
+    "Driver",
+    "Extended",
+    "Outcome",
+    "StoredTask",
+    "WorkerRecord",
+    "apply_outcome",
+    "to_task",
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -39,6 +51,45 @@ class StoredTask:
     lease_token: str | None = None
     lease_expires_at: float | None = None
     traceback: str | None = None
+    #: When the latest attempt began running (None until one did).
+    started_at: float | None = None
+    #: Name of the worker that claimed the latest attempt.
+    worker: str | None = None
+    #: The last progress a handler reported, as JSON text.
+    progress: str | None = None
+    #: How many times the task snoozed (``Snooze``); snoozes spend no attempt.
+    snoozes: int = 0
+    #: A cancellation was asked while the task was QUEUED or RUNNING: the
+    #: worker holding it must cancel it, and whatever it settles, releases or
+    #: a rescue finds, the task ends CANCELLED.
+    cancel_requested: bool = False
+
+
+@dataclass(slots=True)
+class Extended:
+    """What a lease extension found: the leases still held, and which of them must stop.
+
+    Attributes:
+      held: Ids whose lease is still held (the others were lost).
+      cancel: Ids among ``held`` whose cancellation was requested.
+    """
+
+    held: list[str]
+    cancel: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """A live worker as storage holds it (times are POSIX seconds, driver clock)."""
+
+    name: str
+    host: str
+    pid: int
+    queue: str
+    concurrency: int
+    running: int
+    started_at: float
+    last_seen: float = 0.0
 
 
 def to_task(
@@ -68,7 +119,27 @@ def to_task(
         rec.last_error,
         result,
         rec.traceback,
+        _when(rec.created_at),
+        _when(rec.started_at),
+        _when(rec.finished_at),
+        rec.worker,
+        _progress(rec.progress),
     )
+
+
+def _when(ts: float | None) -> datetime | None:
+    if ts is None or not 0.0 < ts <= MAX_TIMESTAMP:  # 0: never stored (an old record)
+        return None
+    return from_timestamp(ts)
+
+
+def _progress(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:  # a hostile row must not break a listing
+        return text
 
 
 @dataclass(slots=True)
@@ -77,10 +148,15 @@ class Outcome:
 
     ``status`` is DONE (with ``result``, and ``error`` when it carries a
     note such as why the result was not stored), FAILED (with ``error`` and ``delay``,
-    the seconds until the next attempt), KILLED (with ``error``) or CANCELLED.
-    A driver turns FAILED into KILLED itself when ``attempts >= max_attempts``.
+    the seconds until the next attempt), KILLED (with ``error``), CANCELLED,
+    or PENDING for a snooze (``delay`` seconds; the attempt is given back:
+    ``attempts`` - 1, ``snoozes`` + 1).
+    A driver turns FAILED into KILLED itself when ``attempts >= max_attempts``,
+    and any outcome into CANCELLED when the task's cancellation was requested.
     ``traceback`` is the failure's bounded traceback, stored with ``error``
-    (None when the failure has none, e.g. ``Abort``).
+    (None when the failure has none, e.g. ``Abort``). ``started_at`` is when
+    the attempt began (stored when not None); ``progress`` the last progress
+    reported and not yet stored (JSON text, stored when not None).
     """
 
     id: str
@@ -89,6 +165,8 @@ class Outcome:
     error: str | None = None
     delay: float = 0.0
     traceback: str | None = None
+    started_at: float | None = None
+    progress: str | None = None
 
 
 def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
@@ -97,25 +175,44 @@ def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
     For drivers that keep records as Python objects (the memory driver, a
     file-backed one): clears the lease; DONE stores the result; FAILED stores
     the error and moves ``run_at`` to ``now + delay``, or becomes KILLED when
-    no attempt is left; KILLED and CANCELLED store the error. Final statuses
-    get ``finished_at``. The caller checks the lease first.
+    no attempt is left; KILLED and CANCELLED store the error; PENDING (a
+    snooze) moves ``run_at`` and gives the attempt back. A task whose
+    cancellation was requested ends CANCELLED whatever the outcome. Final
+    statuses get ``finished_at``. The caller checks the lease first.
     """
     task.lease_token = task.lease_expires_at = None
+    if outcome.started_at is not None:
+        task.started_at = outcome.started_at
+    if outcome.progress is not None:
+        task.progress = outcome.progress
     status = outcome.status
-    if status is Status.FAILED and task.attempts >= task.max_attempts:
+    if task.cancel_requested:
+        status = Status.CANCELLED
+    elif status is Status.FAILED and task.attempts >= task.max_attempts:
         status = Status.KILLED
     task.status = status
     if status is Status.DONE:
         task.result = outcome.result
         if outcome.error is not None:  # a note: the result was not stored
             task.last_error = outcome.error
+    elif status is Status.PENDING:
+        task.attempts = max(0, task.attempts - 1)
+        task.snoozes += 1
+    elif status is Status.CANCELLED and task.cancel_requested:
+        task.last_error = outcome.error or CANCEL_REQUESTED
+        task.traceback = outcome.traceback
     else:
         task.last_error = outcome.error
         task.traceback = outcome.traceback
-    if status is Status.FAILED:
+    if status in (Status.FAILED, Status.PENDING):
         task.run_at = now + max(0.0, outcome.delay)
     else:
         task.finished_at = now
+        task.cancel_requested = False
+
+
+#: ``last_error`` of a task cancelled while QUEUED or RUNNING (when its worker gave none).
+CANCEL_REQUESTED = "Cancelled: cancellation requested while it was claimed"
 
 
 class Driver(Protocol):
@@ -153,26 +250,50 @@ class Driver(Protocol):
         """
         ...
 
+    async def replace(self, tasks: Sequence[StoredTask]) -> int:
+        """Store tasks, replacing a stored task of the same id that is final.
+
+        A stored task that is DONE, KILLED or CANCELLED (in any queue) is
+        deleted and the new one stored in the same transaction; one that is
+        not final is kept and the new one skipped (``if_exists="replace_finished"``).
+
+        Returns:
+          How many were stored.
+        """
+        ...
+
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
         """Claim up to ``limit`` ready tasks of ``queue`` under a lease.
 
         Ready: PENDING or FAILED with ``run_at <= now``. Order: priority
         descending, then ``run_at``, then id. Each claimed task becomes QUEUED,
-        its ``attempts`` grows by one, and it gets the lease. Returns them in order.
+        its ``attempts`` grows by one, it gets the lease and ``worker`` is
+        stored as its worker (None when empty). A paused queue (``pause``) gives nothing.
+        Returns them in order.
         """
         ...
 
     async def start(self, ids: Sequence[str], token: str) -> None:
-        """Mark leased QUEUED tasks RUNNING (a worker began them)."""
+        """Mark leased QUEUED tasks RUNNING (a worker began them), ``started_at`` now."""
         ...
 
-    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
+    async def extend(
+        self,
+        ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+        progress: Mapping[str, str] | None = None,
+    ) -> Extended:
         """Push the lease expiry of held tasks to ``lease_seconds`` from now.
 
+        ``progress`` maps ids (among ``ids``) to the progress to store (JSON
+        text), written in the same transaction for the ones still held.
+
         Returns:
-          The ids whose lease is still held (the others were lost).
+          The ids whose lease is still held (the others were lost), and those
+          of them whose cancellation was requested.
         """
         ...
 
@@ -182,7 +303,13 @@ class Driver(Protocol):
         DONE stores the result (and ``error``, when given, as ``last_error``);
         FAILED stores the error and its traceback and sets ``run_at`` to now +
         delay, or becomes KILLED when ``attempts >= max_attempts``; KILLED and
-        CANCELLED store the error and the traceback. Each clears the lease.
+        CANCELLED store the error and the traceback; PENDING (a snooze) sets
+        ``run_at`` to now + delay, ``attempts`` - 1 and ``snoozes`` + 1. A
+        task whose cancellation was requested becomes CANCELLED whatever the
+        outcome (``last_error`` the outcome's error or ``CANCEL_REQUESTED``).
+        Final statuses get ``finished_at`` now. ``started_at`` and
+        ``progress`` are stored when not None. Each clears the lease. See
+        ``apply_outcome``, the reference.
 
         Returns:
           The ids actually settled; an outcome whose lease was lost is dropped.
@@ -191,6 +318,8 @@ class Driver(Protocol):
 
     async def release(self, ids: Sequence[str], token: str) -> int:
         """Give leased tasks back unstarted: PENDING, lease cleared, attempt uncounted.
+
+        A task whose cancellation was requested becomes CANCELLED instead.
 
         Returns:
           How many were released.
@@ -201,7 +330,8 @@ class Driver(Protocol):
         """Recover tasks whose lease expired (their worker died or hung).
 
         The attempt counts: a task with ``attempts >= max_attempts`` becomes
-        KILLED, the others FAILED with ``run_at`` now. Returns how many.
+        KILLED, the others FAILED with ``run_at`` now; one whose cancellation
+        was requested becomes CANCELLED. Returns how many.
         """
         ...
 
@@ -213,7 +343,28 @@ class Driver(Protocol):
         """Return when new tasks may be ready on ``queue``, or after ``max_wait`` seconds.
 
         Spurious returns are fine; the memory driver wakes on insert, SQLite
-        polls adaptively, PostgreSQL listens for notifications.
+        polls adaptively, PostgreSQL listens for notifications. ``resume`` of
+        the queue wakes it too.
+        """
+        ...
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        """Return when some task may have changed status or progress, or after ``max_wait``.
+
+        For ``wait_result`` and ``watch``, which then re-read the tasks they
+        follow (``get_many``). Spurious returns are fine; a change made by
+        another process is seen (PostgreSQL: a notification sent by settle,
+        cancel and progress writes; SQLite: the file's wake-up).
+        """
+        ...
+
+    async def wait_for_cancel(self, max_wait: float) -> None:
+        """Return when a cancellation may have been requested (``cancel``), or after ``max_wait``.
+
+        A consumer's extender waits on it between extensions, so that a
+        cancellation reaches the worker holding the task sooner than the next
+        extension where storage can signal it (PostgreSQL: a notification;
+        memory: an event). Spurious returns are fine.
         """
         ...
 
@@ -233,16 +384,59 @@ class Driver(Protocol):
         """Return one task, or None."""
         ...
 
+    async def get_many(self, ids: Sequence[str]) -> list[StoredTask]:
+        """Return the stored tasks among ``ids`` (one batched read; missing ids are left out)."""
+        ...
+
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
         ...
 
     async def cancel(self, id: str) -> bool:
-        """Make a PENDING or FAILED task CANCELLED; False if it is in another state."""
+        """Cancel a task that is not final.
+
+        PENDING or FAILED: CANCELLED at once (``finished_at`` now). QUEUED or
+        RUNNING: ``cancel_requested`` is set (and, where storage can, the
+        workers are signalled: see ``wait_for_cancel``). Returns False for a
+        final or unknown task.
+        """
         ...
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        ...
+
+    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+        """Delete at most ``limit`` final tasks whose ``finished_at`` is before ``before[status]``.
+
+        Only the statuses in ``before`` are pruned (retention). Also deletes
+        the worker entries last seen before ``workers_before``. Returns how
+        many tasks were deleted.
+        """
+        ...
+
+    async def pause(self, queue: str) -> None:
+        """Pause ``queue``: claims on it give nothing until ``resume``."""
+        ...
+
+    async def resume(self, queue: str) -> None:
+        """Resume a paused ``queue`` and wake the consumers waiting on it."""
+        ...
+
+    async def paused(self) -> list[str]:
+        """Return the paused queues, sorted."""
+        ...
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh (by name) a worker's entry, ``last_seen`` now."""
+        ...
+
+    async def remove_worker(self, name: str) -> None:
+        """Delete a worker's entry (it stopped)."""
+        ...
+
+    async def workers(self, seen_after: float) -> list[WorkerRecord]:
+        """Return the entries seen after ``seen_after`` (the live workers), by name."""
         ...
 
     async def aclose(self) -> None:

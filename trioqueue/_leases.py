@@ -60,9 +60,10 @@ class LeaseUpkeep:
             if not ids:
                 continue
             start_by = self.driver.now() + self.lease_seconds - self.start_margin
-            kept = await self._retry(
+            ext = await self._retry(
                 "extend leases", self.driver.extend, ids, self.token, self.lease_seconds
             )
+            kept = ext.held
             by = self._start_by
             for id in kept:
                 if id in by:

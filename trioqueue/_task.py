@@ -177,6 +177,11 @@ class Task(Generic[Args]):
       result: The handler's return value once ``DONE``.
       traceback: The bounded traceback of the last failure, if any
         (``last_error`` is its one-line ``Type: message``).
+      created_at: When it was stored (UTC), None before.
+      started_at: When its latest attempt began running, None before.
+      finished_at: When it became DONE, KILLED or CANCELLED, None before.
+      worker: Name of the worker that ran (or holds) the latest attempt.
+      progress: The last value a handler reported with ``Progress.set``.
     """
 
     args: Args
@@ -191,6 +196,11 @@ class Task(Generic[Args]):
     last_error: str | None = None
     result: Any = None
     traceback: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    progress: Any = None
 
     @property
     def attempt(self) -> Attempt:

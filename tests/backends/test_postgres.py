@@ -146,7 +146,7 @@ async def test_rescue_by_restarted_worker_and_stale_settle(pg_url: str, schema: 
         assert (task.status, task.attempts, task.result) == (Status.DONE, 2, "ok")
         late = Outcome(tid, Status.FAILED, error="stale", delay=0)
         assert await b.driver.settle([late], "dead-worker") == []
-        assert await b.driver.extend([tid], "dead-worker", 10) == []
+        assert (await b.driver.extend([tid], "dead-worker", 10)).held == []
         assert await b.driver.release([tid], "dead-worker") == 0
         task = await b.get_task(tid)
         assert task is not None and task.status is Status.DONE and task.result == "ok"

@@ -194,10 +194,10 @@ async def test_expired_lease_is_rescued_and_stale_settle_refused(
         [again] = await second.claim("default", 10, "alive", 30.0)
         assert (again.id, again.attempts) == ("t1", 2)
         # The worker that lost its lease can neither extend nor settle.
-        assert await first.extend(["t1"], "dead", 30.0) == []
+        assert (await first.extend(["t1"], "dead", 30.0)).held == []
         assert await first.settle([Outcome("t1", Status.DONE, result=b"1")], "dead") == []
         assert await first.release(["t1"], "dead") == 0
-        assert await second.extend(["t1"], "alive", 60.0) == ["t1"]
+        assert (await second.extend(["t1"], "alive", 60.0)).held == ["t1"]
         assert await second.settle([Outcome("t1", Status.DONE, result=b"2")], "alive") == ["t1"]
         # Settled once: a second settle is refused, even with the right token.
         assert await second.settle([Outcome("t1", Status.KILLED, error="x")], "alive") == []

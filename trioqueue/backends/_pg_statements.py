@@ -29,6 +29,7 @@ _PG_TYPES: dict[type, str] = {
     bytes: "bytea",
     int: "bigint",
     float: "float8",
+    bool: "boolean",
     Status: "text",
     dict: "text",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +16,8 @@ import trio
 
 from .._backend import Backend
 from .._codec import Codec
-from .._driver import Outcome, StoredTask, apply_outcome
+from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask, apply_outcome
+from ._memory_admin import MemoryAdministration
 from .._registry import BackendSpec
 from .._task import Status
 
@@ -46,6 +47,11 @@ def _copy(t: StoredTask) -> StoredTask:
         t.lease_token,
         t.lease_expires_at,
         t.traceback,
+        t.started_at,
+        t.worker,
+        t.progress,
+        t.snoozes,
+        t.cancel_requested,
     )
 
 
@@ -58,7 +64,7 @@ class _Queue:
         self.wake = trio.Event()
 
 
-class MemoryDriver:
+class MemoryDriver(MemoryAdministration):
     """A storage driver that keeps tasks in dicts and heaps, on the Trio clock.
 
     Nothing is durable: the tasks live as long as the driver object.
@@ -73,6 +79,7 @@ class MemoryDriver:
         self._tasks: dict[str, StoredTask] = {}
         self._queues: dict[str, _Queue] = {}
         self._leased: set[str] = set()
+        self._init_administration()
 
     def now(self) -> float:
         """Return the Trio clock shifted to POSIX seconds (or the ``clock`` given)."""
@@ -113,10 +120,20 @@ class MemoryDriver:
         for t in tasks:
             if t.id in self._tasks:
                 continue
+            if not t.created_at:
+                t.created_at = now
             self._tasks[t.id] = t
             self._schedule(t, now)
             n += 1
         return n
+
+    async def replace(self, tasks: Sequence[StoredTask]) -> int:
+        """Store tasks, replacing stored final ones of the same id; others are skipped."""
+        for t in tasks:
+            old = self._tasks.get(t.id)
+            if old is not None and old.status.is_final:
+                del self._tasks[t.id]
+        return await self.insert(tasks)
 
     async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
         """Return the queue and status of each stored task among ``ids``."""
@@ -124,11 +141,11 @@ class MemoryDriver:
         return {id: (t.queue, t.status) for id in ids if (t := tasks.get(id)) is not None}
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
-        """Claim up to ``limit`` ready tasks by priority, run_at, id."""
+        """Claim up to ``limit`` ready tasks by priority, run_at, id (none from a paused queue)."""
         q = self._queues.get(queue)
-        if q is None:
+        if q is None or queue in self._paused:
             return []
         now = self.now()
         ready, tasks = q.ready, self._tasks
@@ -148,6 +165,7 @@ class MemoryDriver:
             t.attempts += 1
             t.lease_token = token
             t.lease_expires_at = expires
+            t.worker = worker or None
             self._leased.add(id)
             out.append(_copy(t))
         if not ready and not q.delayed and q.wake.is_set():
@@ -155,22 +173,36 @@ class MemoryDriver:
         return out
 
     async def start(self, ids: Sequence[str], token: str) -> None:
-        """Mark leased QUEUED tasks RUNNING."""
+        """Mark leased QUEUED tasks RUNNING, ``started_at`` now."""
+        now = self.now()
         for id in ids:
             t = self._held(id, token)
             if t is not None and t.status is Status.QUEUED:
                 t.status = Status.RUNNING
+                t.started_at = now
+                self._changed()
 
-    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
-        """Extend the leases still held; return their ids."""
+    async def extend(
+        self,
+        ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+        progress: Mapping[str, str] | None = None,
+    ) -> Extended:
+        """Extend the leases still held (storing their progress); say which must stop."""
         expires = self.now() + lease_seconds
-        kept = []
+        out = Extended([])
         for id in ids:
             t = self._held(id, token)
             if t is not None:
                 t.lease_expires_at = expires
-                kept.append(id)
-        return kept
+                out.held.append(id)
+                if t.cancel_requested:
+                    out.cancel.append(id)
+                if progress and (p := progress.get(id)) is not None:
+                    t.progress = p
+                    self._changed()
+        return out
 
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
         """Apply outcomes whose lease is still held (compare-and-set)."""
@@ -182,9 +214,11 @@ class MemoryDriver:
                 continue
             self._leased.discard(t.id)
             apply_outcome(t, o, now)
-            if t.status is Status.FAILED:
+            if t.status in _READY:
                 self._schedule(t, now)
             applied.append(o.id)
+        if applied:
+            self._changed()
         return applied
 
     async def release(self, ids: Sequence[str], token: str) -> int:
@@ -196,10 +230,15 @@ class MemoryDriver:
             if t is None:
                 continue
             self._unlease(t)
-            t.status = Status.PENDING
-            t.attempts = max(0, t.attempts - 1)
-            self._schedule(t, now)
+            if t.cancel_requested:
+                self._end_cancelled(t, now)
+            else:
+                t.status = Status.PENDING
+                t.attempts = max(0, t.attempts - 1)
+                self._schedule(t, now)
             n += 1
+        if n:
+            self._changed()
         return n
 
     async def rescue(self, queue: str | None) -> int:
@@ -213,7 +252,9 @@ class MemoryDriver:
             if t.lease_expires_at is None or t.lease_expires_at > now:
                 continue
             self._unlease(t)
-            if t.attempts >= t.max_attempts:
+            if t.cancel_requested:
+                self._end_cancelled(t, now)
+            elif t.attempts >= t.max_attempts:
                 t.status = Status.KILLED
                 t.last_error = f"lease expired on attempt {t.attempts} of {t.max_attempts}"
                 t.finished_at = now
@@ -223,7 +264,15 @@ class MemoryDriver:
                 t.run_at = now
                 self._schedule(t, now)
             n += 1
+        if n:
+            self._changed()
         return n
+
+    def _end_cancelled(self, t: StoredTask, now: float) -> None:
+        t.status = Status.CANCELLED
+        t.last_error = CANCEL_REQUESTED
+        t.finished_at = now
+        t.cancel_requested = False
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a waiting task of ``queue``."""
@@ -282,6 +331,11 @@ class MemoryDriver:
         t = self._tasks.get(id)
         return None if t is None else _copy(t)
 
+    async def get_many(self, ids: Sequence[str]) -> list[StoredTask]:
+        """Return copies of the stored tasks among ``ids``."""
+        tasks = self._tasks
+        return [_copy(t) for id in ids if (t := tasks.get(id)) is not None]
+
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
         t = self._tasks.get(id)
@@ -293,15 +347,21 @@ class MemoryDriver:
         t.finished_at = None
         t.max_attempts = max(t.max_attempts, t.attempts + 1)
         self._schedule(t, now)
+        self._changed()
         return True
 
     async def cancel(self, id: str) -> bool:
-        """Cancel a PENDING or FAILED task."""
+        """Cancel a PENDING or FAILED task at once; flag a QUEUED or RUNNING one."""
         t = self._tasks.get(id)
-        if t is None or t.status not in _READY:
+        if t is None or t.status.is_final:
             return False
-        t.status = Status.CANCELLED
-        t.finished_at = self.now()
+        if t.status in _LEASED:
+            t.cancel_requested = True
+            self._signal_cancel()
+        else:
+            t.status = Status.CANCELLED
+            t.finished_at = self.now()
+        self._changed()
         return True
 
     async def purge(self, older_than: float) -> int:

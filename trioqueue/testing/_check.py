@@ -123,7 +123,7 @@ async def _lease_expiry(c: _Ctx) -> None:
     n = await c.driver.rescue(c.queue)
     c.expect(n == 0, f"rescue took {n} task(s) whose lease had 0.5 s left")
     c.expect(await c.claim("tok-b") == [], "a task under a live lease was claimed by another")
-    kept = await c.driver.extend(["le-1"], "tok-a", 5.0)
+    kept = (await c.driver.extend(["le-1"], "tok-a", 5.0)).held
     c.expect(list(kept) == ["le-1"], f"extend by the holder returned {kept}")
     rec = await c.get("le-1")
     c.near(rec.lease_expires_at, c.clock.now + 5.0, "lease expiry after extend")
@@ -158,7 +158,8 @@ async def _compare_and_set(c: _Ctx) -> None:
         )
     c.expect(list(stale) == [], f"settle with a stale token reported {stale} as applied")
     c.leased(rec, "tok-new", "after a stale settle")
-    c.expect(await c.driver.extend(["cas-1"], "tok-old", 99.0) == [], "stale extend applied")
+    stale_ext = await c.driver.extend(["cas-1"], "tok-old", 99.0)
+    c.expect(stale_ext.held == [], "stale extend applied")
     c.expect(await c.driver.release(["cas-1"], "tok-old") == 0, "stale release applied")
     await c.driver.start(["cas-1"], "tok-old")
     await c.status("cas-1", Status.QUEUED, "after start with a stale token")

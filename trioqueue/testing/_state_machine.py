@@ -217,7 +217,7 @@ def make_state_machine(
         @rule(token=holder, seconds=lease)
         def extend(self, token: str, seconds: float) -> None:
             want = self.model.extend(self.now, self.ids, token, seconds)
-            got = self.trio.run(self.driver.extend, self.ids, token, seconds)
+            got = self.trio.run(self.driver.extend, self.ids, token, seconds).held
             assert sorted(got) == sorted(want), f"extend by {token} kept {got}, model {want}"
 
         @precondition(lambda self: self.any_leased())

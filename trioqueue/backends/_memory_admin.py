@@ -1,0 +1,98 @@
+"""The memory driver's lifecycle operations: change and cancel signals, retention,
+paused queues and the workers' registry (``MemoryDriver`` inherits them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._driver import StoredTask, WorkerRecord
+from .._task import Status
+
+__all__ = ["MemoryAdministration"]
+
+
+class MemoryAdministration:
+    """Signals, pruning, pause and the workers' registry of ``MemoryDriver``."""
+
+    _tasks: dict[str, StoredTask]
+
+    if TYPE_CHECKING:
+
+        def now(self) -> float: ...
+
+        def _q(self, name: str) -> Any: ...
+
+    def _init_administration(self) -> None:
+        self._change = trio.Event()
+        self._cancel = trio.Event()
+        self._paused: set[str] = set()
+        self._workers: dict[str, WorkerRecord] = {}
+
+    def _changed(self) -> None:
+        # Waiters re-read what they follow; a fresh event for the next change.
+        self._change.set()
+        self._change = trio.Event()
+
+    def _signal_cancel(self) -> None:
+        self._cancel.set()
+        self._cancel = trio.Event()
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        """Wait until a task changes status or progress, or ``max_wait`` seconds."""
+        with trio.move_on_after(max_wait):
+            await self._change.wait()
+
+    async def wait_for_cancel(self, max_wait: float) -> None:
+        """Wait until a cancellation is requested, or ``max_wait`` seconds."""
+        with trio.move_on_after(max_wait):
+            await self._cancel.wait()
+
+    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+        """Delete up to ``limit`` final tasks finished before their status's cutoff."""
+        gone = []
+        for id, t in self._tasks.items():
+            cutoff = before.get(t.status)
+            if cutoff is not None and t.finished_at is not None and t.finished_at < cutoff:
+                gone.append(id)
+                if len(gone) >= limit:
+                    break
+        for id in gone:
+            del self._tasks[id]
+        for name in [n for n, w in self._workers.items() if w.last_seen < workers_before]:
+            del self._workers[name]
+        return len(gone)
+
+    async def pause(self, queue: str) -> None:
+        """Pause ``queue``: claims give nothing until ``resume``."""
+        self._paused.add(queue)
+
+    async def resume(self, queue: str) -> None:
+        """Resume ``queue`` and wake its consumers."""
+        self._paused.discard(queue)
+        wake = self._q(queue).wake
+        if not wake.is_set():
+            wake.set()
+
+    async def paused(self) -> list[str]:
+        """Return the paused queues, sorted."""
+        return sorted(self._paused)
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh a worker's entry, ``last_seen`` now."""
+        self._workers[worker.name] = dataclasses.replace(worker, last_seen=self.now())
+
+    async def remove_worker(self, name: str) -> None:
+        """Delete a worker's entry."""
+        self._workers.pop(name, None)
+
+    async def workers(self, seen_after: float) -> list[WorkerRecord]:
+        """Return the entries seen after ``seen_after``, by name."""
+        return [
+            dataclasses.replace(w)
+            for _, w in sorted(self._workers.items())
+            if w.last_seen > seen_after
+        ]
