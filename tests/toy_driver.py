@@ -9,7 +9,8 @@
   ``CancelsAnythingDriver`` (cancels final tasks too), ``RetriesOnlyKilledDriver``
   (refuses to retry a FAILED task), ``IgnoresCancelOnSettleDriver`` (a task
   whose cancellation was requested ends as its outcome says, not CANCELLED)
-  and ``DeafToChangesDriver`` (``wait_for_change`` always waits it out).
+  ``DeafToChangesDriver`` (``wait_for_change`` always waits it out) and
+  ``ImpatientDriver`` (``wait_for_change`` never waits).
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ class DeafToChangesDriver(MemoryDriver):
 
     async def wait_for_change(self, max_wait: float) -> None:
         await trio.sleep(max_wait)
+
+
+class ImpatientDriver(MemoryDriver):
+    """``wait_for_change`` returns at once: its callers would poll in a tight loop."""
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 def memory_factory(
@@ -614,3 +622,4 @@ open_cancels_anything = memory_factory(CancelsAnythingDriver)
 open_retries_only_killed = memory_factory(RetriesOnlyKilledDriver)
 open_ignores_cancel_on_settle = memory_factory(IgnoresCancelOnSettleDriver)
 open_deaf_to_changes = memory_factory(DeafToChangesDriver)
+open_impatient = memory_factory(ImpatientDriver)

@@ -57,6 +57,7 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
             "wait_for_change(max_wait=60.0) had not returned",
             marks=pytest.mark.seconds,  # it waits out each of its rounds
         ),
+        (toy_driver.open_impatient, "signal.change", "returned at once 4 times in a row"),
     ],
     ids=[
         "forgets-release",
@@ -66,6 +67,7 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
         "retries-only-killed",
         "ignores-cancel-on-settle",
         "deaf-to-changes",
+        "never-waits",
     ],
 )
 async def test_broken_drivers_fail_naming_the_promise(
