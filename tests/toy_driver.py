@@ -282,29 +282,30 @@ class FileDriver:
             return None
         return t
 
-    async def insert(self, new: Sequence[StoredTask]) -> int:
-        def op(store: _Store, now: float) -> int:
-            n = 0
-            for t in new:
-                if t.id not in store.tasks:
-                    store.tasks[t.id] = t = _copy(t)
-                    t.created_at = t.created_at or now
-                    n += 1
-            return n
+    @staticmethod
+    def _insert(store: _Store, new: Sequence[StoredTask], now: float) -> int:
+        n = 0
+        for t in new:
+            if t.id not in store.tasks:
+                store.tasks[t.id] = t = _copy(t)
+                t.created_at = t.created_at or now
+                n += 1
+        return n
 
-        n: int = await self._run(op)
+    async def insert(self, new: Sequence[StoredTask]) -> int:
+        n: int = await self._run(lambda store, now: self._insert(store, new, now))
         return n
 
     async def replace(self, new: Sequence[StoredTask]) -> int:
-        def op(store: _Store, now: float) -> None:
+        def op(store: _Store, now: float) -> int:
             for t in new:
                 old = store.tasks.get(t.id)
                 if old is not None and old.status.is_final:
                     del store.tasks[t.id]
+            return self._insert(store, new, now)
 
-        # Two locked steps, not one: a toy may be this loose, a real driver may not.
-        await self._run(op)
-        return await self.insert(new)
+        n: int = await self._run(op)
+        return n
 
     async def claim(
         self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
