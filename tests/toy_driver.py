@@ -438,6 +438,8 @@ class FileDriver:
 
     async def next_run_at(self, queue: str) -> float | None:
         def op(store: _Store, now: float) -> float | None:
+            if queue in store.paused:
+                return None
             times = [
                 t.run_at for t in store.tasks.values() if t.queue == queue and t.status in _READY
             ]

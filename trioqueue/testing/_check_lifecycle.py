@@ -204,6 +204,8 @@ async def pause(c: _Ctx) -> None:
     got = await c.driver.paused()
     c.expect(list(got) == [c.queue], f"paused() is {got} after pause({c.queue!r})")
     c.expect(await c.claim("tok", 10) == [], "a claim on a paused queue gave tasks")
+    nxt = await c.driver.next_run_at(c.queue)
+    c.expect(nxt is None, f"next_run_at of a paused queue is {nxt}, not None")
     c.expect(await c.claim("tok", 10, queue=other) == ["pa-9"], "pause stopped another queue")
     applied = await c.driver.settle([Outcome("pa-1", Status.DONE)], "tok")
     c.expect(list(applied) == ["pa-1"], f"a settle on a paused queue applied {applied}")

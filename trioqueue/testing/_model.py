@@ -179,7 +179,9 @@ class Model:
         return n
 
     def next_run_at(self) -> float | None:
-        """Return the earliest run_at of a PENDING or FAILED task, or None."""
+        """Return the earliest run_at of a PENDING or FAILED task; None if none or paused."""
+        if self.paused:
+            return None
         times = [r.run_at for r in self.rows.values() if r.status in _READY]
         return min(times) if times else None
 
