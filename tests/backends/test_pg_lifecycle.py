@@ -444,3 +444,21 @@ async def test_a_version_3_schema_migrates_and_keeps_its_tasks(pg_url: str, sche
         await d.pause(Q)
         assert await d.paused() == [Q]
         assert await d.replace([new("gone", now=d.now())]) == 1
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "thread"])
+async def test_the_other_runners_add_channels_and_hear_changes(
+    pg_url: str, schema: str, runner: str
+) -> None:
+    async with driver(pg_url, schema, runner=runner) as d, driver(pg_url, schema) as other:
+        await d.wait_for_tasks(Q, 10)  # listens on the wake-up channel first
+        assert await returns_within(10, lambda: d.wait_for_change(60)) < 10  # then joins
+        await other.insert([new("t", now=other.now())])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_settle_from, other, ["t"], Status.DONE)
+            assert await returns_within(5, lambda: d.wait_for_change(60)) < 5
+        await other.insert([new("u", now=other.now())])
+        await other.claim(Q, 1, "tok", 30)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other.cancel, "u")
+            assert await returns_within(5, lambda: d.wait_for_cancel(60)) < 5
