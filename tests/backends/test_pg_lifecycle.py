@@ -252,6 +252,7 @@ async def test_pause_stops_claims_and_resume_wakes_a_consumer_elsewhere(
         await admin.pause("b")
         assert await d.paused() == ["b", Q]
         assert await d.claim(Q, 5, "tok", 30) == []
+        assert await d.next_run_at(Q) is None
         # The consumer listens (its claim did); wait as it does, resume from elsewhere.
         async with trio.open_nursery() as nursery:
 
@@ -265,6 +266,7 @@ async def test_pause_stops_claims_and_resume_wakes_a_consumer_elsewhere(
             took = await returns_within(5, wait)
         assert took < 5
         assert await d.paused() == ["b"]
+        assert await d.next_run_at(Q) is not None
         assert [r.id for r in await d.claim(Q, 5, "tok", 30)] == ["t"]
 
 

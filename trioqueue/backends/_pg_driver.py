@@ -382,7 +382,7 @@ class PostgresDriver(PostgresAdministration):
         return n
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
+        """Return the earliest run_at of a PENDING or FAILED task of ``queue``; None if paused."""
         rows = await self._fetch(self._sql.next_run_at, {"queue": queue}, shield=False)
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 

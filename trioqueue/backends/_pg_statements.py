@@ -327,7 +327,8 @@ class Statements:
         )
         # The earliest run_at of a queue's waiting tasks, read from the claim
         # index alone: one probe per distinct priority (a loose index scan),
-        # so no second index has to be kept up to date on every insert.
+        # so no second index has to be kept up to date on every insert. None
+        # (NULL) for a paused queue.
         self.next_run_at = q(
             """WITH RECURSIVE p(priority) AS (
                 (SELECT priority FROM {s}.tasks
@@ -343,7 +344,8 @@ class Statements:
                         WHERE t.queue = %(queue)s AND t.status IN ('pending', 'failed')
                           AND t.priority = p.priority
                         ORDER BY t.run_at LIMIT 1))
-            FROM p WHERE p.priority IS NOT NULL"""
+            FROM p WHERE p.priority IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = %(queue)s)"""
         )
 
     def insert_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
