@@ -26,6 +26,7 @@ from pg_support import pg_url, random_name
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from trioqueue.backends._pg_listen import Channels
 from trioqueue.backends._pg_native import connect, execute
 from trioqueue.backends._pg_pool import NativeRunner
 from trioqueue.backends._pg_runner import ThreadRunner
@@ -85,7 +86,7 @@ class Calls:
         self.n = 0
         self._waiters: list[tuple[int, trio.Event]] = []
 
-    def __call__(self) -> None:
+    def __call__(self, *args: object) -> None:
         self.n += 1
         for n, ev in self._waiters:
             if self.n >= n:
@@ -105,9 +106,11 @@ class Payloads:
 
     def __init__(self) -> None:
         self.got: list[str] = []
+        self.channels: list[str] = []
         self._calls = Calls()
 
-    def __call__(self, payload: str) -> None:
+    def __call__(self, channel: str, payload: str) -> None:
+        self.channels.append(channel)
         self.got.append(payload)
         self._calls()
 
@@ -347,7 +350,7 @@ async def test_listen_receives_notify_and_reconnects(pg_url: str, app: str) -> N
     payloads, ready = Payloads(), Calls()
     async with native(with_app(pg_url, app)) as listener, native(pg_url) as other:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(listener.listen, channel, payloads, ready)
+            nursery.start_soon(listener.listen, Channels([channel]), payloads, ready)
             await ready.wait(1)
             await other.fetch("SELECT pg_notify(%s, %s)", [channel, "one"])
             await other.fetch("SELECT pg_notify(%s, %s)", [channel, "two"])
@@ -364,6 +367,37 @@ async def test_listen_receives_notify_and_reconnects(pg_url: str, app: str) -> N
             await payloads.wait(3)
             assert payloads.got == ["one", "two", "three"]
             nursery.cancel_scope.cancel()
+        await eventually(lambda: _none_left(other, app))
+
+
+@pytest.mark.parametrize("kind", ["native", "thread"])
+async def test_a_channel_added_joins_the_same_listen_connection(
+    pg_url: str, app: str, kind: str
+) -> None:
+    first, second = random_name("chan"), random_name("chan")
+    channels = Channels([first])
+    payloads, ready = Payloads(), Calls()
+    runner: Any = (
+        NativeRunner(with_app(pg_url, app), **OPTIONS)
+        if kind == "native"
+        else ThreadRunner(with_app(pg_url, app), **OPTIONS)
+    )
+    async with native(pg_url) as other:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner.listen, channels, payloads, ready)
+            await ready.wait(1)
+            ((pid, _, _),) = await backends(other, app)
+            assert channels.add(second)
+            assert not channels.add(second)
+            await ready.wait(2)
+            await other.fetch("SELECT pg_notify(%s, 'b'), pg_notify(%s, 'a')", [second, first])
+            await payloads.wait(2)
+            assert sorted(zip(payloads.channels, payloads.got, strict=True)) == sorted(
+                [(second, "b"), (first, "a")]
+            )
+            assert [p for p, _, _ in await backends(other, app)] == [pid]  # the same one
+            nursery.cancel_scope.cancel()
+        await runner.aclose()
         await eventually(lambda: _none_left(other, app))
 
 
@@ -451,7 +485,7 @@ async def test_recovers_from_a_server_restart(cluster: Cluster, app: str) -> Non
     payloads, ready = Payloads(), Calls()
     async with native(with_app(cluster.url, app), pool_size=2) as runner:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(runner.listen, channel, payloads, ready)
+            nursery.start_soon(runner.listen, Channels([channel]), payloads, ready)
             await ready.wait(1)
             before = await pid_of(runner)
             assert await _listening(runner, app)

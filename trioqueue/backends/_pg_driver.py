@@ -1,24 +1,28 @@
 """``PostgresDriver``: the driver protocol on PostgreSQL, one statement per batch operation.
 
 Claims use ``FOR UPDATE SKIP LOCKED``; start, extend, settle and release are
-compare-and-set on the lease; idle workers wake with LISTEN/NOTIFY. Each call
-is one statement (its own transaction) through a statement runner
-(``_pg_runner``). ``postgres.py`` wraps it in the public backend.
+compare-and-set on the lease; idle workers, result waiters and the workers
+holding a task whose cancellation was requested wake with LISTEN/NOTIFY (one
+LISTEN connection, ``_pg_listen``). Each call is one statement (its own
+transaction) through a statement runner (``_pg_runner``); the administration
+calls are in ``_pg_admin``. ``postgres.py`` wraps it in the public backend.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 import trio
 
-from .._driver import Outcome, StoredTask
+from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask
 from .._task import Status
-from ._columns import status_of
+from ._pg_admin import PostgresAdministration
+from ._pg_admin_sql import AdminStatements
+from ._pg_listen import Listener
 from ._pg_native import Row
 from ._pg_runner import Runner
 from ._pg_schema import COLUMNS, check_identifier
@@ -38,7 +42,14 @@ SYNCHRONOUS_MODES = ("normal", "full")
 
 
 def written(rec: StoredTask, outcome: Outcome) -> bool:
-    """Whether ``rec`` shows ``outcome`` as a settle writes it (FAILED may become KILLED)."""
+    """Whether ``rec`` shows ``outcome`` as a settle writes it.
+
+    FAILED may become KILLED, and any outcome CANCELLED (a cancellation was requested).
+    """
+    if rec.status is Status.CANCELLED:
+        return rec.last_error in (outcome.error, outcome.error or CANCEL_REQUESTED)
+    if outcome.status is Status.PENDING:
+        return rec.status is Status.PENDING
     if outcome.status is Status.DONE:
         return rec.status is Status.DONE and rec.result == outcome.result
     if outcome.status is Status.FAILED:
@@ -46,13 +57,15 @@ def written(rec: StoredTask, outcome: Outcome) -> bool:
     return rec.status is outcome.status and rec.last_error == outcome.error
 
 
-class PostgresDriver:
+class PostgresDriver(PostgresAdministration):
     """A storage driver on PostgreSQL: one statement per batch operation.
 
     Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when
     ``listen`` is true, a nursery for its LISTEN task (``attach``), which
-    starts with the first ``claim`` or ``wait_for_tasks``: a process that
-    only pushes never listens.
+    starts with the first wait that needs it (``claim`` and ``wait_for_tasks``:
+    the wake-up channel; ``wait_for_change``: the change and cancel channels;
+    ``wait_for_cancel``: the cancel channel), all on one connection: a
+    process that only pushes never listens.
 
     Args:
       runner: Runs the statements.
@@ -84,6 +97,7 @@ class PostgresDriver:
         self._unsure: dict[str, tuple[str, Outcome]] = {}
         self.schema = check_identifier(schema)
         self._sql = Statements(schema)
+        self._admin = AdminStatements(schema, self._sql)
         self._clock = clock if clock is not None else time.time
         self.listening = listen
         self._shield_seconds = shield_seconds
@@ -91,8 +105,9 @@ class PostgresDriver:
         # Whether a worker's own writes wait for the disk.
         self._worker_durable = synchronous == "full"
         self._wake: dict[str, trio.Event] = {}
-        self._nursery: trio.Nursery | None = None
-        self._listening: trio.Event | None = None
+        self._change = trio.Event()
+        self._cancel = trio.Event()
+        self._listener = Listener(runner.listen, self._on_notify, self._wake_all, enabled=listen)
         #: NOTIFY messages received since open (for statistics and tests).
         self.notifications = 0
 
@@ -131,49 +146,40 @@ class PostgresDriver:
         return ev
 
     def _notified(self, queue: str) -> None:
-        self.notifications += 1
         ev = self._wake.get(queue)
         if ev is not None:
             ev.set()
 
+    def _signal_change(self) -> None:
+        # Waiters re-read what they follow; a fresh event for the next change.
+        self._change.set()
+        self._change = trio.Event()
+
+    def _signal_cancel(self) -> None:
+        self._cancel.set()
+        self._cancel = trio.Event()
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        self.notifications += 1
+        if channel == self._sql.channel:
+            self._notified(payload)
+        elif channel == self._sql.cancel_channel:
+            self._signal_cancel()
+            self._signal_change()  # a cancellation requested is a change too
+        elif channel == self._sql.change_channel:
+            self._signal_change()
+
     def _wake_all(self) -> None:
+        # Listening began, or its connection was lost: notifications may have
+        # been missed, so every waiter looks again.
         for ev in self._wake.values():
             ev.set()
+        self._signal_change()
+        self._signal_cancel()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the driver the nursery its LISTEN task will run in (when ``listen`` is true)."""
-        self._nursery = nursery
-
-    async def _listen(self) -> None:
-        """Start the LISTEN task on first use and return once it listens."""
-        if self._listening is not None:
-            await self._listening.wait()
-            return
-        if self._nursery is None or not self.listening:
-            return
-        self._listening = started = trio.Event()
-        try:
-            await self._nursery.start(self.listener)
-        except BaseException:
-            self._listening = None  # cancelled while starting: the next wait tries again
-            started.set()
-            raise
-        started.set()
-
-    async def listener(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """LISTEN for wake-ups until cancelled; ``started()`` after the first attempt."""
-        started = False
-
-        def ready() -> None:
-            nonlocal started
-            self._wake_all()
-            if not started:
-                started = True
-                task_status.started()
-
-        await self._runner.listen(self._sql.channel, self._notified, ready)
+        self._listener.attach(nursery)
 
     # -- the Driver protocol --
 
@@ -225,22 +231,20 @@ class PostgresDriver:
         rows = await self._runner.fetch_on(conn, self._sql.insert, self._sql.insert_params(tasks))
         return int(rows[0][0])
 
-    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
-        """Return the queue and status of each stored task among ``ids``."""
-        rows = await self._fetch(self._sql.queues_of, {"ids": list(ids)}, shield=False)
-        return {id: (q, status_of(st)) for id, q, st in rows}
-
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
-        """Claim up to ``limit`` ready tasks (``FOR UPDATE SKIP LOCKED``) in order."""
+        """Claim up to ``limit`` ready tasks (``FOR UPDATE SKIP LOCKED``) in order.
+
+        A paused queue gives nothing (checked in the same statement).
+        """
         self._event(queue)
-        if self._listening is None or not self._listening.is_set():
+        if not self._listener.listens(self._sql.channel):
             # A consumer: listen before its first claim, so that no push made
             # after a claim found nothing goes unheard (shielded like the claim:
             # a claim under a cancelled scope still runs).
             with trio.move_on_after(self._shield_seconds, shield=True):
-                await self._listen()
+                await self._listener.ensure(self._sql.channel)
         if limit <= 0:
             return []
         now = self.now()
@@ -250,6 +254,7 @@ class PostgresDriver:
             "limit": limit,
             "token": token,
             "expires": now + lease_seconds,
+            "worker": worker or None,
         }
         recs, unreadable = COLUMNS.claimed(await self._work(self._sql.claim, params))
         if unreadable:
@@ -265,21 +270,50 @@ class PostgresDriver:
         return recs
 
     async def start(self, ids: Sequence[str], token: str) -> None:
-        """Mark leased QUEUED tasks RUNNING."""
+        """Mark leased QUEUED tasks RUNNING, ``started_at`` now."""
         if ids:
-            await self._work(self._sql.start, {"ids": list(ids), "token": token})
+            params = {"ids": list(ids), "token": token, "now": self.now()}
+            await self._work(self._sql.start, params)
+            self._signal_change()
 
-    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
-        """Extend the leases still held; return their ids."""
+    async def extend(
+        self,
+        ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+        progress: Mapping[str, str] | None = None,
+    ) -> Extended:
+        """Extend the leases still held, storing their ``progress``, in one statement.
+
+        Progress stored is NOTIFYed on the change channel.
+
+        Returns:
+          The ids still held, and those of them whose cancellation was requested.
+        """
         if not ids:
-            return []
-        params = {"ids": list(ids), "token": token, "expires": self.now() + lease_seconds}
-        rows = await self._work(self._sql.extend, params)
-        kept = {r[0] for r in rows}
-        return [i for i in ids if i in kept]
+            return Extended([])
+        params: dict[str, Any] = {
+            "ids": list(ids),
+            "token": token,
+            "expires": self.now() + lease_seconds,
+        }
+        values = [progress.get(i) for i in ids] if progress else []
+        if any(v is not None for v in values):
+            params["progress"] = values
+            params["change"] = self._sql.change_channel
+            rows = await self._work(self._sql.extend_progress, params)
+            self._signal_change()
+        else:
+            rows = await self._work(self._sql.extend, params)
+        kept = {r[0]: bool(r[1]) for r in rows}
+        return Extended([i for i in ids if i in kept], [i for i in ids if kept.get(i, False)])
 
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
-        """Apply outcomes whose lease is still held (compare-and-set), one statement."""
+        """Apply outcomes whose lease is still held (compare-and-set), one statement.
+
+        The rules are ``apply_outcome``'s; the settled ids are NOTIFYed on the
+        change channel, the queues of rescheduled tasks on their wake-up channel.
+        """
         if not outcomes:
             return []
         params = self._sql.settle_params(outcomes, token, self.now())
@@ -298,6 +332,8 @@ class PostgresDriver:
                 applied += await self._settled_before(outcomes, done, token)
             for o in outcomes:
                 self._unsure.pop(o.id, None)
+        if applied:
+            self._signal_change()
         return applied
 
     async def _settled_before(
@@ -315,21 +351,38 @@ class PostgresDriver:
         return found
 
     async def release(self, ids: Sequence[str], token: str) -> int:
-        """Give leased tasks back as PENDING, uncounting their attempt."""
+        """Give leased tasks back as PENDING, uncounting their attempt (CANCELLED if asked)."""
         if not ids:
             return 0
-        params = {"ids": list(ids), "token": token, "channel": self._sql.channel}
+        params = {
+            "ids": list(ids),
+            "token": token,
+            "now": self.now(),
+            "channel": self._sql.channel,
+            "change": self._sql.change_channel,
+        }
         rows = await self._fetch(self._sql.release, params, shield=True)
-        return int(rows[0][0])
+        n = int(rows[0][0])
+        if n:
+            self._signal_change()
+        return n
 
     async def rescue(self, queue: str | None) -> int:
-        """Recover expired leases of ``queue`` (or every queue): KILLED or FAILED now."""
-        params = {"queue": queue, "now": self.now(), "channel": self._sql.channel}
+        """Recover expired leases of ``queue`` (or every queue): KILLED, FAILED now or CANCELLED."""
+        params = {
+            "queue": queue,
+            "now": self.now(),
+            "channel": self._sql.channel,
+            "change": self._sql.change_channel,
+        }
         rows = await self._work(self._sql.rescue, params)
-        return int(rows[0][0])
+        n = int(rows[0][0])
+        if n:
+            self._signal_change()
+        return n
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
+        """Return the earliest run_at of a PENDING or FAILED task of ``queue``; None if paused."""
         rows = await self._fetch(self._sql.next_run_at, {"queue": queue}, shield=False)
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
@@ -337,52 +390,32 @@ class PostgresDriver:
         """Wait for a NOTIFY on ``queue`` (or, polling, just ``max_wait`` seconds)."""
         ev = self._event(queue)
         with trio.move_on_after(max_wait):
-            await self._listen()
+            await self._listener.ensure(self._sql.channel)
             await ev.wait()
         if ev.is_set() and self._wake.get(queue) is ev:
             self._wake[queue] = trio.Event()
 
-    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
-        """Count tasks per queue and status."""
-        out: dict[str, dict[Status, int]] = {}
-        for q, st, n in await self._fetch(self._sql.counts, {"queue": queue}, shield=False):
-            per = out.setdefault(q, {})
-            per[status_of(st)] = per.get(status_of(st), 0) + int(n)
-        return out
+    async def wait_for_change(self, max_wait: float) -> None:
+        """Wait for a NOTIFY of a change (settle, cancel, progress), or ``max_wait`` seconds.
 
-    async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
-    ) -> list[StoredTask]:
-        """List tasks, newest id first, paged."""
-        params = {
-            "queue": queue,
-            "status": None if status is None else str(status),
-            "limit": max(0, limit),
-            "offset": max(0, offset),
-        }
-        rows = await self._fetch(self._sql.list_tasks, params, shield=False)
-        return [COLUMNS.shown(r) for r in rows]
+        The first call LISTENs (on the backend's one LISTEN connection) and
+        returns once it does: a change made before then was not heard.
+        """
+        ev = self._change
+        with trio.move_on_after(max_wait):
+            await self._listener.ensure(self._sql.change_channel, self._sql.cancel_channel)
+            await ev.wait()
 
-    async def get(self, id: str) -> StoredTask | None:
-        """Return one task, or None."""
-        rows = await self._fetch(self._sql.get, {"id": id}, shield=False)
-        return COLUMNS.shown(rows[0]) if rows else None
+    async def wait_for_cancel(self, max_wait: float) -> None:
+        """Wait for a NOTIFY of a cancellation requested, or ``max_wait`` seconds.
 
-    async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
-        params = {"id": id, "now": self.now(), "channel": self._sql.channel}
-        rows = await self._fetch(self._sql.retry, params, shield=True)
-        return bool(rows[0][0])
-
-    async def cancel(self, id: str) -> bool:
-        """Cancel a PENDING or FAILED task."""
-        rows = await self._fetch(self._sql.cancel, {"id": id, "now": self.now()}, shield=True)
-        return bool(rows)
-
-    async def purge(self, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
-        rows = await self._fetch(self._sql.purge, {"before": older_than}, shield=True)
-        return int(rows[0][0])
+        The first call LISTENs (on the backend's one LISTEN connection) and
+        returns once it does: a cancellation requested before then was not heard.
+        """
+        ev = self._cancel
+        with trio.move_on_after(max_wait):
+            await self._listener.ensure(self._sql.cancel_channel)
+            await ev.wait()
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

@@ -16,6 +16,7 @@ import trio
 from psycopg import generators, sql
 from psycopg.pq import TransactionStatus
 
+from ._pg_listen import Channels, OnNotify, OnReady
 from ._pg_native import (
     CANCEL_TIMEOUT,
     Params,
@@ -34,6 +35,11 @@ from ._pg_native import (
 from ._pg_prepared import PreparedConnection
 
 __all__ = ["NativeRunner"]
+
+
+def _listen_sql(channel: str) -> sql.Composed:
+    return sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+
 
 T = TypeVar("T")
 
@@ -186,34 +192,39 @@ class NativeRunner:
         """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""
         return await fetch_on_callers(conn, query, params, None)
 
-    async def listen(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
-    ) -> None:
-        """LISTEN on ``channel`` on a connection of its own and call ``on_notify(payload)``.
+    async def listen(self, channels: Channels, on_notify: OnNotify, on_ready: OnReady) -> None:
+        """LISTEN on ``channels`` on a connection of its own; ``on_notify(channel, payload)``.
 
-        Runs until cancelled. ``on_ready`` is called after each (re)connection
-        and after each loss (notifications may have been missed); reconnects
-        with backoff.
+        Runs until cancelled. Channels added meanwhile are LISTENed on the
+        same connection. ``on_ready(n)`` is called once the first ``n``
+        channels are listened to (after each connection and each channel
+        added) and ``on_ready(0)`` after each loss (notifications may have
+        been missed); reconnects with backoff.
         """
-        statement = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
         failures = 0
         while True:
             try:
                 conn = await connect(self._url, seconds=self._connect_timeout)
                 try:
-                    conn.add_notify_handler(lambda n: on_notify(n.payload))
-                    await execute(conn, statement, None)
-                    on_ready()
-                    failures = 0
+                    conn.add_notify_handler(lambda n: on_notify(n.channel, n.payload))
                     fileno = conn.pgconn.socket
-                    while True:  # each notification reaches the handler above
-                        await wait(generators.notifies(conn.pgconn), fileno)
+                    done = 0
+                    while True:
+                        names = list(channels.names)
+                        for name in names[done:]:
+                            await execute(conn, _listen_sql(name), None)
+                        done = len(names)
+                        on_ready(done)
+                        failures = 0
+                        with channels.until_grown(done):
+                            while True:  # each notification reaches the handler above
+                                await wait(generators.notifies(conn.pgconn), fileno)
                 finally:
                     conn.close()
             except (psycopg.Error, OSError) as exc:
                 failures += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                on_ready()
+                on_ready(0)
                 await backoff(failures)
 
     async def aclose(self) -> None:

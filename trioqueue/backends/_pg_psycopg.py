@@ -19,6 +19,7 @@ import psycopg
 import trio
 from psycopg import sql
 
+from ._pg_listen import Channels, OnNotify, OnReady
 from ._pg_native import (
     Params,
     Query,
@@ -181,27 +182,26 @@ class AsyncioRunner:
 
     async def _listen_aio(
         self,
-        channel: str,
-        on_notify: Callable[[str], None],
-        on_ready: Callable[[], None],
+        names: list[str],
+        on_notify: OnNotify,
+        on_ready: OnReady,
         on_listening: Callable[[], None],
     ) -> None:
         conn = await psycopg.AsyncConnection.connect(
             self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
         )
         try:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            on_ready()
+            for name in names:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+            on_ready(len(names))
             on_listening()
             async for n in conn.notifies():
-                on_notify(n.payload)
+                on_notify(n.channel, n.payload)
         finally:
             conn.pgconn.finish()
 
-    async def listen(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
-    ) -> None:
-        """LISTEN forever, reconnecting with backoff."""
+    async def listen(self, channels: Channels, on_notify: OnNotify, on_ready: OnReady) -> None:
+        """LISTEN forever, reconnecting with backoff (and to add channels)."""
         n = 0
 
         def listening() -> None:
@@ -209,14 +209,17 @@ class AsyncioRunner:
             n = 0  # connected again: the next loss starts the backoff afresh
 
         while True:
+            names = list(channels.names)
             try:
-                await self._aio_as_trio(self._listen_aio, loop=self._loop)(
-                    channel, on_notify, on_ready, listening
-                )
+                # A channel added: connect again, listening on all of them.
+                with channels.until_grown(len(names)):
+                    await self._aio_as_trio(self._listen_aio, loop=self._loop)(
+                        names, on_notify, on_ready, listening
+                    )
             except (psycopg.Error, OSError) as exc:
                 n += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                on_ready()  # wake waiters: they poll while we reconnect
+                on_ready(0)  # wake waiters: they poll while we reconnect
                 await backoff(n)
 
     async def aclose(self) -> None:
@@ -328,27 +331,31 @@ class ThreadRunner:
         """Run one statement on the caller's connection (see ``Runner.fetch_on``)."""
         return await fetch_on_callers(conn, query, params, None)
 
-    async def listen(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
-    ) -> None:
-        """LISTEN forever, reconnecting with backoff."""
+    async def listen(self, channels: Channels, on_notify: OnNotify, on_ready: OnReady) -> None:
+        """LISTEN forever, reconnecting with backoff; channels added join the same connection."""
         n = 0
-        listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
         while True:
             conn: psycopg.Connection[Row] | None = None
             try:
                 conn = await trio.to_thread.run_sync(self._connect)
-                await trio.to_thread.run_sync(conn.execute, listen)
-                on_ready()
-                n = 0
+                done = 0
                 while True:
-                    for notify in conn.notifies(timeout=0):
-                        on_notify(notify.payload)
-                    await trio.lowlevel.wait_readable(conn.fileno())
+                    names = list(channels.names)
+                    for name in names[done:]:
+                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(name))
+                        await trio.to_thread.run_sync(conn.execute, listen)
+                    done = len(names)
+                    on_ready(done)  # a notification read by that thread is looked for again
+                    n = 0
+                    with channels.until_grown(done):
+                        while True:
+                            for notify in conn.notifies(timeout=0):
+                                on_notify(notify.channel, notify.payload)
+                            await trio.lowlevel.wait_readable(conn.fileno())
             except (psycopg.Error, OSError) as exc:
                 n += 1
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
-                on_ready()
+                on_ready(0)
                 await backoff(n)
             finally:
                 if conn is not None and not conn.closed:

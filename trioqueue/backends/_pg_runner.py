@@ -19,10 +19,11 @@ restart or ``pg_terminate_backend``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
+from ._pg_listen import Channels, OnNotify, OnReady
 from ._pg_native import (
     Params,
     Query,
@@ -72,13 +73,13 @@ class Runner(Protocol):
         """
         ...
 
-    async def listen(
-        self, channel: str, on_notify: Callable[[str], None], on_ready: Callable[[], None]
-    ) -> None:
-        """LISTEN on ``channel`` and call ``on_notify(payload)`` until cancelled.
+    async def listen(self, channels: Channels, on_notify: OnNotify, on_ready: OnReady) -> None:
+        """LISTEN on ``channels`` and call ``on_notify(channel, payload)`` until cancelled.
 
-        ``on_ready`` is called after each (re)connection: notifications may
-        have been missed while disconnected. Reconnects with backoff.
+        Channels added to ``channels`` meanwhile are listened to as well.
+        ``on_ready(n)`` is called once the first ``n`` channels are listened
+        to (after each connection and each channel added), ``on_ready(0)``
+        after each loss: notifications may have been missed. Reconnects with backoff.
         """
         ...
 

@@ -72,6 +72,30 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: the bounded traceback of a task's last failure.
     "ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS traceback text;",
+    # 4: a task's whole life (when its attempt started, by which worker, its
+    # progress, its snoozes, a cancellation asked while it was claimed),
+    # paused queues and the workers' registry. Constant defaults: no rewrite.
+    """
+    ALTER TABLE {s}.tasks
+        ADD COLUMN IF NOT EXISTS started_at double precision,
+        ADD COLUMN IF NOT EXISTS worker text,
+        ADD COLUMN IF NOT EXISTS progress text,
+        ADD COLUMN IF NOT EXISTS snoozes integer NOT NULL DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS cancel_requested boolean NOT NULL DEFAULT false;
+    CREATE TABLE IF NOT EXISTS {s}.paused_queues (
+        queue text COLLATE "C" PRIMARY KEY
+    );
+    CREATE TABLE IF NOT EXISTS {s}.workers (
+        name text COLLATE "C" PRIMARY KEY,
+        host text NOT NULL,
+        pid bigint NOT NULL,
+        queue text COLLATE "C" NOT NULL,
+        concurrency integer NOT NULL,
+        running integer NOT NULL,
+        started_at double precision NOT NULL,
+        last_seen double precision NOT NULL
+    );
+    """,
 )
 
 #: The schema version this code writes and understands.

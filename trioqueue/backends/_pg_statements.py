@@ -7,21 +7,22 @@ lists come from ``StoredTask``'s fields (``_columns.py``, ``_pg_schema.COLUMNS``
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 from psycopg import sql
 
-from .._driver import Outcome, StoredTask
+from .._driver import CANCEL_REQUESTED, Outcome, StoredTask
 from .._task import Status
 from ._columns import FIELDS
 from ._pg_schema import COLUMNS, check_identifier
 
-__all__ = ["INSERTED", "Statements"]
+__all__ = ["INSERTED", "PAYLOAD", "Statements", "channel_name", "composer"]
 
 #: The PostgreSQL type a Python field type travels as (in the insert's arrays).
 _PG_TYPES: dict[type, str] = {
@@ -45,15 +46,23 @@ def _pg_type(hint: Any) -> str:
 
 _HINTS = typing.get_type_hints(StoredTask)
 #: ``unnest(%(id)s::text[], ...)``: one array parameter per column.
-#: The columns an insert writes: a new record has no outcome and no lease yet,
-#: so those columns keep the table's defaults (NULL), and the statement sends
-#: six arrays fewer.
-INSERTED = tuple(
-    n
-    for n in FIELDS
-    if n
-    not in ("last_error", "result", "finished_at", "lease_token", "lease_expires_at", "traceback")
+#: The columns an insert writes: a new record has no outcome, no lease and no
+#: attempt yet, so those columns keep the table's defaults (NULL, 0, false),
+#: and the statement sends eleven arrays fewer.
+NOT_INSERTED = (
+    "last_error",
+    "result",
+    "finished_at",
+    "lease_token",
+    "lease_expires_at",
+    "traceback",
+    "started_at",
+    "worker",
+    "progress",
+    "snoozes",
+    "cancel_requested",
 )
+INSERTED = tuple(n for n in FIELDS if n not in NOT_INSERTED)
 _ARRAYS = ", ".join(f"%({name})s::{_pg_type(_HINTS[name])}[]" for name in INSERTED)
 _VALUES = ", ".join(f"{n}::{_CASTS[n]}" if n in _CASTS else n for n in INSERTED)
 #: ``%s, ..., %s::jsonb``: one scalar parameter per column, for a single record.
@@ -65,38 +74,67 @@ _ONE_CONVERT = tuple(
 )
 
 
+def channel_name(*parts: str) -> str:
+    """Return the NOTIFY channel ``trioqueue.<parts joined by '.'>``, at most 63 bytes long.
+
+    A longer name is replaced by a digest of it: ``pg_notify`` refuses a
+    channel name of 64 bytes or more, and LISTEN would truncate it.
+    """
+    name = ".".join(("trioqueue", *parts))
+    if len(name.encode()) <= 63:
+        return name
+    return "trioqueue." + hashlib.blake2b(name.encode(), digest_size=20).hexdigest()
+
+
+def composer(schema: str) -> Callable[[str], str]:
+    """Return a function composing statement text for ``schema``.
+
+    It fills ``{s}`` (the schema), ``{cols}``/``{tcols}`` (every column, for
+    ``SELECT``/``RETURNING``), ``{icols}``, ``{arrays}``, ``{values}``,
+    ``{placeholders}`` (the inserted columns) and ``{cancel_requested}``
+    (``CANCEL_REQUESTED`` as a literal).
+    """
+    s = sql.Identifier(check_identifier(schema))
+    # meta is read as text and decoded row by row (``COLUMNS``).
+    cols = sql.SQL(", ".join("meta::text" if c == "meta" else c for c in COLUMNS.names))
+    tcols = sql.SQL(", ".join("t.meta::text" if c == "meta" else f"t.{c}" for c in COLUMNS.names))
+    parts = {
+        "s": s,
+        "cols": cols,
+        "tcols": tcols,
+        "icols": sql.SQL(", ".join(INSERTED)),
+        "arrays": sql.SQL(_ARRAYS),
+        "values": sql.SQL(_VALUES),
+        "placeholders": sql.SQL(_PLACEHOLDERS),
+        "cancel_requested": sql.Literal(CANCEL_REQUESTED),
+    }
+
+    def q(text: str) -> str:
+        # Composed once into text: psycopg then caches its conversion, where
+        # a ``Composed`` would be rendered again on every execution.
+        return sql.SQL(text).format(**parts).as_string(None)
+
+    return q
+
+
+#: A notification payload: the JSON array ``j`` of ids, or '' when it would not
+#: fit in PostgreSQL's 8000 bytes (the listeners then look at everything).
+PAYLOAD = "CASE WHEN octet_length(j::text) < 8000 THEN j::text ELSE '' END"
+
+
 class Statements:
-    """The driver's statements, composed once for one schema and wake-up channel."""
+    """The worker's statements, composed once for one schema, and the NOTIFY channels."""
 
     def __init__(self, schema: str) -> None:
-        s = sql.Identifier(check_identifier(schema))
-        #: The NOTIFY channel; the payload is a queue name, never task data.
-        self.channel = f"trioqueue.{schema}"
-        # meta is read as text and decoded row by row (``COLUMNS``).
-        cols = sql.SQL(", ".join("meta::text" if c == "meta" else c for c in COLUMNS.names))
-        tcols = sql.SQL(
-            ", ".join("t.meta::text" if c == "meta" else f"t.{c}" for c in COLUMNS.names)
-        )
-        arrays, values = sql.SQL(_ARRAYS), sql.SQL(_VALUES)
-        icols = sql.SQL(", ".join(INSERTED))
-        placeholders = sql.SQL(_PLACEHOLDERS)
-
-        def q(text: str) -> str:
-            # Composed once into text: psycopg then caches its conversion, where
-            # a ``Composed`` would be rendered again on every execution.
-            return (
-                sql.SQL(text)
-                .format(
-                    s=s,
-                    cols=cols,
-                    tcols=tcols,
-                    icols=icols,
-                    arrays=arrays,
-                    values=values,
-                    placeholders=placeholders,
-                )
-                .as_string(None)
-            )
+        #: The wake-up channel; its payload is a queue name, never task data.
+        self.channel = channel_name(schema)
+        #: The channel of status and progress changes (settle, cancel, progress
+        #: writes); its payload is a JSON array of task ids.
+        self.change_channel = channel_name(schema, "change")
+        #: The channel of cancellations requested for QUEUED or RUNNING tasks
+        #: (a JSON array of their ids): their workers stop them.
+        self.cancel_channel = channel_name(schema, "cancel")
+        q = composer(schema)
 
         # Each statement is one round trip and its own transaction (autocommit),
         # so a cancelled or failed call never leaves a transaction open.
@@ -123,16 +161,19 @@ class Statements:
         # a join with ``c`` lets the planner hash the whole table instead.
         # Params: the rows of ``copy_rows(tasks)``, through ``Runner.copy_in``.
         self.copy = q("COPY {s}.tasks ({icols}) FROM STDIN")
+        # A paused queue gives nothing: the uncorrelated NOT EXISTS is a
+        # one-time filter, one probe of a tiny table per claim.
         self.claim = q(
             """WITH c AS (
                 SELECT id FROM {s}.tasks
                 WHERE queue = %(queue)s AND status IN ('pending', 'failed') AND run_at <= %(now)s
+                  AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = %(queue)s)
                 ORDER BY priority DESC, run_at, id
                 LIMIT %(limit)s
                 FOR UPDATE SKIP LOCKED)
             UPDATE {s}.tasks t
             SET status = 'queued', attempts = t.attempts + 1,
-                lease_token = %(token)s, lease_expires_at = %(expires)s
+                lease_token = %(token)s, lease_expires_at = %(expires)s, worker = %(worker)s::text
             WHERE t.id = ANY(ARRAY(SELECT id FROM c))
             RETURNING {tcols}"""
         )
@@ -144,50 +185,117 @@ class Statements:
         # pass: a row lock costs a write of its own. Batches of one consumer
         # touch disjoint ids (the consumer keeps settling ids out of extends).
         held = "t.id = ANY(%(ids)s::text[]) AND t.lease_token = %(token)s"
+        leased = " AND t.status IN ('queued', 'running')"
         self.start = q(
-            "UPDATE {s}.tasks t SET status = 'running' WHERE " + held + " AND t.status = 'queued'"
+            "UPDATE {s}.tasks t SET status = 'running', started_at = %(now)s WHERE "
+            + held
+            + " AND t.status = 'queued'"
         )
         self.extend = q(
             "UPDATE {s}.tasks t SET lease_expires_at = %(expires)s WHERE "
             + held
-            + " AND t.status IN ('queued', 'running') RETURNING t.id"
+            + leased
+            + " RETURNING t.id, t.cancel_requested"
         )
+        # Progress (JSON text, NULL for none) travels aligned with the ids; the
+        # ids whose progress was stored go to the change channel.
+        self.extend_progress = q(
+            """WITH p AS (SELECT * FROM unnest(%(ids)s::text[], %(progress)s::text[]) AS p(id, v)),
+            u AS (UPDATE {s}.tasks t SET lease_expires_at = %(expires)s,
+                    progress = coalesce(p.v, t.progress)
+                FROM p WHERE t.id = p.id AND t.id = ANY(%(ids)s::text[])
+                  AND t.lease_token = %(token)s"""
+            + leased
+            + """ RETURNING t.id, t.cancel_requested, p.v IS NOT NULL AS progressed),
+            ids AS (SELECT json_agg(id) AS j FROM u WHERE progressed),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
+            SELECT id, cancel_requested, (SELECT count(*) FROM c) FROM u"""
+        )
+        # A task whose cancellation was requested ends CANCELLED instead.
         self.release = q(
-            """WITH u AS (UPDATE {s}.tasks t
-                SET status = 'pending', attempts = greatest(0, t.attempts - 1),
-                    lease_token = NULL, lease_expires_at = NULL
+            """WITH u AS (UPDATE {s}.tasks t SET
+                status = CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                attempts = CASE WHEN t.cancel_requested THEN t.attempts
+                                ELSE greatest(0, t.attempts - 1) END,
+                last_error = CASE WHEN t.cancel_requested THEN {cancel_requested}
+                                  ELSE t.last_error END,
+                finished_at = CASE WHEN t.cancel_requested THEN %(now)s ELSE t.finished_at END,
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
                 WHERE """
             + held
-            + """ AND t.status IN ('queued', 'running') RETURNING t.queue),
-            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u) d)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
+            + leased
+            + """ RETURNING t.id, t.queue, t.status),
+            n AS (SELECT pg_notify(%(channel)s, q)
+                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'pending') d),
+            ids AS (SELECT json_agg(id) AS j FROM u),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
         )
         # Params: ``settle_params(outcomes, ...)``: the outcomes travel as one JSON
-        # array (results in hex), far cheaper to send than five arrays.
+        # array (results in hex), far cheaper to send than eight arrays. The
+        # rules are ``apply_outcome``'s: ``r`` (a cancellation was requested:
+        # CANCELLED whatever the outcome) comes first, then a snooze (PENDING)
+        # or a failure with attempts left (``again``: scheduled, not final).
+        r = "t.cancel_requested"
+        again = (
+            f"(NOT {r} AND (o.status = 'pending' OR "
+            "(o.status = 'failed' AND t.attempts < t.max_attempts)))"
+        )
+        snooze = f"(NOT {r} AND o.status = 'pending')"
         self.settle = q(
             """WITH o AS (
                 SELECT DISTINCT ON (id) x->>0 AS id, x->>1 AS status,
                     decode(x->>2, 'hex') AS result, x->>3 AS error, (x->>4)::float8 AS delay,
-                    x->>5 AS traceback
+                    x->>5 AS traceback, (x->>6)::float8 AS started_at, x->>7 AS progress
                 FROM json_array_elements(%(outcomes)s::json) AS x),
             u AS (UPDATE {s}.tasks t SET
-                status = CASE WHEN o.status = 'failed' AND t.attempts >= t.max_attempts
+                status = CASE WHEN """
+            + r
+            + """ THEN 'cancelled'
+                              WHEN o.status = 'failed' AND t.attempts >= t.max_attempts
                               THEN 'killed' ELSE o.status END,
-                result = CASE WHEN o.status = 'done' THEN o.result ELSE t.result END,
-                last_error = CASE WHEN o.status = 'done' AND o.error IS NULL
-                                  THEN t.last_error ELSE o.error END,
-                traceback = CASE WHEN o.status = 'done' THEN t.traceback ELSE o.traceback END,
-                run_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
-                              THEN %(now)s + greatest(0.0, o.delay) ELSE t.run_at END,
-                finished_at = CASE WHEN o.status = 'failed' AND t.attempts < t.max_attempts
-                                   THEN t.finished_at ELSE %(now)s END,
-                lease_token = NULL, lease_expires_at = NULL
+                result = CASE WHEN NOT """
+            + r
+            + """ AND o.status = 'done' THEN o.result ELSE t.result END,
+                last_error = CASE WHEN """
+            + r
+            + """ THEN coalesce(o.error, {cancel_requested})
+                                  WHEN o.status = 'done' THEN coalesce(o.error, t.last_error)
+                                  WHEN o.status = 'pending' THEN t.last_error
+                                  ELSE o.error END,
+                traceback = CASE WHEN NOT """
+            + r
+            + """ AND o.status IN ('done', 'pending')
+                                 THEN t.traceback ELSE o.traceback END,
+                attempts = CASE WHEN """
+            + snooze
+            + """ THEN greatest(0, t.attempts - 1) ELSE t.attempts END,
+                snoozes = CASE WHEN """
+            + snooze
+            + """ THEN t.snoozes + 1 ELSE t.snoozes END,
+                run_at = CASE WHEN """
+            + again
+            + """ THEN %(now)s + greatest(0.0, o.delay) ELSE t.run_at END,
+                finished_at = CASE WHEN """
+            + again
+            + """ THEN t.finished_at ELSE %(now)s END,
+                started_at = coalesce(o.started_at, t.started_at),
+                progress = coalesce(o.progress, t.progress),
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
                 FROM o WHERE t.id = o.id AND t.id = ANY(ARRAY(SELECT id FROM o))
                   AND t.lease_token = %(token)s AND t.status IN ('queued', 'running')
                 RETURNING t.id, t.queue, t.status),
-            n AS (SELECT pg_notify(%(channel)s, q)
-                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
-            SELECT (SELECT json_agg(id) FROM u), (SELECT count(*) FROM n)"""
+            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u
+                  WHERE status IN ('failed', 'pending')) d),
+            ids AS (SELECT json_agg(id) AS j FROM u),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
+            SELECT (SELECT j FROM ids), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
         )
         self.rescue = q(
             """WITH e AS (
@@ -196,23 +304,31 @@ class Statements:
                   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
                 ORDER BY id FOR UPDATE SKIP LOCKED),
             u AS (UPDATE {s}.tasks t SET
-                status = CASE WHEN t.attempts >= t.max_attempts THEN 'killed' ELSE 'failed' END,
-                last_error = CASE WHEN t.attempts >= t.max_attempts
+                status = CASE WHEN t.cancel_requested THEN 'cancelled'
+                              WHEN t.attempts >= t.max_attempts THEN 'killed' ELSE 'failed' END,
+                last_error = CASE WHEN t.cancel_requested THEN {cancel_requested}
+                    WHEN t.attempts >= t.max_attempts
                     THEN format('lease expired on attempt %%s of %%s', t.attempts, t.max_attempts)
                     ELSE format('lease expired on attempt %%s', t.attempts) END,
-                run_at = CASE WHEN t.attempts >= t.max_attempts THEN t.run_at ELSE %(now)s END,
-                finished_at = CASE WHEN t.attempts >= t.max_attempts
+                run_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts
+                              THEN t.run_at ELSE %(now)s END,
+                finished_at = CASE WHEN t.cancel_requested OR t.attempts >= t.max_attempts
                                    THEN %(now)s ELSE t.finished_at END,
-                lease_token = NULL, lease_expires_at = NULL
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
                 FROM e WHERE t.id = e.id
-                RETURNING t.queue, t.status),
+                RETURNING t.id, t.queue, t.status),
             n AS (SELECT pg_notify(%(channel)s, q)
-                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
+                  FROM (SELECT DISTINCT queue AS q FROM u WHERE status = 'failed') d),
+            ids AS (SELECT json_agg(id) AS j FROM u),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
         )
         # The earliest run_at of a queue's waiting tasks, read from the claim
         # index alone: one probe per distinct priority (a loose index scan),
-        # so no second index has to be kept up to date on every insert.
+        # so no second index has to be kept up to date on every insert. None
+        # (NULL) for a paused queue.
         self.next_run_at = q(
             """WITH RECURSIVE p(priority) AS (
                 (SELECT priority FROM {s}.tasks
@@ -228,36 +344,8 @@ class Statements:
                         WHERE t.queue = %(queue)s AND t.status IN ('pending', 'failed')
                           AND t.priority = p.priority
                         ORDER BY t.run_at LIMIT 1))
-            FROM p WHERE p.priority IS NOT NULL"""
-        )
-        self.counts = q(
-            "SELECT queue, status, count(*) FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY queue, status"
-        )
-        self.list_tasks = q(
-            "SELECT {cols} FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
-            "AND (%(status)s::text IS NULL OR status = %(status)s::text) "
-            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
-        )
-        self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
-        self.queues_of = q(
-            "SELECT id, queue, status FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])"
-        )
-        self.retry = q(
-            """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
-                finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
-                WHERE id = %(id)s AND status IN ('failed', 'killed') RETURNING queue),
-            n AS (SELECT pg_notify(%(channel)s, queue) FROM u)
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)"""
-        )
-        self.cancel = q(
-            "UPDATE {s}.tasks SET status = 'cancelled', finished_at = %(now)s "
-            "WHERE id = %(id)s AND status IN ('pending', 'failed') RETURNING id"
-        )
-        self.purge = q(
-            "WITH d AS (DELETE FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
-            "AND finished_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
+            FROM p WHERE p.priority IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = %(queue)s)"""
         )
 
     def insert_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
@@ -276,6 +364,8 @@ class Statements:
                 o.error,
                 float(o.delay),
                 o.traceback,
+                None if o.started_at is None else float(o.started_at),
+                o.progress,
             )
             for o in outcomes
         ]
@@ -284,6 +374,7 @@ class Statements:
             "token": token,
             "now": now,
             "channel": self.channel,
+            "change": self.change_channel,
         }
 
     def copy_rows(self, tasks: Iterable[StoredTask]) -> Iterator[list[Any]]:

@@ -95,8 +95,10 @@ class PostgresBackend(Backend):
           clock: A function returning POSIX seconds (tests move time by hand).
           migrate: Apply missing migrations on open (default true).
           schema: The schema holding trioqueue's tables (default ``"trioqueue"``).
-          listen: Wake idle workers with LISTEN/NOTIFY (default); false polls
-            every ``poll_interval`` (for poolers without LISTEN).
+          listen: Wake idle workers, result waiters and the workers of tasks
+            whose cancellation was requested with LISTEN/NOTIFY (default, one
+            LISTEN connection opened on first need); false polls every
+            ``poll_interval`` (for poolers without LISTEN).
           statement_timeout: Seconds after which the server cancels a statement.
           connect_timeout: Seconds to wait for a connection.
           pool_size: Connections the backend uses at most for statements.

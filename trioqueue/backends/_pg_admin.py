@@ -1,0 +1,171 @@
+"""The PostgreSQL driver's inspection and administration: reads, replacing pushes, retries,
+cancellations, retention, paused queues and the workers' registry (``PostgresDriver``
+inherits them). Each call is one statement (``_pg_admin_sql``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._driver import StoredTask, WorkerRecord
+from .._task import Status
+from ._columns import status_of
+from ._pg_admin_sql import AdminStatements
+from ._pg_native import Row
+from ._pg_schema import COLUMNS
+from ._pg_statements import Statements
+
+__all__ = ["PostgresAdministration"]
+
+
+class PostgresAdministration:
+    """Inspection and administration of ``PostgresDriver``: one statement per call.
+
+    The calls that change tasks run shielded (bounded), so that a caller
+    cancelled meanwhile never leaves a change committed behind its back
+    unknown; the ones that change status NOTIFY the change channel, a
+    cancellation of a claimed task the cancel channel.
+    """
+
+    _sql: Statements
+    _admin: AdminStatements
+
+    if TYPE_CHECKING:
+
+        def now(self) -> float: ...
+
+        async def _fetch(
+            self, query: Any, params: Any, *, shield: bool, durable: bool = True
+        ) -> list[Row]: ...
+
+        def _signal_change(self) -> None: ...
+
+        def _signal_cancel(self) -> None: ...
+
+        def _notified(self, queue: str) -> None: ...
+
+    async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+        """Return the queue and status of each stored task among ``ids``."""
+        rows = await self._fetch(self._admin.queues_of, {"ids": list(ids)}, shield=False)
+        return {id: (q, status_of(st)) for id, q, st in rows}
+
+    async def replace(self, tasks: Sequence[StoredTask]) -> int:
+        """Store tasks, overwriting stored final ones of the same id (one statement).
+
+        A stored task that is not final is kept and the new one skipped; a
+        second record of one id in ``tasks`` is skipped.
+        """
+        if not tasks:
+            return 0
+        params = self._admin.replace_params(tasks)
+        n = int((await self._fetch(self._admin.replace, params, shield=True))[0][0])
+        for q in {t.queue for t in tasks}:
+            self._notified(q)
+        return n
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        """Count tasks per queue and status."""
+        out: dict[str, dict[Status, int]] = {}
+        for q, st, n in await self._fetch(self._admin.counts, {"queue": queue}, shield=False):
+            per = out.setdefault(q, {})
+            per[status_of(st)] = per.get(status_of(st), 0) + int(n)
+        return out
+
+    async def list_tasks(
+        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+    ) -> list[StoredTask]:
+        """List tasks, newest id first, paged."""
+        params = {
+            "queue": queue,
+            "status": None if status is None else str(status),
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        rows = await self._fetch(self._admin.list_tasks, params, shield=False)
+        return [COLUMNS.shown(r) for r in rows]
+
+    async def get(self, id: str) -> StoredTask | None:
+        """Return one task, or None."""
+        rows = await self._fetch(self._admin.get, {"id": id}, shield=False)
+        return COLUMNS.shown(rows[0]) if rows else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[StoredTask]:
+        """Return the stored tasks among ``ids``, in the order of ``ids`` (one statement)."""
+        if not ids:
+            return []
+        rows = await self._fetch(self._admin.get_many, {"ids": list(ids)}, shield=False)
+        found = {r.id: r for r in map(COLUMNS.shown, rows)}
+        return [rec for id in dict.fromkeys(ids) if (rec := found.get(id)) is not None]
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        params = {
+            "id": id,
+            "now": self.now(),
+            "channel": self._sql.channel,
+            "change": self._sql.change_channel,
+        }
+        rows = await self._fetch(self._admin.retry, params, shield=True)
+        if rows[0][0]:
+            self._signal_change()
+        return bool(rows[0][0])
+
+    async def cancel(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task at once; flag a QUEUED or RUNNING one and NOTIFY.
+
+        Returns False for a final or unknown task.
+        """
+        params = self._admin.cancel_params(id, self.now())
+        rows = await self._fetch(self._admin.cancel, params, shield=True)
+        if not rows[0][0]:
+            return False
+        self._signal_cancel()  # this process's workers need not wait for the round trip
+        self._signal_change()
+        return True
+
+    async def purge(self, older_than: float) -> int:
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        rows = await self._fetch(self._admin.purge, {"before": older_than}, shield=True)
+        return int(rows[0][0])
+
+    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+        """Delete at most ``limit`` final tasks finished before their status's cutoff.
+
+        Also deletes the worker entries last seen before ``workers_before``.
+        Returns how many tasks were deleted.
+        """
+        params = self._admin.prune_params(before, limit, workers_before)
+        rows = await self._fetch(self._admin.prune, params, shield=True)
+        return int(rows[0][0])
+
+    async def pause(self, queue: str) -> None:
+        """Pause ``queue``: claims on it give nothing until ``resume``."""
+        await self._fetch(self._admin.pause, {"queue": queue}, shield=True)
+
+    async def resume(self, queue: str) -> None:
+        """Resume ``queue`` and NOTIFY its wake-up channel: waiting consumers claim at once."""
+        params = {"queue": queue, "channel": self._sql.channel}
+        await self._fetch(self._admin.resume, params, shield=True)
+        self._notified(queue)
+
+    async def paused(self) -> list[str]:
+        """Return the paused queues, sorted."""
+        return [str(q) for (q,) in await self._fetch(self._admin.paused, None, shield=False)]
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh (by name) a worker's entry, ``last_seen`` now."""
+        params = self._admin.worker_params(worker, self.now())
+        await self._fetch(self._admin.register_worker, params, shield=True, durable=False)
+
+    async def remove_worker(self, name: str) -> None:
+        """Delete a worker's entry (it stopped)."""
+        await self._fetch(self._admin.remove_worker, {"name": name}, shield=True)
+
+    async def workers(self, seen_after: float) -> list[WorkerRecord]:
+        """Return the entries seen after ``seen_after`` (the live workers), by name."""
+        rows = await self._fetch(self._admin.workers, {"after": seen_after}, shield=False)
+        return [
+            WorkerRecord(str(n), str(h), int(p), str(q), int(c), int(r), float(s), float(seen))
+            for n, h, p, q, c, r, s, seen in rows
+        ]

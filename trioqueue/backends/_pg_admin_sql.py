@@ -1,0 +1,184 @@
+"""The PostgreSQL driver's inspection and administration statements, composed once per schema.
+
+Reads, retries and cancellations of single tasks, replacing pushes,
+retention, paused queues and the workers' registry (``_pg_admin`` runs
+them). The worker's own statements are in ``_pg_statements``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._driver import StoredTask, WorkerRecord
+from .._task import Status
+from ._pg_schema import COLUMNS
+from ._pg_statements import INSERTED, Statements, composer
+
+__all__ = ["AdminStatements"]
+
+#: The statuses a task ends in.
+FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
+
+#: The columns a replacing push resets to their defaults (those it does not insert).
+_RESET = {
+    "last_error": "NULL",
+    "result": "NULL",
+    "finished_at": "NULL",
+    "lease_token": "NULL",
+    "lease_expires_at": "NULL",
+    "traceback": "NULL",
+    "started_at": "NULL",
+    "worker": "NULL",
+    "progress": "NULL",
+    "snoozes": "0",
+    "cancel_requested": "false",
+}
+
+
+class AdminStatements:
+    """The administration statements of one schema (channels as ``statements``')."""
+
+    def __init__(self, schema: str, statements: Statements) -> None:
+        self._st = statements
+        q = composer(schema)
+        assert set(_RESET) | set(INSERTED) == set(COLUMNS.names)
+        self.counts = q(
+            "SELECT queue, status, count(*) FROM {s}.tasks "
+            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY queue, status"
+        )
+        self.list_tasks = q(
+            "SELECT {cols} FROM {s}.tasks "
+            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
+            "AND (%(status)s::text IS NULL OR status = %(status)s::text) "
+            "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        )
+        self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
+        self.get_many = q("SELECT {cols} FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])")
+        self.queues_of = q(
+            "SELECT id, queue, status FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])"
+        )
+        # A final task of the same id is overwritten in place (every column:
+        # the inserted ones from the new record, the others to their defaults);
+        # one that is not final is kept (the update's condition fails).
+        sets = ", ".join(
+            [f"{c} = EXCLUDED.{c}" for c in INSERTED if c != "id"]
+            + [f"{c} = {v}" for c, v in _RESET.items()]
+        )
+        self.replace = q(
+            """WITH ins AS (
+                INSERT INTO {s}.tasks AS t ({icols})
+                SELECT {values} FROM unnest({arrays}) AS x({icols})
+                ON CONFLICT (id) DO UPDATE SET """
+            + sets
+            + """ WHERE t.status IN ('done', 'killed', 'cancelled')
+                RETURNING queue),
+            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM ins) d)
+            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)"""
+        )
+        self.retry = q(
+            """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
+                finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+                WHERE id = %(id)s AND status IN ('failed', 'killed') RETURNING id, queue),
+            n AS (SELECT pg_notify(%(channel)s, queue) FROM u),
+            c AS (SELECT pg_notify(%(change)s, json_build_array(id)::text) FROM u)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
+        )
+        # PENDING or FAILED: CANCELLED now, a change. QUEUED or RUNNING:
+        # flagged, and the cancel channel tells the workers (its listeners
+        # take it for a change too). One notification either way.
+        self.cancel = q(
+            """WITH u AS (UPDATE {s}.tasks SET
+                status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END,
+                finished_at = CASE WHEN status IN ('pending', 'failed')
+                                   THEN %(now)s ELSE finished_at END,
+                cancel_requested = status IN ('queued', 'running')
+                WHERE id = %(id)s AND status IN ('pending', 'failed', 'queued', 'running')
+                RETURNING id, cancel_requested),
+            c AS (SELECT pg_notify(CASE WHEN cancel_requested THEN %(cancel)s ELSE %(change)s END,
+                                   json_build_array(id)::text) FROM u)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM c)"""
+        )
+        self.purge = q(
+            "WITH d AS (DELETE FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
+            "AND finished_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
+        )
+        # At most ``limit`` tasks per call, each before its status's cutoff
+        # (NULL: a status not pruned); ``finished_at < latest`` lets the scan
+        # use the index of finished tasks. Stale workers go in the same statement.
+        self.prune = q(
+            """WITH d AS (DELETE FROM {s}.tasks WHERE id IN (
+                SELECT id FROM {s}.tasks
+                WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < %(latest)s
+                  AND finished_at < CASE status WHEN 'done' THEN %(done)s::float8
+                                                WHEN 'killed' THEN %(killed)s::float8
+                                                ELSE %(cancelled)s::float8 END
+                LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                RETURNING 1),
+            w AS (DELETE FROM {s}.workers WHERE last_seen < %(workers_before)s RETURNING 1)
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM w)"""
+        )
+        self.pause = q(
+            "INSERT INTO {s}.paused_queues (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING"
+        )
+        # Always wakes the queue's consumers (as the memory driver does).
+        self.resume = q(
+            """WITH d AS (DELETE FROM {s}.paused_queues WHERE queue = %(queue)s RETURNING 1)
+            SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(queue)s)"""
+        )
+        self.paused = q("SELECT queue FROM {s}.paused_queues ORDER BY queue")
+        self.register_worker = q(
+            """INSERT INTO {s}.workers AS w
+                (name, host, pid, queue, concurrency, running, started_at, last_seen)
+            VALUES (%(name)s, %(host)s, %(pid)s, %(queue)s, %(concurrency)s, %(running)s,
+                    %(started_at)s, %(now)s)
+            ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+                queue = EXCLUDED.queue, concurrency = EXCLUDED.concurrency,
+                running = EXCLUDED.running, started_at = EXCLUDED.started_at,
+                last_seen = EXCLUDED.last_seen"""
+        )
+        self.remove_worker = q("DELETE FROM {s}.workers WHERE name = %(name)s")
+        self.workers = q(
+            "SELECT name, host, pid, queue, concurrency, running, started_at, last_seen "
+            "FROM {s}.workers WHERE last_seen > %(after)s ORDER BY name"
+        )
+
+    def replace_params(self, tasks: Sequence[StoredTask]) -> dict[str, Any]:
+        """Return the parameters of ``replace``: the first record of each id, as arrays."""
+        first: dict[str, StoredTask] = {}
+        for t in tasks:
+            first.setdefault(t.id, t)  # a second one of an id is skipped, as by ``insert``
+        return self._st.insert_params(list(first.values()))
+
+    def cancel_params(self, id: str, now: float) -> dict[str, Any]:
+        """Return the parameters of ``cancel``."""
+        st = self._st
+        return {"id": id, "now": now, "change": st.change_channel, "cancel": st.cancel_channel}
+
+    @staticmethod
+    def prune_params(
+        before: Mapping[Status, float], limit: int, workers_before: float
+    ) -> dict[str, Any]:
+        """Return the parameters of ``prune`` (only final statuses are pruned)."""
+        cutoffs = {s.value: before.get(s) for s in FINAL}
+        known = [c for c in cutoffs.values() if c is not None]
+        return {
+            **cutoffs,
+            "latest": max(known, default=float("-inf")),
+            "limit": max(0, limit),
+            "workers_before": workers_before,
+        }
+
+    @staticmethod
+    def worker_params(worker: WorkerRecord, now: float) -> dict[str, Any]:
+        """Return the parameters of ``register_worker``."""
+        return {
+            "name": worker.name,
+            "host": worker.host,
+            "pid": worker.pid,
+            "queue": worker.queue,
+            "concurrency": worker.concurrency,
+            "running": worker.running,
+            "started_at": worker.started_at,
+            "now": now,
+        }
