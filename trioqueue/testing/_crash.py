@@ -9,9 +9,12 @@ burst workers until every lease of the dead has expired and been rescued and
 the queue is drained. Then:
 
 - every pushed task is DONE in storage, once (no duplicate, no stray row);
-- every pushed task ran at least once (it is in the ledger);
+- every pushed task ran at least once (it is in the ledger), but those cancelled;
 - a task ran more than once only if a process it ran in was SIGKILLed or
   stopped;
+- with ``cancels``, a task whose ``cancel_task`` returned True ends
+  CANCELLED, one for which it returned False (already finished) DONE; with
+  ``pauses``, the queue is paused across a kill and resumed after it;
 - no task was started under a lease it no longer held: each attempt counts
   a claim, so the attempts a task was started with grow in ledger order (a
   stalled worker starting the task it had prefetched, after another worker
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import trio
 
+from .._backend import Backend
 from .._open import open_backend
 from .._task import Status, Task, TaskId
 from ._crash_worker import load_opener
@@ -57,6 +61,8 @@ class CrashReport:
       seconds: Wall-clock duration.
       workdir: The folder holding the ledger and the workers' logs.
       stalls: Worker processes stopped (SIGSTOP) past the lease, then resumed.
+      cancelled: Tasks ``cancel_task`` cancelled (or flagged) during the rounds.
+      pauses: Times the queue was paused across a kill.
     """
 
     tasks: int
@@ -69,6 +75,8 @@ class CrashReport:
     seconds: float
     workdir: str
     stalls: int = 0
+    cancelled: int = 0
+    pauses: int = 0
 
 
 class CrashTestFailure(AssertionError):
@@ -153,6 +161,8 @@ async def run_crash_test(
     drain_timeout: float = 120.0,
     stalls: int = 0,
     stall_seconds: float | None = None,
+    cancels: int = 0,
+    pauses: int = 0,
     seed: int | None = None,
     workdir: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -181,6 +191,10 @@ async def run_crash_test(
         rounds) and resume it with SIGCONT.
       stall_seconds: How long each stall lasts (default: three leases, so
         that another worker rescues and runs what the stalled one held).
+      cancels: How many tasks to cancel (``cancel_task``) at random moments
+        of the rounds: pending, running or finished ones alike.
+      pauses: How many rounds pause the queue before the kill and resume it
+        after the replacement started.
       seed: Seed of the random kill schedule.
       workdir: Folder for the ledger and logs (default: a new temporary one).
       env: Environment of the worker processes (default: this one's), e.g.
@@ -230,20 +244,42 @@ async def run_crash_test(
     def has_worked(pid: int) -> bool:
         return any(p == pid for _, p, _ in _read_ledger(ledger))
 
+    to_cancel = rng.sample(ids, min(cancels, len(ids)))
+    cancelled: dict[str, bool] = {}  # id -> what cancel_task returned
+    paused = 0
+
+    async def cancel_some(control: Backend, n: int) -> None:
+        for _ in range(n):
+            if to_cancel:
+                id = to_cancel.pop()
+                cancelled[id] = await control.cancel_task(id)
+
     try:
         procs = [await spawn() for _ in range(workers)]
-        for _ in range(rounds):
-            i = rng.randrange(len(procs))
-            victim = procs[i]
-            await _poll(has_worked, victim.pid, limit=3.0)
-            await trio.sleep(rng.uniform(0.0, kill_within))
-            if victim.returncode is None:
-                victim.send_signal(signal.SIGKILL)
-                killed.add(victim.pid)
-            else:
-                problems.append(f"worker {victim.pid} died by itself (code {victim.returncode})")
-            await victim.wait()
-            procs[i] = await spawn()
+        async with open_it(url, queue=queue) as control:
+            per_round = -(-len(to_cancel) // max(rounds, 1))
+            for r in range(rounds):
+                i = rng.randrange(len(procs))
+                victim = procs[i]
+                await _poll(has_worked, victim.pid, limit=3.0)
+                await cancel_some(control, per_round)
+                pause = r < pauses
+                if pause:
+                    await control.pause(queue)
+                    paused += 1
+                await trio.sleep(rng.uniform(0.0, kill_within))
+                if victim.returncode is None:
+                    victim.send_signal(signal.SIGKILL)
+                    killed.add(victim.pid)
+                else:
+                    problems.append(
+                        f"worker {victim.pid} died by itself (code {victim.returncode})"
+                    )
+                await victim.wait()
+                procs[i] = await spawn()
+                if pause:
+                    await control.resume(queue)
+            await cancel_some(control, len(to_cancel))
         for _ in range(stalls):
             victim = procs[rng.randrange(len(procs))]
             await _poll(has_worked, victim.pid, limit=3.0)
@@ -309,10 +345,14 @@ async def run_crash_test(
     if total != tasks:
         problems.append(f"queue {queue!r} holds {total} tasks, {tasks} were pushed")
     for id, rec in stored.items():
+        want = Status.CANCELLED if cancelled.get(id) else Status.DONE
         if rec is None:
             problems.append(f"task {id} was lost: it is no longer in storage")
-        elif rec.status is not Status.DONE:
-            problems.append(f"task {id} ended {rec.status.value}, not done ({rec.last_error})")
+        elif rec.status is not want:
+            problems.append(
+                f"task {id} ended {rec.status.value}, not {want.value} ({rec.last_error})"
+                + (" after cancel_task returned True" if cancelled.get(id) else "")
+            )
     runs = _read_ledger(ledger)
     per_task: dict[str, list[int]] = {}
     for id, pid, _ in runs:
@@ -320,7 +360,8 @@ async def run_crash_test(
     for id in ids:
         pids = per_task.get(id)
         if not pids:
-            problems.append(f"task {id} never ran (not in the ledger)")
+            if not cancelled.get(id):
+                problems.append(f"task {id} never ran (not in the ledger)")
             continue
         unjustified = [p for p in pids[:-1] if p not in killed | stalled]
         if unjustified:
@@ -342,6 +383,8 @@ async def run_crash_test(
         seconds=round(time.monotonic() - began, 3),
         workdir=workdir,
         stalls=stops,
+        cancelled=sum(cancelled.values()),
+        pauses=paused,
     )
     if problems:
         raise CrashTestFailure(problems, report)
