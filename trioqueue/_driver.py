@@ -119,11 +119,12 @@ def to_task(
         rec.last_error,
         result,
         rec.traceback,
-        _when(rec.created_at),
-        _when(rec.started_at),
-        _when(rec.finished_at),
+        # Inline checks: this runs once per task a worker starts.
+        None if not rec.created_at else _when(rec.created_at),
+        None if rec.started_at is None else _when(rec.started_at),
+        None if rec.finished_at is None else _when(rec.finished_at),
         rec.worker,
-        _progress(rec.progress),
+        None if rec.progress is None else _progress(rec.progress),
     )
 
 
@@ -186,6 +187,13 @@ def apply_outcome(task: StoredTask, outcome: Outcome, now: float) -> None:
     if outcome.progress is not None:
         task.progress = outcome.progress
     status = outcome.status
+    if status is Status.DONE and not task.cancel_requested:  # the common case, first
+        task.status = status
+        task.result = outcome.result
+        if outcome.error is not None:  # a note: the result was not stored
+            task.last_error = outcome.error
+        task.finished_at = now
+        return
     if task.cancel_requested:
         status = Status.CANCELLED
     elif status is Status.FAILED and task.attempts >= task.max_attempts:

@@ -156,6 +156,7 @@ class Worker:
         self._running = 0
         self._scope_of: dict[str, trio.CancelScope] = {}  # running task id -> its slot's scope
         self._cancelled: set[str] = set()  # running tasks cancel_task asked to stop
+        self._cancelled_scopes: set[trio.CancelScope] = set()  # their slots' scopes
 
     # -- control --
 
@@ -279,6 +280,7 @@ class Worker:
             scope = self._scope_of.get(id)
             if scope is not None:
                 self._cancelled.add(id)
+                self._cancelled_scopes.add(scope)
                 scope.cancel()
 
     def report_progress(self, id: str, text: str) -> None:
@@ -322,8 +324,11 @@ class Worker:
                             self._released += 1
                             return
                         await self._execute(consumer, rec, scope)
-                        if scope.cancel_called:
-                            break  # a deadline or a cancel_task: the next task needs a new scope
+                        if self.timeout is not None and scope.cancel_called:
+                            break  # the deadline fired: the next task needs a new scope
+                        if self._cancelled_scopes and scope in self._cancelled_scopes:
+                            self._cancelled_scopes.discard(scope)
+                            break  # cancel_task cancelled it: likewise
         finally:
             self._task_scopes[i] = None
             self._live_slots -= 1
