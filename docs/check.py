@@ -35,6 +35,7 @@ RUNNABLE = (
     "workers.md",
     "delivery.md",
     "drivers.md",
+    "lifecycle.md",
 )
 #: Seconds an example may take.
 TIMEOUT = 60.0

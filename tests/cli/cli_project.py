@@ -25,7 +25,7 @@ HANDLERS = textwrap.dedent(
 
     import trio
 
-    from trioqueue import Abort, Data, ServiceBuilder, WorkerContext
+    from trioqueue import Abort, Data, Progress, ServiceBuilder, WorkerContext
 
 
     @dataclass
@@ -57,6 +57,11 @@ HANDLERS = textwrap.dedent(
             while not ctx.is_shutting_down:
                 await trio.sleep(0.01)
         return "finished after shutdown" if ctx.is_shutting_down else "never stopped"
+
+
+    async def report(n: int, progress: Progress) -> int:
+        progress.set({"done": n, "of": n})
+        return n
 
 
     async def stuck(n: int) -> None:

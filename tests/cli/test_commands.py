@@ -1,4 +1,8 @@
-"""push, status, tasks, show, retry, cancel, purge and migrate, run in process on SQLite files."""
+"""push, status, tasks, show, retry, cancel, purge and migrate, run in process on SQLite files.
+
+What a task's whole life adds to them (cancel of a running task, wait, if-exists,
+pause, workers) is tested in ``test_lifecycle.py``.
+"""
 
 from __future__ import annotations
 
@@ -80,7 +84,7 @@ def test_admin_commands(cli: Cli) -> None:
 
     assert cli("cancel", later).out == f"cancelled {later}\n"
     assert cli.json("show", later)["status"] == "cancelled"
-    assert "only pending or failed tasks can be cancelled" in cli("cancel", later, code=1).err
+    assert "only a task that has not finished can be cancelled" in cli("cancel", later, code=1).err
 
     assert cli("purge", "--older-than", "1h").out == "purged 0 tasks\n"
     assert cli("purge", "--older-than", "0s").out == "purged 2 tasks\n"
@@ -203,6 +207,6 @@ def test_control_characters_in_stored_data_are_escaped(cli: Cli) -> None:
     assert "\\x1b]0;pwned\\x07" in shown and "\\u202e" in shown
     assert "boom\\x1b]0;pwned" in shown and "\\nstatus  done" in shown
     # One line per field, none forged; the traceback's two lines indented under its name.
-    assert len(shown.splitlines()) == 14
+    assert len(shown.splitlines()) == 20
     assert shown.splitlines()[-3:] == ["traceback", "  Traceback" + escape(evil), "  status  done"]
     assert cli.json("show", f"id{evil}")["meta"] == {"k\x1b": f"v{evil}"}  # JSON keeps the data

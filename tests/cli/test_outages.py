@@ -32,9 +32,7 @@ def free_port() -> int:
     [["status"], ["migrate"], ["worker", "jobs:send", "--burst"]],
     ids=["status", "migrate", "burst"],
 )
-def test_a_refused_connection_is_retried_for_the_wait_then_fails(
-    cli: Cli, argv: list[str]
-) -> None:
+def test_a_refused_connection_is_retried_for_the_wait_then_fails(cli: Cli, argv: list[str]) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"  # nobody listens
     began = time.monotonic()
     err = cli(*argv, "--backend", url, "--wait", "1", code=3).err
@@ -95,9 +93,7 @@ async def wait_for_go(n: int) -> int:
 """
 
 
-def test_a_burst_worker_gives_up_on_storage_that_keeps_failing(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_a_burst_worker_gives_up_on_storage_that_keeps_failing(cli: Cli, tmp_path: Path) -> None:
     # Once the worker runs its task, another process takes the SQLite write
     # lock and never lets go (a frozen process, say): every write of the
     # worker fails with "database is locked", a transient error. Root meets

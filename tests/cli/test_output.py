@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
-from trioqueue import Task
-from trioqueue._cli._output import dumps, escape, iso, jsonable, redact, short, table, task_dict
+from trioqueue import Status, Task, WorkerInfo
+from trioqueue._cli._output import (
+    dumps,
+    duration,
+    escape,
+    iso,
+    jsonable,
+    redact,
+    short,
+    table,
+    task_dict,
+    worker_dict,
+)
 
 
 def test_redact_masks_only_the_password() -> None:
@@ -39,8 +50,9 @@ def test_undecoded_payloads_show_as_hex() -> None:
     assert jsonable(b"\x00\xff") == {"$bytes": "00ff"}
     d = task_dict(Task(b"\x01", queue="q", attempts=1))
     assert list(d) == [
-        "id", "queue", "status", "attempts", "max_attempts", "priority", "run_at", "meta",
-        "last_error", "args", "result", "traceback",
+        "id", "queue", "status", "attempts", "max_attempts", "priority", "run_at", "created_at",
+        "started_at", "finished_at", "duration", "worker", "progress", "meta", "last_error",
+        "args", "result", "traceback",
     ]  # fmt: skip
     assert (d["queue"], d["args"], d["attempts"]) == ("q", {"$bytes": "01"}, 1)
 
@@ -57,3 +69,26 @@ def test_integers_beyond_64_bits_are_hex() -> None:
     assert jsonable([2**64, -(2**64), 2**64 - 1, True]) == [
         {"$int": "0x10000000000000000"}, {"$int": "-0x10000000000000000"}, 2**64 - 1, True,
     ]  # fmt: skip
+
+
+def test_duration_is_the_last_attempt_of_a_final_task() -> None:
+    t0 = datetime(2025, 1, 10, 9, 30, tzinfo=UTC)
+    done = Task(1, status=Status.DONE, started_at=t0, finished_at=t0 + timedelta(seconds=1.25))
+    assert duration(done) == 1.25
+    assert task_dict(done)["duration"] == 1.25
+    running = Task(1, status=Status.RUNNING, started_at=t0)
+    assert duration(running) is None
+    never_ran = Task(1, status=Status.CANCELLED, finished_at=t0)
+    assert duration(never_ran) is None
+    skewed = Task(1, status=Status.DONE, started_at=t0, finished_at=t0 - timedelta(seconds=1))
+    assert duration(skewed) == 0.0  # clocks of two hosts: never negative
+
+
+def test_worker_fields() -> None:
+    t0 = datetime(2025, 1, 10, 9, 30, tzinfo=UTC)
+    info = WorkerInfo("w@h:1", "h", 1, "default", 8, 3, t0, t0 + timedelta(seconds=9))
+    assert worker_dict(info) == {
+        "name": "w@h:1", "host": "h", "pid": 1, "queue": "default", "concurrency": 8,
+        "running": 3, "started_at": "2025-01-10T09:30:00.000Z",
+        "last_seen": "2025-01-10T09:30:09.000Z",
+    }  # fmt: skip

@@ -38,6 +38,11 @@ def test_parse_duration_refuses(text: str) -> None:
         ["worker", "jobs:send", "--concurrency", "0"],
         ["worker", "jobs:send", "--metrics-port", "70000"],
         ["tasks", "--offset", "-1"],
+        ["push", "jobs:send", '{"to": "x"}', "--if-exists", "overwrite"],
+        ["wait", "ID", "--timeout", "soon"],
+        ["wait"],
+        ["workers", "--stale-after", "-1"],
+        ["pause", "a", "b"],
         [],
     ],
 )
@@ -68,3 +73,21 @@ def test_the_backend_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch
     assert build_parser().parse_args(["status"]).backend == DEFAULT_BACKEND
     monkeypatch.setenv("TRIOQUEUE_BACKEND", "")
     assert build_parser().parse_args(["status"]).backend == DEFAULT_BACKEND
+
+
+def test_queue_commands_default_to_the_default_queue() -> None:
+    assert build_parser().parse_args(["pause"]).queue_name is None
+    assert build_parser().parse_args(["resume", "mail"]).queue_name == "mail"
+    args = build_parser().parse_args(["workers"])
+    assert (args.stale_after, args.queue, args.json) == (30.0, None, False)
+    assert build_parser().parse_args(["push", "m:h", "1"]).if_exists == "skip"
+    assert build_parser().parse_args(["wait", "ID"]).timeout is None
+
+
+def test_queue_commands_on_the_memory_backend(cli: Cli) -> None:
+    # Each command opens a fresh memory store: what one did, the next cannot see.
+    assert cli("pause", "mail", "--backend", "memory://").out == "paused queue 'mail'\n"
+    assert cli("paused", "--backend", "memory://").out == "no paused queues\n"
+    assert cli.json("workers", "--backend", "memory://") == []
+    err = cli("wait", "NOPE", "--backend", "memory://", code=4).err
+    assert err == "trioqueue: error: no task with id 'NOPE'\n"

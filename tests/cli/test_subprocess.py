@@ -111,7 +111,7 @@ def test_second_signal_cancels_and_releases(cli: Cli) -> None:
     assert (shown["status"], shown["attempts"]) == ("pending", 0)
 
 
-SLOW_CLOSE = '''
+SLOW_CLOSE = """
 import sys
 from contextlib import asynccontextmanager
 
@@ -138,7 +138,7 @@ register_backend(
 async def handler(n: int) -> int:
     print("ran", n, file=sys.stderr, flush=True)
     return n
-'''
+"""
 
 
 @pytest.mark.parametrize("first", ["graceful", "burst"])
@@ -178,8 +178,9 @@ def test_a_signal_after_the_worker_stopped_still_counts(cli: Cli, first: str) ->
 def test_a_signal_before_the_worker_started_interrupts(cli: Cli) -> None:
     (cli.root / "slowopen.py").write_text(
         SLOW_CLOSE.replace("slowclose", "slowopen").replace(
-            "        yield backend\n", "        print('opening', file=sys.stderr, flush=True)\n"
-            "        await trio.sleep_forever()\n        yield backend\n"
+            "        yield backend\n",
+            "        print('opening', file=sys.stderr, flush=True)\n"
+            "        await trio.sleep_forever()\n        yield backend\n",
         )
     )
     proc = worker(cli, "slowopen:handler", "--backend", "slowopen://")

@@ -2,10 +2,11 @@
 
 ``main`` is the console script and ``python -m trioqueue``. The modules:
 ``_parser`` (the syntax), ``_main`` (running a command, exit statuses),
-``_commands`` and ``_worker_command`` (what each command does), and what they
-share: ``_handlers`` (``module:handler``), ``_backends`` (the backend table's
-row for ``--backend``), ``_output`` (what is printed), ``_progress`` (the
-worker's live line) and ``_errors``. See ``docs/cli.md``.
+``_commands`` (tasks), ``_queue_commands`` (queues and workers) and
+``_worker_command`` (what each command does), and what they share:
+``_handlers`` (``module:handler``), ``_backends`` (the backend table's row for
+``--backend``), ``_output`` (what is printed), ``_progress`` (the worker's
+live line) and ``_errors``. See ``docs/cli.md``.
 """
 
 from ._main import main as main

@@ -7,13 +7,15 @@ user can act on is a ``CliError``. The worker command is in ``_worker_command``.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import msgspec
+import trio
 
 from .._backend import Backend
 from .._codec import json_error
-from .._errors import CodecError
+from .._errors import CodecError, DuplicateTask, TaskCancelled, TaskFailed
 from .._task import Status, Task
 from ._backends import (
     backend_options,
@@ -25,16 +27,18 @@ from ._backends import (
 )
 from ._errors import (
     EXIT_BACKEND,
+    EXIT_DUPLICATE,
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_TIMEOUT,
     EXIT_USAGE,
     CliError,
     leaf,
     one_line,
 )
 from ._handlers import args_type, load_handler
-from ._output import dumps, escape, iso, redact, short, table, task_dict, type_name
+from ._output import dumps, escape, iso, jsonable, redact, short, table, task_dict, type_name
 
 __all__ = [
     "cmd_cancel",
@@ -45,6 +49,7 @@ __all__ = [
     "cmd_show",
     "cmd_status",
     "cmd_tasks",
+    "cmd_wait",
 ]
 
 
@@ -111,8 +116,10 @@ async def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     width = max(len(k) for k in d)
     for key, value in d.items():
-        if key in ("args", "result", "meta"):
+        if key in ("args", "result", "meta", "progress"):
             value = dumps(value)
+        elif key == "duration" and value is not None:
+            value = f"{value:.3f}s"
         elif key == "traceback" and value:  # its lines under the name, indented
             value = "\n" + "\n".join("  " + escape(line) for line in value.split("\n"))
             print(f"{key}{value}")
@@ -136,16 +143,51 @@ async def cmd_retry(args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel a pending or failed task."""
+    """Cancel a task that is not final; say whether it is cancelled or its worker will stop it."""
     async with open_backend_of(args) as backend:
         if not await backend.cancel_task(args.id):
             task = await _get(backend, args.id)
             raise CliError(
                 EXIT_FAILED,
-                f"task {args.id} is {task.status.value}: only pending or failed tasks can be "
-                f"cancelled",
+                f"task {args.id} is {task.status.value}: only a task that has not finished "
+                f"can be cancelled",
             )
-    print(f"cancelled {args.id}")
+        now = await backend.get_task(args.id)
+    if now is None or now.status is Status.CANCELLED:
+        print(f"cancelled {args.id}")
+    elif now.status is Status.QUEUED:
+        print(
+            f"cancellation requested for {args.id} (queued): the worker that claimed it cancels it"
+        )
+    else:
+        print(
+            f"cancellation requested for {args.id} ({now.status.value}): the worker running "
+            f"it stops it"
+        )
+    return EXIT_OK
+
+
+async def cmd_wait(args: argparse.Namespace) -> int:
+    """Wait until a task is final; print its result, or fail if it was killed or cancelled."""
+    timeout: float | None = args.timeout
+    async with open_backend_of(args) as backend:
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                result = await backend.wait_result(args.id)
+        except trio.TooSlowError:
+            task = await backend.get_task(args.id)
+            now = "gone" if task is None else f"still {task.status.value}"
+            raise CliError(
+                EXIT_TIMEOUT, f"task {args.id} is {now} after {timeout:g}s (--timeout)"
+            ) from None
+        except LookupError:
+            raise CliError(EXIT_NOT_FOUND, f"no task with id {args.id!r}") from None
+        except TaskFailed as exc:
+            why = short(exc.task.last_error, 200) or "no reason recorded"
+            raise CliError(EXIT_FAILED, f"task {args.id} ended killed: {why}") from None
+        except TaskCancelled:
+            raise CliError(EXIT_FAILED, f"task {args.id} was cancelled") from None
+    print(dumps(jsonable(result)))
     return EXIT_OK
 
 
@@ -201,7 +243,10 @@ async def cmd_push(args: argparse.Namespace) -> int:
                 priority=args.priority,
                 max_attempts=args.max_attempts,
                 id=args.id,
+                if_exists=args.if_exists,
             )
+        except DuplicateTask as exc:
+            raise CliError(EXIT_DUPLICATE, one_line(exc)) from exc
         except (TypeError, ValueError, CodecError) as exc:
             raise CliError(EXIT_USAGE, f"cannot push: {exc}") from exc
     print(task_id)

@@ -6,10 +6,12 @@ from .._errors import TrioqueueError
 
 __all__ = [
     "EXIT_BACKEND",
+    "EXIT_DUPLICATE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "CliError",
     "leaf",
@@ -22,6 +24,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BACKEND = 3
 EXIT_NOT_FOUND = 4
+EXIT_DUPLICATE = 5
+EXIT_TIMEOUT = 6
 EXIT_INTERRUPTED = 130
 
 

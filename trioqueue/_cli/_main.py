@@ -19,11 +19,13 @@ from ._commands import (
     cmd_show,
     cmd_status,
     cmd_tasks,
+    cmd_wait,
 )
 from ._errors import EXIT_BACKEND, EXIT_FAILED, EXIT_INTERRUPTED, CliError, leaf, one_line
 from ._output import redact
 from ._parser import build_parser
 from ._progress import ProgressLogHandler
+from ._queue_commands import cmd_pause, cmd_paused, cmd_resume, cmd_workers
 from ._worker_command import cmd_worker
 
 __all__ = ["main"]
@@ -41,8 +43,13 @@ COMMANDS: dict[str, Command] = {
     "show": cmd_show,
     "retry": cmd_retry,
     "cancel": cmd_cancel,
+    "wait": cmd_wait,
     "purge": cmd_purge,
     "migrate": cmd_migrate,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "paused": cmd_paused,
+    "workers": cmd_workers,
 }
 
 

@@ -16,11 +16,13 @@ from typing import Any
 
 import msgspec
 
+from .._lifecycle import WorkerInfo
 from .._task import Task
 from ..drivers import redact_url as redact
 
 __all__ = [
     "dumps",
+    "duration",
     "escape",
     "iso",
     "jsonable",
@@ -29,6 +31,7 @@ __all__ = [
     "table",
     "task_dict",
     "type_name",
+    "worker_dict",
 ]
 
 #: What a terminal may act on rather than show: C0 and C1 controls and DEL,
@@ -92,6 +95,16 @@ def iso(when: datetime | None) -> str | None:
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def duration(task: Task[Any]) -> float | None:
+    """Return the seconds from the start of a final task's last attempt to its end, or None.
+
+    None for a task that is not final, or that never started.
+    """
+    if not task.status.is_final or task.started_at is None or task.finished_at is None:
+        return None
+    return round(max(0.0, (task.finished_at - task.started_at).total_seconds()), 3)
+
+
 def task_dict(task: Task[Any]) -> dict[str, Any]:
     """Return the fields that ``show`` and ``tasks --json`` print, in their order."""
     return {
@@ -102,11 +115,31 @@ def task_dict(task: Task[Any]) -> dict[str, Any]:
         "max_attempts": task.max_attempts,
         "priority": task.priority,
         "run_at": iso(task.run_at),
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "duration": duration(task),
+        "worker": task.worker,
+        "progress": jsonable(task.progress),
         "meta": jsonable(dict(task.meta)),
         "last_error": task.last_error,
         "args": jsonable(task.args),
         "result": jsonable(task.result),
         "traceback": task.traceback,
+    }
+
+
+def worker_dict(info: WorkerInfo) -> dict[str, Any]:
+    """Return the fields that ``workers --json`` prints for one worker, in their order."""
+    return {
+        "name": info.name,
+        "host": info.host,
+        "pid": info.pid,
+        "queue": info.queue,
+        "concurrency": info.concurrency,
+        "running": info.running,
+        "started_at": iso(info.started_at),
+        "last_seen": iso(info.last_seen),
     }
 
 

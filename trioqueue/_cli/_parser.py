@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trioqueue",
         description="Durable background jobs for Trio: run workers, push and manage tasks.",
         epilog="See docs/cli.md. Exit status: 0 ok, 1 refused or failed, 2 usage, "
-        "3 backend, 4 no such task, 130 interrupted.",
+        "3 backend, 4 no such task, 5 task id taken, 6 timed out, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"trioqueue {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -217,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="attempts allowed in all (default 25)",
     )
     p.add_argument("--id", metavar="ID", help="task id (pushing an existing id stores nothing)")
+    p.add_argument(
+        "--if-exists",
+        choices=("skip", "raise", "replace_finished"),
+        default="skip",
+        help="when the id is taken: store nothing (skip, the default), fail with exit "
+        "status 5 (raise), or replace a finished task (replace_finished)",
+    )
 
     p = sub.add_parser(
         "status", parents=[_common(queue_help=all_queues)], help="task counts per queue and status"
@@ -245,9 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
 
     p = sub.add_parser(
-        "cancel", parents=[_common(codec=True)], help="cancel a pending or failed task"
+        "cancel",
+        parents=[_common(codec=True)],
+        help="cancel a task that has not finished",
+        description="Cancel a task: a pending or failed one at once; a queued or running "
+        "one is stopped by the worker holding it.",
     )
     p.add_argument("id", metavar="ID")
+
+    p = sub.add_parser(
+        "wait",
+        parents=[_common(codec=True)],
+        help="wait for a task to finish and print its result",
+        description="Wait until the task is done and print its result as JSON; exit 1 if "
+        "it ends killed or cancelled.",
+    )
+    p.add_argument("id", metavar="ID")
+    p.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="S",
+        help="give up (exit status 6) after this long (default: wait for as long as it takes)",
+    )
 
     p = sub.add_parser(
         "purge", parents=[_common(codec=True)], help="delete finished tasks older than a duration"
@@ -263,4 +289,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "migrate", parents=[_common(codec=True)], help="create or upgrade the storage schema"
     )
+
+    for name, doing, note in (
+        ("pause", "stop claiming from", " Tasks running (or prefetched) finish."),
+        ("resume", "claim again from", ""),
+    ):
+        p = sub.add_parser(
+            name,
+            parents=[_common()],
+            help=f"make workers {doing} a queue",
+            description=f"Make the workers of QUEUE {doing} it.{note}",
+        )
+        p.add_argument(
+            "queue_name", nargs="?", metavar="QUEUE", help="the queue (default: 'default')"
+        )
+
+    p = sub.add_parser("paused", parents=[_common()], help="list the paused queues")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "workers",
+        parents=[_common(queue_help="only workers on this queue (default: all queues)")],
+        help="list the live workers",
+    )
+    p.add_argument(
+        "--stale-after",
+        type=_duration,
+        default=30.0,
+        metavar="S",
+        help="a worker not seen for this long is dead and not listed (default 30s)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
