@@ -10,9 +10,12 @@ walks through a complete third-party backend written against this module.
 """
 
 from ._backend import Backend as Backend
+from ._driver import CANCEL_REQUESTED as CANCEL_REQUESTED
 from ._driver import Driver as Driver
+from ._driver import Extended as Extended
 from ._driver import Outcome as Outcome
 from ._driver import StoredTask as StoredTask
+from ._driver import WorkerRecord as WorkerRecord
 from ._driver import apply_outcome as apply_outcome
 from ._registry import BackendSpec as BackendSpec
 from ._registry import backend_spec as backend_spec
@@ -23,9 +26,11 @@ from ._registry import unregister_backend as unregister_backend
 from ._task import Status as Status
 
 __all__ = [
+    "CANCEL_REQUESTED",
     "Backend",
     "BackendSpec",
     "Driver",
+    "Extended",
     "Outcome",
     "Status",
     "StoredTask",
@@ -35,4 +40,5 @@ __all__ = [
     "register_backend",
     "registered_schemes",
     "unregister_backend",
+    "WorkerRecord",
 ]

@@ -14,6 +14,7 @@ from trioqueue import (
     Exponential,
     MemoryBackend,
     RetryAfter,
+    Snooze,
     Status,
     Worker,
     WorkerBuilder,
@@ -130,6 +131,24 @@ async def test_abort_and_retry_after_from_inside_pass_through(
     assert task.status is Status.KILLED
     assert task.attempts == 2
     assert task.last_error == "aborted: give up"
+
+
+async def test_a_snooze_from_inside_passes_through_and_spends_no_attempt(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    times: list[float] = []
+
+    async def handler(x: int) -> None:
+        times.append(trio.current_time())
+        if len(times) < 3:
+            raise Snooze(5.0, "not yet")
+
+    async with MemoryBackend.open() as backend:
+        tid = await backend.push(1, max_attempts=1)
+        await build(backend, handler, RetryLayer(lambda a: 1000.0)).run()
+        task = await backend.get_task(tid)
+    assert [round(t - times[0], 6) for t in times] == [0.0, 5.0, 10.0]
+    assert task is not None and task.status is Status.DONE and task.attempts == 1
 
 
 async def test_success_after_retries_is_done(autojump_clock: trio.abc.Clock) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backoff import Backoff, Exponential, backoff_from
-from .._errors import Abort, RetryAfter
+from .._errors import Abort, RetryAfter, Snooze
 from .._outcome import reason
 from .._service import Service
 from .._task import Task
@@ -24,8 +24,8 @@ class RetryLayer:
     There is one retry system: storage. This layer only decides *when* the
     next attempt runs (``backoff``) and *whether* there is one
     (``retry_if``); the worker records the failed attempt, and the next one
-    runs whenever a worker claims it. ``Abort`` and ``RetryAfter`` raised
-    inside pass through untouched. The task's ``max_attempts`` still bounds
+    runs whenever a worker claims it. ``Abort``, ``RetryAfter`` and
+    ``Snooze`` raised inside pass through untouched. The task's ``max_attempts`` still bounds
     the attempts: a retry asked on the last one kills the task.
 
     Example::
@@ -79,7 +79,7 @@ class Retry:
         """
         try:
             return await self.inner(task)
-        except (Abort, RetryAfter):
+        except (Abort, RetryAfter, Snooze):
             raise
         except Exception as exc:
             why = reason(exc)
