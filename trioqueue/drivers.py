@@ -34,11 +34,11 @@ __all__ = [
     "Outcome",
     "Status",
     "StoredTask",
+    "WorkerRecord",
     "apply_outcome",
     "backend_spec",
     "redact_url",
     "register_backend",
     "registered_schemes",
     "unregister_backend",
-    "WorkerRecord",
 ]
