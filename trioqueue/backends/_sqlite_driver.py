@@ -22,6 +22,7 @@ from .._driver import Outcome, StoredTask
 from .._durations import seconds
 from .._task import Status
 from . import _sqlite_schema as schema
+from . import _sqlite_statements as sql
 from ._columns import status_of
 from ._sqlite_thread import Connection
 from ._sqlite_wake import FileWatch, Waker
@@ -169,11 +170,11 @@ class SqliteDriver:
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        sql, rows = schema.insert_rows(tasks)
+        statement, rows = sql.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
             before = conn.total_changes
-            conn.executemany(sql, rows)
+            conn.executemany(statement, rows)
             return conn.total_changes - before
 
         n = await self._tx(run, durable=True, rows=len(rows))
@@ -182,9 +183,9 @@ class SqliteDriver:
 
     async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
         """Return the queue and status of each stored task among ``ids``."""
-        arg = schema.ids_json(ids)
+        arg = sql.ids_json(ids)
         rows = await self.db.call(
-            lambda c: c.execute(schema.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
+            lambda c: c.execute(sql.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
         )
         return {id: (q, status_of(st)) for id, q, st in rows}
 
@@ -197,11 +198,11 @@ class SqliteDriver:
         now = self.now()
 
         def run(conn: schema.Conn) -> tuple[int, list[Any]]:
-            version = schema.data_version(conn)
+            version = sql.data_version(conn)
             rows = self._write(
                 conn,
                 lambda c: c.execute(
-                    schema.CLAIM, (token, now + lease_seconds, queue, now, limit)
+                    sql.CLAIM, (token, now + lease_seconds, queue, now, limit)
                 ).fetchall(),
             )
             return version, rows
@@ -209,7 +210,7 @@ class SqliteDriver:
         version, rows = await self.db.call(run, offload=limit > DIRECT_ROWS)
         self._writes += 1
         self._seen[queue] = version
-        out, unreadable = schema.COLUMNS.claimed(rows)
+        out, unreadable = sql.COLUMNS.claimed(rows)
         if unreadable:
             await self._kill_unreadable(unreadable, token)
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
@@ -230,16 +231,16 @@ class SqliteDriver:
     async def start(self, ids: Sequence[str], token: str) -> None:
         """Mark leased QUEUED tasks RUNNING."""
         if ids:
-            arg = schema.ids_json(ids)
-            await self._tx(lambda c: c.execute(schema.START, (arg, token)), rows=len(ids))
+            arg = sql.ids_json(ids)
+            await self._tx(lambda c: c.execute(sql.START, (arg, token)), rows=len(ids))
 
     async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
         """Extend the leases still held; return their ids."""
         if not ids:
             return []
-        arg, expires = schema.ids_json(ids), self.now() + lease_seconds
+        arg, expires = sql.ids_json(ids), self.now() + lease_seconds
         rows = await self._tx(
-            lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall(), rows=len(ids)
+            lambda c: c.execute(sql.EXTEND, (expires, arg, token)).fetchall(), rows=len(ids)
         )
         kept = {r[0] for r in rows}
         return [id for id in ids if id in kept]
@@ -252,7 +253,7 @@ class SqliteDriver:
 
         def run(conn: schema.Conn) -> list[tuple[str, str]]:
             held = dict(
-                conn.execute(schema.SETTLE_HELD, (schema.ids_json(o.id for o in outcomes), token))
+                conn.execute(sql.SETTLE_HELD, (sql.ids_json(o.id for o in outcomes), token))
             )
             params: list[dict[str, Any]] = [
                 {
@@ -268,7 +269,7 @@ class SqliteDriver:
                 for o in outcomes
                 if o.id in held
             ]
-            conn.executemany(schema.SETTLE, params)
+            conn.executemany(sql.SETTLE, params)
             return [(o.id, held[o.id]) for o in outcomes if o.id in held]
 
         applied = await self._tx(run, rows=len(outcomes))
@@ -281,9 +282,9 @@ class SqliteDriver:
         """Give leased tasks back as PENDING, uncounting their attempt."""
         if not ids:
             return 0
-        arg = schema.ids_json(ids)
+        arg = sql.ids_json(ids)
         rows = await self._tx(
-            lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall(), rows=len(ids)
+            lambda c: c.execute(sql.RELEASE, (arg, token)).fetchall(), rows=len(ids)
         )
         self._waker.wake(r[0] for r in rows)
         return len(rows)
@@ -294,9 +295,9 @@ class SqliteDriver:
 
         def run(conn: schema.Conn) -> list[Any]:
             # A read first: no write lock taken when nothing expired (the usual case).
-            if conn.execute(schema.EXPIRED, args).fetchone() is None:
+            if conn.execute(sql.EXPIRED, args).fetchone() is None:
                 return []
-            return self._write(conn, lambda c: c.execute(schema.RESCUE, args).fetchall())
+            return self._write(conn, lambda c: c.execute(sql.RESCUE, args).fetchall())
 
         rows = await self.db.call(run)
         self._waker.wake(r[0] for r in rows if r[1] == "failed")
@@ -304,7 +305,7 @@ class SqliteDriver:
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
-        row = await self.db.call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
+        row = await self.db.call(lambda c: c.execute(sql.NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
@@ -319,15 +320,15 @@ class SqliteDriver:
         """
         seen = self._seen.get(queue)
         if seen is None:
-            seen = self._seen[queue] = await self.db.call(schema.data_version)
-        await self._waker.wait(queue, seen, partial(self.db.call, schema.data_version), max_wait)
+            seen = self._seen[queue] = await self.db.call(sql.data_version)
+        await self._waker.wait(queue, seen, partial(self.db.call, sql.data_version), max_wait)
 
     # -- inspection and administration --
 
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
         """Count tasks per queue and status."""
         rows = await self.db.call(
-            lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall(), offload=True
+            lambda c: c.execute(sql.COUNTS, {"queue": queue}).fetchall(), offload=True
         )
         out: dict[str, dict[Status, int]] = {}
         for q, status, n in rows:
@@ -347,31 +348,31 @@ class SqliteDriver:
             "offset": max(0, offset),
         }
         rows = await self.db.call(
-            lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
+            lambda c: c.execute(sql.LIST_TASKS, params).fetchall(), offload=True
         )
-        return [schema.COLUMNS.shown(r) for r in rows]
+        return [sql.COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""
-        row = await self.db.call(lambda c: c.execute(schema.GET, (id,)).fetchone())
-        return None if row is None else schema.COLUMNS.shown(row)
+        row = await self.db.call(lambda c: c.execute(sql.GET, (id,)).fetchone())
+        return None if row is None else sql.COLUMNS.shown(row)
 
     async def retry(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
         args = (self.now(), id)
-        rows = await self._tx(lambda c: c.execute(schema.RETRY, args).fetchall(), durable=True)
+        rows = await self._tx(lambda c: c.execute(sql.RETRY, args).fetchall(), durable=True)
         self._waker.wake(r[0] for r in rows)
         return bool(rows)
 
     async def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task."""
         args = (self.now(), id)
-        return bool(await self._tx(lambda c: c.execute(schema.CANCEL, args).rowcount, durable=True))
+        return bool(await self._tx(lambda c: c.execute(sql.CANCEL, args).rowcount, durable=True))
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
         rows = await self._tx(
-            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount,
+            lambda c: c.execute(sql.PURGE, (older_than,)).rowcount,
             durable=True,
             rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
         )
