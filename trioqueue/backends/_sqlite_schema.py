@@ -62,6 +62,27 @@ CREATE INDEX trioqueue_tasks_finished
 """,
     # 2: the bounded traceback of a task's last failure.
     "ALTER TABLE trioqueue_tasks ADD COLUMN traceback TEXT;",
+    # 3: a task's whole life (when its attempt started, its worker, its
+    # progress, snoozes, a cancellation asked while it was claimed), the
+    # paused queues and the workers' registry.
+    """\
+ALTER TABLE trioqueue_tasks ADD COLUMN started_at REAL;
+ALTER TABLE trioqueue_tasks ADD COLUMN worker TEXT;
+ALTER TABLE trioqueue_tasks ADD COLUMN progress TEXT;
+ALTER TABLE trioqueue_tasks ADD COLUMN snoozes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE trioqueue_tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE trioqueue_paused (queue TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+CREATE TABLE trioqueue_workers (
+            name TEXT PRIMARY KEY NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queue TEXT NOT NULL,
+            concurrency INTEGER NOT NULL,
+            running INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            last_seen REAL NOT NULL
+        );
+""",
 )
 
 #: The schema version this code writes and understands.
