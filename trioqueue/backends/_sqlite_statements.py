@@ -6,6 +6,7 @@ tables are made by the migrations in ``_sqlite_schema.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .._driver import StoredTask
+from .._driver import CANCEL_REQUESTED, StoredTask, WorkerRecord
 from .._task import Status
 from ._columns import TEXT_COLUMNS, meta_json
 
@@ -35,43 +36,82 @@ INSERT_FRESH = (
     f"INSERT OR IGNORE INTO trioqueue_tasks ({', '.join(_FRESH)}, status) "
     f"VALUES ({', '.join('?' * len(_FRESH))}, 'pending')"
 )
+# Binds (token, lease expiry, worker, queue, now, limit). A paused queue gives
+# nothing: its row in trioqueue_paused is looked up once, in the same statement.
 CLAIM = f"""
 UPDATE trioqueue_tasks
-SET status = 'queued', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?
+SET status = 'queued', attempts = attempts + 1, lease_token = ?1, lease_expires_at = ?2,
+    worker = ?3
 WHERE rowid IN (
     SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim
-    WHERE queue = ? AND status IN ('pending', 'failed') AND run_at <= ?
+    WHERE queue = ?4 AND status IN ('pending', 'failed') AND run_at <= ?5
+      AND NOT EXISTS (SELECT 1 FROM trioqueue_paused AS p WHERE p.queue = ?4)
     ORDER BY priority DESC, run_at, id
-    LIMIT ?
+    LIMIT ?6
 )
 RETURNING {_COLS}
 """
 # Batches of ids travel as one JSON array parameter: one cached statement for any size.
 _IDS = "id IN (SELECT value FROM json_each(?))"
+_FINAL = "('done', 'killed', 'cancelled')"
 _HELD = "lease_token = ? AND status IN ('queued', 'running')"
+# ``last_error`` of a task whose cancellation was requested, as a SQL literal.
+_CANCELLED = "'" + CANCEL_REQUESTED.replace("'", "''") + "'"
 START = (
-    f"UPDATE trioqueue_tasks SET status = 'running' "
+    f"UPDATE trioqueue_tasks SET status = 'running', started_at = ? "
     f"WHERE {_IDS} AND lease_token = ? AND status = 'queued'"
 )
-EXTEND = f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {_IDS} AND {_HELD} RETURNING id"
+EXTEND = (
+    f"UPDATE trioqueue_tasks SET lease_expires_at = ? WHERE {_IDS} AND {_HELD} "
+    f"RETURNING id, cancel_requested"
+)
+# The same, storing progress: the second parameter is a JSON object of ids to
+# progress texts (json_each's own ``id`` column is why the table is named).
+EXTEND_PROGRESS = f"""
+UPDATE trioqueue_tasks SET lease_expires_at = ?,
+    progress = coalesce(
+        (SELECT p.value FROM json_each(?) AS p WHERE p.key = trioqueue_tasks.id), progress)
+WHERE {_IDS} AND {_HELD}
+RETURNING id, cancel_requested
+"""
 SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {_IDS} AND {_HELD}"
-SETTLE = """
+# The rules of ``apply_outcome``, one row per outcome. A task is scheduled
+# again when it failed with attempts left or snoozed (PENDING), unless its
+# cancellation was requested: then it ends CANCELLED whatever the outcome.
+_AGAIN = (
+    "NOT cancel_requested AND "
+    "(:status = 'pending' OR (:status = 'failed' AND attempts < max_attempts))"
+)
+_SNOOZE = "NOT cancel_requested AND :status = 'pending'"
+SETTLE = f"""
 UPDATE trioqueue_tasks SET
-    status = CASE WHEN :status = 'failed' AND attempts >= max_attempts
-                  THEN 'killed' ELSE :status END,
-    result = CASE WHEN :status = 'done' THEN :result ELSE result END,
-    last_error = CASE WHEN :status = 'done' AND :error IS NULL THEN last_error ELSE :error END,
-    traceback = CASE WHEN :status = 'done' THEN traceback ELSE :traceback END,
-    run_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
-                  THEN :now + :delay ELSE run_at END,
-    finished_at = CASE WHEN :status = 'failed' AND attempts < max_attempts
-                       THEN finished_at ELSE :now END,
-    lease_token = NULL, lease_expires_at = NULL
+    status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN :status = 'failed' AND attempts >= max_attempts THEN 'killed'
+                  ELSE :status END,
+    result = CASE WHEN :status = 'done' AND NOT cancel_requested THEN :result ELSE result END,
+    last_error = CASE
+        WHEN cancel_requested THEN coalesce(nullif(:error, ''), {_CANCELLED})
+        WHEN :status = 'pending' OR (:status = 'done' AND :error IS NULL) THEN last_error
+        ELSE :error END,
+    traceback = CASE WHEN NOT cancel_requested AND :status IN ('done', 'pending')
+                     THEN traceback ELSE :traceback END,
+    attempts = CASE WHEN {_SNOOZE} THEN max(0, attempts - 1) ELSE attempts END,
+    snoozes = CASE WHEN {_SNOOZE} THEN snoozes + 1 ELSE snoozes END,
+    run_at = CASE WHEN {_AGAIN} THEN :now + :delay ELSE run_at END,
+    finished_at = CASE WHEN {_AGAIN} THEN finished_at ELSE :now END,
+    started_at = coalesce(:started_at, started_at),
+    progress = coalesce(:progress, progress),
+    cancel_requested = 0, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND status IN ('queued', 'running')
 """
+# Binds (now, ids, token).
 RELEASE = f"""
-UPDATE trioqueue_tasks
-SET status = 'pending', attempts = max(0, attempts - 1), lease_token = NULL, lease_expires_at = NULL
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    attempts = CASE WHEN cancel_requested THEN attempts ELSE max(0, attempts - 1) END,
+    last_error = CASE WHEN cancel_requested THEN {_CANCELLED} ELSE last_error END,
+    finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END,
+    cancel_requested = 0, lease_token = NULL, lease_expires_at = NULL
 WHERE {_IDS} AND {_HELD}
 RETURNING queue
 """
@@ -81,15 +121,18 @@ WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
   AND (:queue IS NULL OR queue = :queue)
 LIMIT 1
 """
-RESCUE = """
+_ENDS = "(cancel_requested OR attempts >= max_attempts)"
+RESCUE = f"""
 UPDATE trioqueue_tasks SET
-    status = CASE WHEN attempts >= max_attempts THEN 'killed' ELSE 'failed' END,
-    last_error = CASE WHEN attempts >= max_attempts
+    status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts >= max_attempts THEN 'killed' ELSE 'failed' END,
+    last_error = CASE WHEN cancel_requested THEN {_CANCELLED}
+        WHEN attempts >= max_attempts
         THEN 'lease expired on attempt ' || attempts || ' of ' || max_attempts
         ELSE 'lease expired on attempt ' || attempts END,
-    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
-    run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE :now END,
-    lease_token = NULL, lease_expires_at = NULL
+    finished_at = CASE WHEN {_ENDS} THEN :now ELSE finished_at END,
+    run_at = CASE WHEN {_ENDS} THEN run_at ELSE :now END,
+    cancel_requested = 0, lease_token = NULL, lease_expires_at = NULL
 WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
   AND (:queue IS NULL OR queue = :queue)
 RETURNING queue, status
@@ -108,20 +151,54 @@ WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :statu
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
+GET_MANY = f"SELECT {_COLS} FROM trioqueue_tasks WHERE {_IDS}"
 QUEUES_OF = f"SELECT id, queue, status FROM trioqueue_tasks WHERE {_IDS}"
 RETRY = """
 UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
     max_attempts = max(max_attempts, attempts + 1)
 WHERE id = ? AND status IN ('failed', 'killed') RETURNING queue
 """
+# PENDING or FAILED: CANCELLED at once; QUEUED or RUNNING: flagged. Binds (now, id).
 CANCEL = """
-UPDATE trioqueue_tasks SET status = 'cancelled', finished_at = ?
-WHERE id = ? AND status IN ('pending', 'failed')
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status IN ('pending', 'failed') THEN ? ELSE finished_at END,
+    cancel_requested = status IN ('queued', 'running')
+WHERE id = ? AND status IN ('pending', 'failed', 'queued', 'running')
+RETURNING status
 """
-PURGE = """
+# ``replace``: the final tasks among the ids go, in the insert's transaction.
+DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status IN {_FINAL}"
+PURGE = f"""
 DELETE FROM trioqueue_tasks
-WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < ?
+WHERE status IN {_FINAL} AND finished_at < ?
 """
+# Retention: at most :limit rows, each past its status's cutoff (NULL: kept),
+# found through the index of finished tasks (below :oldest, the latest cutoff).
+PRUNE = f"""
+DELETE FROM trioqueue_tasks WHERE rowid IN (
+    SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
+    WHERE status IN {_FINAL} AND finished_at < :oldest
+      AND ((status = 'done' AND finished_at < :done)
+           OR (status = 'killed' AND finished_at < :killed)
+           OR (status = 'cancelled' AND finished_at < :cancelled))
+    LIMIT :limit
+)
+"""
+PAUSE = "INSERT OR IGNORE INTO trioqueue_paused (queue) VALUES (?)"
+RESUME = "DELETE FROM trioqueue_paused WHERE queue = ?"
+PAUSED = "SELECT queue FROM trioqueue_paused ORDER BY queue"
+#: The workers' table's columns: ``WorkerRecord``'s fields, in order.
+WORKER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(WorkerRecord))
+_WORKER_COLS = ", ".join(WORKER_FIELDS)
+REGISTER_WORKER = (
+    f"INSERT INTO trioqueue_workers ({_WORKER_COLS}) "
+    f"VALUES ({', '.join('?' * len(WORKER_FIELDS))}) ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{n} = excluded.{n}" for n in WORKER_FIELDS if n != "name")
+)
+REMOVE_WORKER = "DELETE FROM trioqueue_workers WHERE name = ?"
+WORKERS = f"SELECT {_WORKER_COLS} FROM trioqueue_workers WHERE last_seen > ? ORDER BY name"
+PRUNE_WORKERS = "DELETE FROM trioqueue_workers WHERE last_seen < ?"
 #: Changes whenever another connection commits (read by ``wait_for_tasks``).
 DATA_VERSION = "PRAGMA data_version"
 
@@ -136,15 +213,20 @@ _fresh_tail = operator.attrgetter(
     "lease_token",
     "lease_expires_at",
     "traceback",
+    "started_at",
+    "worker",
+    "progress",
+    "snoozes",
+    "cancel_requested",
 )
-_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None, None)
+_FRESH_TAIL = (Status.PENDING, 0, None, None, None, None, None, None, None, None, None, 0, False)
 
 
 def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
     """Return the insert statement for ``tasks`` and its rows.
 
     ``INSERT_FRESH`` when every task is new (PENDING, no attempt, no outcome,
-    no lease), else ``INSERT`` with every column.
+    no lease, never started), else ``INSERT`` with every column.
     """
     rows: list[Sequence[Any]] = []
     append, head, tail, fresh = rows.append, _fresh_head, _fresh_tail, _FRESH_TAIL
