@@ -1,6 +1,8 @@
-"""The SQLite driver's inspection and administration: reads, cancellation, change
-signals, retention, paused queues and the workers' registry (``SqliteDriver``
-inherits them)."""
+"""The SQLite driver's operations off the claim/settle path, inherited by ``SqliteDriver``.
+
+Reads, cancellation, the change and cancel signals, retention, paused queues
+and the workers' registry.
+"""
 
 from __future__ import annotations
 

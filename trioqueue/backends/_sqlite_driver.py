@@ -6,8 +6,9 @@ another process's write lock and WAL checkpoints run on the driver's own
 thread (``_sqlite_thread``). Writes are ``BEGIN IMMEDIATE`` transactions, so
 two processes never claim the same task; pushes are synced to disk before
 they are acknowledged. An idle worker sleeps until inotify reports a write to
-the WAL file (``_sqlite_wake``), else polls. ``sqlite.py`` wraps it in the
-public backend.
+the WAL file (``_sqlite_wake``), else polls. Inspection and administration
+are in ``_sqlite_admin``, the statements in ``_sqlite_statements``;
+``sqlite.py`` wraps the driver in the public backend.
 """
 
 from __future__ import annotations
