@@ -103,10 +103,10 @@ class LateClaimDriver(MemoryDriver):
         self.settled = trio.Event()
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[tq.StoredTask]:
         self.calls += 1
-        got = await super().claim(queue, limit, token, lease_seconds)
+        got = await super().claim(queue, limit, token, lease_seconds, worker)
         if self.calls == 2:
             assert got == []
             await self.settled.wait()

@@ -13,6 +13,7 @@ PUBLIC = {
     "ServiceBuilder", "Stack", "Status", "StoredTask", "Task", "TaskId", "TaskSink",
     "TaskSinkError", "TaskTimeout", "TrioqueueError", "Worker", "WorkerBuilder", "WorkerContext",
     "WorkerEvent", "WorkerStatistics", "collect_queue_depth", "open_backend", "serve_metrics",
+    "Progress", "Retention", "Snooze", "TaskCancelled", "TaskFailed", "WorkerInfo",
 }  # fmt: skip
 
 

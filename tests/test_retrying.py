@@ -27,13 +27,13 @@ class FlakyClaimDriver(MemoryDriver):
         self.claims = 0
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
         self.claims += 1
         if self.failures:
             self.failures -= 1
             raise self.error
-        return await super().claim(queue, limit, token, lease_seconds)
+        return await super().claim(queue, limit, token, lease_seconds, worker)
 
 
 @asynccontextmanager

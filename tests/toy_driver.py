@@ -5,30 +5,38 @@
 - Broken drivers, each breaking one promise: ``ForgetfulReleaseDriver`` (does
   not give back tasks that never started, so shutdown strands its prefetch),
   ``UncheckedSettleDriver`` (settles without checking the lease),
-  ``LosingRescueDriver`` and ``LosingRescueFileDriver`` (lose a task on rescue).
+  ``LosingRescueDriver`` and ``LosingRescueFileDriver`` (lose a task on rescue),
+  ``CancelsAnythingDriver`` (cancels final tasks too), ``RetriesOnlyKilledDriver``
+  (refuses to retry a FAILED task), ``IgnoresCancelOnSettleDriver`` (a task
+  whose cancellation was requested ends as its outcome says, not CANCELLED)
+  ``DeafToChangesDriver`` (``wait_for_change`` always waits it out) and
+  ``ImpatientDriver`` (``wait_for_change`` never waits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
+import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import trio
 
 from trioqueue import Backend, Outcome, Status, StoredTask
-from trioqueue._driver import apply_outcome
+from trioqueue._driver import CANCEL_REQUESTED, Extended, WorkerRecord, apply_outcome
 from trioqueue.backends.memory import MemoryDriver
 
 Clock = Callable[[], float]
 
 _READY = (Status.PENDING, Status.FAILED)
 _LEASED = (Status.QUEUED, Status.RUNNING)
+_FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
 
 
 # -- broken memory drivers --
@@ -105,6 +113,31 @@ class RetriesOnlyKilledDriver(MemoryDriver):
         return await super().retry(id)
 
 
+class IgnoresCancelOnSettleDriver(MemoryDriver):
+    """Settle ignores a requested cancellation: the outcome stands (a DONE stays DONE)."""
+
+    async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
+        for o in outcomes:
+            t = self._held(o.id, token)
+            if t is not None:
+                t.cancel_requested = False
+        return await super().settle(outcomes, token)
+
+
+class DeafToChangesDriver(MemoryDriver):
+    """``wait_for_change`` sleeps its whole ``max_wait`` whatever changes."""
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        await trio.sleep(max_wait)
+
+
+class ImpatientDriver(MemoryDriver):
+    """``wait_for_change`` returns at once: its callers would poll in a tight loop."""
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        await trio.lowlevel.checkpoint()
+
+
 def memory_factory(
     driver_cls: type[MemoryDriver],
 ) -> Callable[..., Any]:
@@ -140,72 +173,149 @@ def _from_json(d: dict[str, Any]) -> StoredTask:
     return StoredTask(**d)
 
 
+def _copy(t: StoredTask) -> StoredTask:
+    return _from_json(_to_json(t))
+
+
+@dataclass
+class _Store:
+    """What the file holds: the tasks, the paused queues and the workers' entries."""
+
+    tasks: dict[str, StoredTask] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
+    workers: dict[str, WorkerRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, text: str) -> _Store:
+        d = json.loads(text)
+        return cls(
+            {t["id"]: _from_json(t) for t in d["tasks"]},
+            set(d["paused"]),
+            {w["name"]: WorkerRecord(**w) for w in d["workers"]},
+        )
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "tasks": [_to_json(t) for t in self.tasks.values()],
+                "paused": sorted(self.paused),
+                "workers": [asdict(w) for w in self.workers.values()],
+            }
+        )
+
+    def looks(self) -> tuple[dict[str, tuple[Status, str | None]], set[str]]:
+        """What the signals follow: each task's status and progress, and the flagged ids."""
+        seen = {id: (t.status, t.progress) for id, t in self.tasks.items()}
+        return seen, {id for id, t in self.tasks.items() if t.cancel_requested}
+
+
+Op = Callable[[_Store, float], Any]
+
+
 class FileDriver:
-    """A driver keeping every task in one JSON file, locked with ``fcntl``.
+    """A driver keeping a whole store in one JSON file, locked with ``fcntl``.
 
     Each operation takes an exclusive lock, reads the file, applies the
-    change and replaces the file atomically (write, fsync, rename).
+    change and replaces the file atomically (write, fsync, rename). The
+    signals (``wait_for_change``, ``wait_for_cancel``) are two counters in a
+    small file beside it, bumped when a task's status or progress changed or
+    a cancellation was requested, and polled.
     """
 
     def __init__(self, path: str, *, clock: Clock | None = None) -> None:
         self.path = path
         self._clock = clock or time.time
         self._lock_path = path + ".lock"
+        self._signals_path = path + ".signals"
 
     def now(self) -> float:
         return self._clock()
 
-    def _apply(self, fn: Callable[[dict[str, StoredTask], float], Any]) -> Any:
+    def _write(self, path: str, text: str) -> None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _signals(self) -> list[int]:
+        try:
+            with open(self._signals_path) as f:
+                counts: list[int] = json.load(f)
+                return counts
+        except FileNotFoundError:
+            return [0, 0]
+
+    def _apply(self, fn: Op) -> Any:
         with open(self._lock_path, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                tasks: dict[str, StoredTask] = {}
+                store = _Store()
                 if os.path.exists(self.path):
                     with open(self.path) as f:
-                        tasks = {d["id"]: _from_json(d) for d in json.load(f)}
-                before = json.dumps([_to_json(t) for t in tasks.values()])
-                out = fn(tasks, self.now())
-                after = json.dumps([_to_json(t) for t in tasks.values()])
+                        store = _Store.load(f.read())
+                before, looks = store.dump(), store.looks()
+                out = fn(store, self.now())
+                after = store.dump()
                 if after != before:
-                    tmp = f"{self.path}.{os.getpid()}.tmp"
-                    with open(tmp, "w") as f:
-                        f.write(after)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.replace(tmp, self.path)
+                    self._write(self.path, after)
+                    seen, flagged = store.looks()
+                    changed, cancelled = seen != looks[0], bool(flagged - looks[1])
+                    if changed or cancelled:
+                        counts = self._signals()
+                        self._write(
+                            self._signals_path,
+                            json.dumps([counts[0] + changed, counts[1] + cancelled]),
+                        )
                 return out
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    async def _run(self, fn: Callable[[dict[str, StoredTask], float], Any]) -> Any:
+    async def _run(self, fn: Op) -> Any:
         return await trio.to_thread.run_sync(self._apply, fn)
 
     @staticmethod
-    def _held(tasks: dict[str, StoredTask], id: str, token: str) -> StoredTask | None:
-        t = tasks.get(id)
+    def _held(store: _Store, id: str, token: str) -> StoredTask | None:
+        t = store.tasks.get(id)
         if t is None or t.lease_token != token or t.status not in _LEASED:
             return None
         return t
 
+    @staticmethod
+    def _insert(store: _Store, new: Sequence[StoredTask], now: float) -> int:
+        n = 0
+        for t in new:
+            if t.id not in store.tasks:
+                store.tasks[t.id] = t = _copy(t)
+                t.created_at = t.created_at or now
+                n += 1
+        return n
+
     async def insert(self, new: Sequence[StoredTask]) -> int:
-        def op(tasks: dict[str, StoredTask], now: float) -> int:
-            n = 0
+        n: int = await self._run(lambda store, now: self._insert(store, new, now))
+        return n
+
+    async def replace(self, new: Sequence[StoredTask]) -> int:
+        def op(store: _Store, now: float) -> int:
             for t in new:
-                if t.id not in tasks:
-                    tasks[t.id] = _from_json(_to_json(t))
-                    n += 1
-            return n
+                old = store.tasks.get(t.id)
+                if old is not None and old.status.is_final:
+                    del store.tasks[t.id]
+            return self._insert(store, new, now)
 
         n: int = await self._run(op)
         return n
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
-        def op(tasks: dict[str, StoredTask], now: float) -> list[StoredTask]:
+        def op(store: _Store, now: float) -> list[StoredTask]:
+            if queue in store.paused:
+                return []
             ready = [
                 t
-                for t in tasks.values()
+                for t in store.tasks.values()
                 if t.queue == queue and t.status in _READY and t.run_at <= now
             ]
             ready.sort(key=lambda t: (-t.priority, t.run_at, t.id))
@@ -215,64 +325,90 @@ class FileDriver:
                 t.attempts += 1
                 t.lease_token = token
                 t.lease_expires_at = now + lease_seconds
-                out.append(_from_json(_to_json(t)))
+                t.worker = worker or None
+                out.append(_copy(t))
             return out
 
         out: list[StoredTask] = await self._run(op)
         return out
 
     async def start(self, ids: Sequence[str], token: str) -> None:
-        def op(tasks: dict[str, StoredTask], now: float) -> None:
+        def op(store: _Store, now: float) -> None:
             for id in ids:
-                t = self._held(tasks, id, token)
+                t = self._held(store, id, token)
                 if t is not None and t.status is Status.QUEUED:
                     t.status = Status.RUNNING
+                    t.started_at = now
 
         await self._run(op)
 
-    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
-        def op(tasks: dict[str, StoredTask], now: float) -> list[str]:
-            kept = []
+    async def extend(
+        self,
+        ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+        progress: Mapping[str, str] | None = None,
+    ) -> Extended:
+        def op(store: _Store, now: float) -> Extended:
+            out = Extended([])
             for id in ids:
-                t = self._held(tasks, id, token)
+                t = self._held(store, id, token)
                 if t is not None:
                     t.lease_expires_at = now + lease_seconds
-                    kept.append(id)
-            return kept
+                    out.held.append(id)
+                    if t.cancel_requested:
+                        out.cancel.append(id)
+                    if progress and id in progress:
+                        t.progress = progress[id]
+            return out
 
-        kept: list[str] = await self._run(op)
-        return kept
+        out: Extended = await self._run(op)
+        return out
 
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
-        def op(tasks: dict[str, StoredTask], now: float) -> list[str]:
+        def op(store: _Store, now: float) -> list[str]:
             applied = []
             for o in outcomes:
-                t = self._held(tasks, o.id, token)
-                if t is None:
-                    continue
-                apply_outcome(t, o, now)
-                applied.append(o.id)
+                t = self._held(store, o.id, token)
+                if t is not None:
+                    apply_outcome(t, o, now)
+                    applied.append(o.id)
             return applied
 
         applied: list[str] = await self._run(op)
         return applied
 
+    @staticmethod
+    def _cancelled(t: StoredTask, now: float) -> None:
+        t.lease_token = t.lease_expires_at = None
+        t.status = Status.CANCELLED
+        t.last_error = CANCEL_REQUESTED
+        t.finished_at = now
+        t.cancel_requested = False
+
     async def release(self, ids: Sequence[str], token: str) -> int:
-        def op(tasks: dict[str, StoredTask], now: float) -> int:
+        def op(store: _Store, now: float) -> int:
             n = 0
             for id in ids:
-                t = self._held(tasks, id, token)
-                if t is not None:
+                t = self._held(store, id, token)
+                if t is None:
+                    continue
+                if t.cancel_requested:
+                    self._cancelled(t, now)
+                else:
                     t.lease_token = t.lease_expires_at = None
                     t.status = Status.PENDING
                     t.attempts = max(0, t.attempts - 1)
-                    n += 1
+                n += 1
             return n
 
         n: int = await self._run(op)
         return n
 
-    def _rescue_one(self, tasks: dict[str, StoredTask], t: StoredTask, now: float) -> None:
+    def _rescue_one(self, store: _Store, t: StoredTask, now: float) -> None:
+        if t.cancel_requested:
+            self._cancelled(t, now)
+            return
         t.lease_token = t.lease_expires_at = None
         if t.attempts >= t.max_attempts:
             t.status = Status.KILLED
@@ -284,25 +420,27 @@ class FileDriver:
             t.run_at = now
 
     async def rescue(self, queue: str | None) -> int:
-        def op(tasks: dict[str, StoredTask], now: float) -> int:
+        def op(store: _Store, now: float) -> int:
             expired = [
                 t
-                for t in list(tasks.values())
+                for t in list(store.tasks.values())
                 if t.status in _LEASED
                 and (queue is None or t.queue == queue)
                 and t.lease_expires_at is not None
                 and t.lease_expires_at <= now
             ]
             for t in expired:
-                self._rescue_one(tasks, t, now)
+                self._rescue_one(store, t, now)
             return len(expired)
 
         n: int = await self._run(op)
         return n
 
     async def next_run_at(self, queue: str) -> float | None:
-        def op(tasks: dict[str, StoredTask], now: float) -> float | None:
-            times = [t.run_at for t in tasks.values() if t.queue == queue and t.status in _READY]
+        def op(store: _Store, now: float) -> float | None:
+            times = [
+                t.run_at for t in store.tasks.values() if t.queue == queue and t.status in _READY
+            ]
             return min(times) if times else None
 
         best: float | None = await self._run(op)
@@ -311,10 +449,24 @@ class FileDriver:
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
         await trio.sleep(min(max_wait, 0.05))
 
+    async def _wait_signal(self, which: int, max_wait: float) -> None:
+        first = self._signals()[which]
+        with trio.move_on_after(max_wait):
+            while True:  # a toy polls; a real driver waits on an event or a notification
+                await trio.sleep(0.02)
+                if self._signals()[which] != first:
+                    return
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        await self._wait_signal(0, max_wait)
+
+    async def wait_for_cancel(self, max_wait: float) -> None:
+        await self._wait_signal(1, max_wait)
+
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
-        def op(tasks: dict[str, StoredTask], now: float) -> dict[str, dict[Status, int]]:
+        def op(store: _Store, now: float) -> dict[str, dict[Status, int]]:
             out: dict[str, dict[Status, int]] = {}
-            for t in tasks.values():
+            for t in store.tasks.values():
                 if queue is None or t.queue == queue:
                     per = out.setdefault(t.queue, {})
                     per[t.status] = per.get(t.status, 0) + 1
@@ -326,10 +478,10 @@ class FileDriver:
     async def list_tasks(
         self, *, queue: str | None, status: Status | None, limit: int, offset: int
     ) -> list[StoredTask]:
-        def op(tasks: dict[str, StoredTask], now: float) -> list[StoredTask]:
+        def op(store: _Store, now: float) -> list[StoredTask]:
             sel = [
                 t
-                for t in tasks.values()
+                for t in store.tasks.values()
                 if (queue is None or t.queue == queue) and (status is None or t.status is status)
             ]
             sel.sort(key=lambda t: t.id, reverse=True)
@@ -339,19 +491,27 @@ class FileDriver:
         return out
 
     async def get(self, id: str) -> StoredTask | None:
-        out: StoredTask | None = await self._run(lambda tasks, now: tasks.get(id))
+        out: StoredTask | None = await self._run(lambda store, now: store.tasks.get(id))
+        return out
+
+    async def get_many(self, ids: Sequence[str]) -> list[StoredTask]:
+        def op(store: _Store, now: float) -> list[StoredTask]:
+            return [t for id in ids if (t := store.tasks.get(id)) is not None]
+
+        out: list[StoredTask] = await self._run(op)
         return out
 
     async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
-        def op(tasks: dict[str, StoredTask], now: float) -> dict[str, tuple[str, Status]]:
+        def op(store: _Store, now: float) -> dict[str, tuple[str, Status]]:
+            tasks = store.tasks
             return {id: (t.queue, t.status) for id in ids if (t := tasks.get(id)) is not None}
 
         out: dict[str, tuple[str, Status]] = await self._run(op)
         return out
 
     async def retry(self, id: str) -> bool:
-        def op(tasks: dict[str, StoredTask], now: float) -> bool:
-            t = tasks.get(id)
+        def op(store: _Store, now: float) -> bool:
+            t = store.tasks.get(id)
             if t is None or t.status not in (Status.FAILED, Status.KILLED):
                 return False
             t.status = Status.PENDING
@@ -364,30 +524,68 @@ class FileDriver:
         return ok
 
     async def cancel(self, id: str) -> bool:
-        def op(tasks: dict[str, StoredTask], now: float) -> bool:
-            t = tasks.get(id)
-            if t is None or t.status not in _READY:
+        def op(store: _Store, now: float) -> bool:
+            t = store.tasks.get(id)
+            if t is None or t.status.is_final:
                 return False
-            t.status = Status.CANCELLED
-            t.finished_at = now
+            if t.status in _LEASED:
+                t.cancel_requested = True
+            else:
+                t.status = Status.CANCELLED
+                t.finished_at = now
             return True
 
         ok: bool = await self._run(op)
         return ok
 
     async def purge(self, older_than: float) -> int:
-        def op(tasks: dict[str, StoredTask], now: float) -> int:
+        return await self.prune(dict.fromkeys(_FINAL, older_than), 1 << 62, -math.inf)
+
+    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+        def op(store: _Store, now: float) -> int:
             gone = [
                 id
-                for id, t in tasks.items()
-                if t.status.is_final and t.finished_at is not None and t.finished_at < older_than
-            ]
+                for id, t in store.tasks.items()
+                if t.status in before
+                and t.status.is_final
+                and t.finished_at is not None
+                and t.finished_at < before[t.status]
+            ][:limit]
             for id in gone:
-                del tasks[id]
+                del store.tasks[id]
+            for name in [n for n, w in store.workers.items() if w.last_seen < workers_before]:
+                del store.workers[name]
             return len(gone)
 
         n: int = await self._run(op)
         return n
+
+    async def pause(self, queue: str) -> None:
+        await self._run(lambda store, now: store.paused.add(queue))
+
+    async def resume(self, queue: str) -> None:
+        await self._run(lambda store, now: store.paused.discard(queue))
+
+    async def paused(self) -> list[str]:
+        out: list[str] = await self._run(lambda store, now: sorted(store.paused))
+        return out
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        def op(store: _Store, now: float) -> None:
+            store.workers[worker.name] = dataclasses.replace(worker, last_seen=now)
+
+        await self._run(op)
+
+    async def remove_worker(self, name: str) -> None:
+        await self._run(lambda store, now: store.workers.pop(name, None))
+
+    async def workers(self, seen_after: float) -> list[WorkerRecord]:
+        def op(store: _Store, now: float) -> list[WorkerRecord]:
+            found = [w for w in store.workers.values() if w.last_seen > seen_after]
+            return sorted(found, key=lambda w: w.name)
+
+        out: list[WorkerRecord] = await self._run(op)
+        return out
 
     async def aclose(self) -> None:
         pass
@@ -396,8 +594,8 @@ class FileDriver:
 class LosingRescueFileDriver(FileDriver):
     """Rescue deletes an expired task instead of recovering it."""
 
-    def _rescue_one(self, tasks: dict[str, StoredTask], t: StoredTask, now: float) -> None:
-        del tasks[t.id]
+    def _rescue_one(self, store: _Store, t: StoredTask, now: float) -> None:
+        del store.tasks[t.id]
 
 
 def _path_of(url: str) -> str:
@@ -423,3 +621,6 @@ open_unchecked_settle = memory_factory(UncheckedSettleDriver)
 open_losing_rescue = memory_factory(LosingRescueDriver)
 open_cancels_anything = memory_factory(CancelsAnythingDriver)
 open_retries_only_killed = memory_factory(RetriesOnlyKilledDriver)
+open_ignores_cancel_on_settle = memory_factory(IgnoresCancelOnSettleDriver)
+open_deaf_to_changes = memory_factory(DeafToChangesDriver)
+open_impatient = memory_factory(ImpatientDriver)

@@ -12,10 +12,15 @@ from typing import Any
 from ._codec import Codec
 from ._driver import Driver, StoredTask, to_task
 from ._durations import seconds
+from ._lifecycle import WorkerInfo
 from ._retrying import retrying
+from ._sink import check_queue_name
 from ._task import Status, Task
 
-__all__ = ["Administration"]
+__all__ = ["WORKER_TTL", "Administration"]
+
+#: Seconds after its last refresh that a worker's entry counts as dead.
+WORKER_TTL = 30.0
 
 
 class Administration:
@@ -23,6 +28,7 @@ class Administration:
 
     driver: Driver
     codec: Codec
+    queue: str
     transient: tuple[type[BaseException], ...]
 
     def _to_task(self, rec: StoredTask) -> Task[Any]:
@@ -94,7 +100,17 @@ class Administration:
         )
 
     async def cancel_task(self, id: str) -> bool:
-        """Cancel a PENDING or FAILED task. Returns whether it was cancelled."""
+        """Cancel a task that is not final.
+
+        A PENDING or FAILED task is CANCELLED at once. A QUEUED or RUNNING one
+        is flagged in storage: the worker holding it cancels it within one
+        lease extension (a third of its lease; on PostgreSQL at once, by a
+        notification) and it ends CANCELLED, with no retry, even if its
+        handler shields itself and returns.
+
+        Returns:
+          Whether the task was cancelled or flagged (False: final or unknown).
+        """
         return await retrying(
             "cancel a task", self.driver.cancel, str(id), transient=self.transient, attempts=3
         )
@@ -115,3 +131,44 @@ class Administration:
         return await retrying(
             "rescue tasks", self.driver.rescue, None, transient=self.transient, attempts=3
         )
+
+    def _queue_arg(self, queue: str | None) -> str:
+        return self.queue if queue is None else check_queue_name(queue)
+
+    async def pause(self, queue: str | None = None) -> None:
+        """Pause a queue (default: this backend's): workers stop claiming from it.
+
+        Every worker on it stops claiming at its next claim (within its poll
+        interval); tasks running (and those already prefetched) finish.
+        """
+        await retrying(
+            "pause a queue", self.driver.pause, self._queue_arg(queue),
+            transient=self.transient, attempts=3,
+        )  # fmt: skip
+
+    async def resume(self, queue: str | None = None) -> None:
+        """Resume a paused queue (default: this backend's); its workers claim again at once."""
+        await retrying(
+            "resume a queue", self.driver.resume, self._queue_arg(queue),
+            transient=self.transient, attempts=3,
+        )  # fmt: skip
+
+    async def paused(self) -> list[str]:
+        """Return the paused queues of the store, sorted."""
+        return await retrying(
+            "list paused queues", self.driver.paused, transient=self.transient, attempts=3
+        )
+
+    async def workers(self, *, stale_after: float = WORKER_TTL) -> list[WorkerInfo]:
+        """Return the live workers of the store, by name.
+
+        Workers refresh their entry with their lease extensions (at least
+        every ``REGISTRY_EVERY`` seconds); an entry not refreshed for
+        ``stale_after`` seconds is a dead worker's and is not listed (it is
+        deleted by a later prune).
+        """
+        since = self.driver.now() - seconds("stale_after", stale_after)
+        recs = await retrying(
+            "list workers", self.driver.workers, since, transient=self.transient, attempts=3
+        )
+        return [WorkerInfo.from_record(r) for r in recs]

@@ -22,9 +22,11 @@ from ._codec import Codec, JsonCodec
 from ._consumer import Consumer
 from ._driver import Driver, StoredTask
 from ._errors import BackendClosed, BackendError, DuplicateTask, PushError
+from ._lifecycle import Retention
 from ._nursery import open_nursery
+from ._results import Results
 from ._retrying import CLEANUP_TIMEOUT, retrying
-from ._sink import TaskSink, check_queue_name
+from ._sink import IfExists, TaskSink, check_queue_name
 
 __all__ = ["Backend", "BackendStatistics"]
 
@@ -64,15 +66,17 @@ def _clash(records: list[StoredTask], clashes: _Clashes) -> DuplicateTask | None
 
 
 class _Batch:
-    __slots__ = ("done", "error", "records")
+    __slots__ = ("alone", "done", "error", "records", "stored")
 
-    def __init__(self, records: list[StoredTask]) -> None:
+    def __init__(self, records: list[StoredTask], alone: bool = False) -> None:
         self.records = records
         self.done = trio.Event()
         self.error: BaseException | None = None
+        self.alone = alone  # inserted by itself, so that ``stored`` is its own count
+        self.stored = 0
 
 
-class Backend(TaskSink[Any], Administration):
+class Backend(TaskSink[Any], Administration, Results):
     """A storage driver behind trio memory channels: a ``TaskSink`` workers consume.
 
     Use one of the concrete backends (``MemoryBackend``, ``SqliteBackend``,
@@ -95,8 +99,15 @@ class Backend(TaskSink[Any], Administration):
         insert_batch: int = 1024,
         insert_attempts: int = 5,
         transient: tuple[type[BaseException], ...] = (),
+        retention: Retention | None = Retention(),  # noqa: B008 - frozen, shared safely
     ) -> None:
+        if retention is not None and not isinstance(retention, Retention):
+            raise TypeError(
+                f"retention must be a Retention or None, got {type(retention).__name__}"
+            )
         self.driver = driver
+        #: How long finished tasks are kept; workers prune past it (None: kept forever).
+        self.retention = retention
         #: The driver exceptions retried with backoff (``BackendSpec.transient``).
         self.transient = tuple(transient)
         self.queue = check_queue_name(queue)
@@ -111,6 +122,8 @@ class Backend(TaskSink[Any], Administration):
         self._inserting = 0
         self._lone = 0  # of which lone pushes
         self._lone_done = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._init_results()
 
     # -- lifecycle --
 
@@ -132,11 +145,14 @@ class Backend(TaskSink[Any], Administration):
             async with open_nursery() as nursery:
                 nursery.start_soon(self._inserter, recv)
                 self._send = send
+                self._nursery = nursery
                 try:
                     yield
                 finally:
                     self._send = None
+                    self._nursery = None
                     send.close()  # the inserter drains what was sent, then ends
+                    self._stop_reader()  # waiters still following tasks get BackendClosed
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
                 while self._lone:  # a lone push still inserting in its own task
@@ -145,15 +161,26 @@ class Backend(TaskSink[Any], Administration):
 
     async def _inserter(self, recv: trio.MemoryReceiveChannel[_Batch]) -> None:
         batches: list[_Batch] = []
+        carry: _Batch | None = None  # a batch to insert alone, taken while merging
         try:
             async with recv:
-                async for first in recv:
+                while True:
+                    if carry is not None:
+                        first, carry = carry, None
+                    else:
+                        try:
+                            first = await recv.receive()
+                        except trio.EndOfChannel:
+                            break
                     batches = [first]
                     n = len(first.records)
-                    while n < self._insert_batch:
+                    while n < self._insert_batch and not first.alone:
                         try:
                             b = recv.receive_nowait()
                         except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        if b.alone:
+                            carry = b
                             break
                         batches.append(b)
                         n += len(b.records)
@@ -164,14 +191,15 @@ class Backend(TaskSink[Any], Administration):
                     )
                     self._inserting += 1
                     try:
-                        error, clashes = await self._insert(records, self._insert_attempts)
+                        error, clashes, stored = await self._insert(records, self._insert_attempts)
                         if error is not None and len(batches) > 1:
                             # One producer's bad batch must not fail the others
                             # merged with it: try each alone, once.
                             for b in batches:
-                                error, clashes = await self._insert(b.records, 1)
+                                error, clashes, b.stored = await self._insert(b.records, 1)
                                 b.error = error or _clash(b.records, clashes)
                         else:
+                            first.stored = stored  # exact for a batch inserted alone
                             for b in batches:  # a clash fails only its producer
                                 b.error = error or _clash(b.records, clashes)
                     finally:
@@ -185,6 +213,8 @@ class Backend(TaskSink[Any], Administration):
             # Cancelled (the backend's block was cancelled): whoever still waits
             # on a batch learns it was not acknowledged.
             closed = BackendClosed("the backend closed before storage acknowledged the push")
+            if carry is not None:
+                batches.append(carry)
             for b in batches:
                 if not b.done.is_set():
                     b.error = closed
@@ -198,33 +228,36 @@ class Backend(TaskSink[Any], Administration):
                 b.done.set()
 
     async def _insert(
-        self, records: list[StoredTask], attempts: int
-    ) -> tuple[BaseException | None, _Clashes]:
-        """Insert with retries; return the error (the driver's own if any) and the clashes.
+        self, records: list[StoredTask], attempts: int, replace: bool = False
+    ) -> tuple[BaseException | None, _Clashes, int]:
+        """Insert with retries; return the error (the driver's own if any), the clashes, the count.
+
+        ``replace``: replace stored final tasks of the same ids (``driver.replace``).
 
         Only when fewer tasks were stored than given, one batched read tells
         ids their own queue holds already (skipped: no error) from ids held by
         a task of another queue (a ``DuplicateTask`` for that record).
         """
         transient = self.transient
+        insert = self.driver.replace if replace else self.driver.insert
         try:
             n = await retrying(
-                "insert tasks", self.driver.insert, records, transient=transient, attempts=attempts
+                "insert tasks", insert, records, transient=transient, attempts=attempts
             )
             if n >= len(records):
-                return None, {}
+                return None, {}, n
             ids = [r.id for r in records]
             held = await retrying(
                 "look up task ids", self.driver.queues_of, ids, transient=transient, attempts=3
             )
         except Exception as exc:  # a push fails; the backend goes on
-            return ((exc.__cause__ or exc) if isinstance(exc, BackendError) else exc), {}
+            return ((exc.__cause__ or exc) if isinstance(exc, BackendError) else exc), {}, 0
         clashes: _Clashes = {}
         for r in records:
             queue, status = held.get(r.id, (r.queue, None))
-            if queue != r.queue and status is not None:
+            if queue != r.queue and status is not None and not (replace and status.is_final):
                 clashes[r.id, r.queue] = DuplicateTask(r.id, status, queue)
-        return None, clashes
+        return None, clashes, n
 
     # -- TaskSink --
 
@@ -238,16 +271,19 @@ class Backend(TaskSink[Any], Administration):
             )
         return self._send
 
-    async def _store(self, batch: list[StoredTask]) -> None:
+    async def _store(self, batch: list[StoredTask], if_exists: IfExists = "skip") -> None:
         send = self._sender()
-        if not self._inserting:
+        if if_exists != "skip" or not self._inserting:
             # Group commit without a wait: a push that finds no insert under
             # way inserts at once, in its own task (no hop to the inserter);
-            # pushes that arrive meanwhile queue up and go as one insert.
+            # pushes that arrive meanwhile queue up and go as one insert. A
+            # push that must know what became of its id goes alone too.
             self._inserting += 1
             self._lone += 1
             try:
-                error, clashes = await self._insert(batch, self._insert_attempts)
+                error, clashes, n = await self._insert(
+                    batch, self._insert_attempts, replace=if_exists == "replace_finished"
+                )
             finally:
                 self._inserting -= 1
                 self._lone -= 1
@@ -258,37 +294,57 @@ class Backend(TaskSink[Any], Administration):
                 raise PushError(f"storage did not accept {len(batch)} task(s)") from error
             if (dup := _clash(batch, clashes)) is not None:
                 raise dup
-            self._pushed += len(batch)
+            self._pushed += n
+            if if_exists == "raise" and n < len(batch):
+                await self._raise_taken(batch)
             return
         b = _Batch(batch)
         await send.send(b)
         await b.done.wait()
+        self._check(b)
+
+    async def _raise_taken(self, batch: list[StoredTask]) -> None:
+        held = await retrying(
+            "look up task ids",
+            self.driver.queues_of,
+            [r.id for r in batch],
+            transient=self.transient,
+            attempts=3,
+        )
+        for r in batch:
+            if r.id in held:
+                queue, status = held[r.id]
+                raise DuplicateTask(r.id, status, queue, other_queue=queue != r.queue)
+
+    @staticmethod
+    def _check(b: _Batch, what: str = "") -> None:
         if isinstance(b.error, DuplicateTask):
             raise b.error
         if b.error is not None:
-            raise PushError(f"storage did not accept {len(batch)} task(s)") from b.error
+            what = what or f"{len(b.records)} task(s)"
+            raise PushError(f"storage did not accept {what}") from b.error
 
-    async def _store_window(self, batches: AsyncIterable[list[StoredTask]]) -> None:
+    async def _store_window(
+        self, batches: AsyncIterable[list[StoredTask]], *, count: bool = False
+    ) -> int:
         window = max(2, self._push_buffer // 2)
         in_flight: list[_Batch] = []
         send = self._sender()
+        stored = 0
         async for records in batches:
-            b = _Batch(records)
+            b = _Batch(records, alone=count)
             await send.send(b)
             in_flight.append(b)
             while in_flight and (in_flight[0].done.is_set() or len(in_flight) >= window):
                 head = in_flight.pop(0)
                 await head.done.wait()
-                if isinstance(head.error, DuplicateTask):
-                    raise head.error
-                if head.error is not None:
-                    raise PushError("storage did not accept a batch of tasks") from head.error
+                self._check(head, "a batch of tasks")
+                stored += head.stored if count else len(head.records)
         for b in in_flight:
             await b.done.wait()
-            if isinstance(b.error, DuplicateTask):
-                raise b.error
-            if b.error is not None:
-                raise PushError("storage did not accept a batch of tasks") from b.error
+            self._check(b, "a batch of tasks")
+            stored += b.stored if count else len(b.records)
+        return stored
 
     # -- consuming --
 
@@ -303,6 +359,7 @@ class Backend(TaskSink[Any], Administration):
         poll_interval: float = 1.0,
         queue: str | None = None,
         give_up_after: float = math.inf,
+        worker: str = "",
     ) -> AsyncIterator[Consumer]:
         """Open a claiming loop feeding a bounded prefetch channel (one per worker).
 
@@ -317,6 +374,8 @@ class Backend(TaskSink[Any], Administration):
           give_up_after: Seconds a storage call may keep failing with
             transient errors before the consumer stops with ``BackendError``
             (default: retried for as long as it takes).
+          worker: The name stored as the worker of the tasks it claims and in
+            the workers' registry (default: one made from the consumer's token).
 
         Resource handling:
           On exit the claimer stops, prefetched tasks are released at once,
@@ -334,6 +393,8 @@ class Backend(TaskSink[Any], Administration):
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
             give_up_after=give_up_after,
+            worker=worker,
+            retention=self.retention,
         )
         self._consumers += 1
         try:

@@ -6,8 +6,9 @@ and releases in batches; a rescuer recovers expired leases. Closing releases
 whatever was prefetched but not started.
 
 The worker talks to it one way: it takes the next leased task, reports what
-became of each one (started, finished with an outcome, given back), waits on
-the idle state, and stops the claiming. The consumer never calls the worker.
+became of each one (started, finished with an outcome, given back), reports
+progress, waits on the idle state, and stops the claiming. The consumer calls
+the worker once: ``on_cancel`` with the running tasks storage says to cancel.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 
 import trio
 
 from ._driver import Driver, Outcome, StoredTask
 from ._leases import LeaseUpkeep
+from ._lifecycle import Retention
 from ._nursery import open_nursery
 from ._prefetch import next_prefetch
+from ._settling import Settling
 
 __all__ = ["Consumer"]
 
@@ -31,7 +34,7 @@ log = logging.getLogger("trioqueue.consumer")
 _NEVER = float("inf")
 
 
-class Consumer(LeaseUpkeep):
+class Consumer(LeaseUpkeep, Settling):
     """One worker's side of the bridge: a prefetch channel of leased tasks.
 
     Made by ``Backend.open_consumer``. The worker takes tasks with
@@ -55,6 +58,7 @@ class Consumer(LeaseUpkeep):
         prefetch_max: int | None = None,
         give_up_after: float = math.inf,
         worker: str = "",
+        retention: Retention | None = None,
     ) -> None:
         if prefetch < 1 or concurrency < 1:
             raise ValueError("concurrency and prefetch must be >= 1")
@@ -65,6 +69,15 @@ class Consumer(LeaseUpkeep):
         self.token = secrets.token_hex(16)
         #: The name stored as the worker of each task this consumer claims.
         self.worker = worker or f"consumer-{self.token[:8]}"
+        #: Finished tasks past this are pruned while the consumer runs (None: kept).
+        self.retention = retention
+        #: Called with the ids of held tasks whose cancellation storage reported.
+        self.on_cancel: Callable[[list[str]], None] | None = None
+        self._progress: dict[str, str] = {}  # reported, not yet stored
+        self._cancels: set[str] = set()  # held tasks whose cancellation was requested
+        self._extender_wait: trio.CancelScope | None = None
+        self._started_at: dict[str, float] = {}
+        self._empty_ready = 0  # empty claims in a row while a task was due
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         #: Seconds a storage call may keep failing before the consumer stops
@@ -137,6 +150,12 @@ class Consumer(LeaseUpkeep):
             self._lost.discard(rec.id)
             self._start_by.pop(rec.id, None)
             return False
+        if self._cancels and rec.id in self._cancels:
+            # Cancelled while it waited in the channel: given back, storage
+            # ends it CANCELLED.
+            self._start_by.pop(rec.id, None)
+            self.give_back(rec.id)
+            return False
         if self.driver.now() < self._start_by.pop(rec.id, _NEVER):
             return True
         # The loop stalled past the lease (a stopped process, a blocked thread)
@@ -154,12 +173,19 @@ class Consumer(LeaseUpkeep):
     def started(self, id: str) -> None:
         """Report that the task ``id`` began running (flushed in a batch)."""
         self._started.append(id)
+        self._started_at[id] = self.driver.now()
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()
 
     def finished(self, outcome: Outcome) -> None:
         """Report how a task ended; it is settled in the next batch."""
+        id = outcome.id
+        outcome.started_at = self._started_at.pop(id, None)
+        if self._progress and (p := self._progress.pop(id, None)) is not None:
+            outcome.progress = p
+        if self._cancels:
+            self._cancels.discard(id)
         self._outcomes.append(outcome)
         if self._settler_waiting:
             self._settler_waiting = False
@@ -168,6 +194,9 @@ class Consumer(LeaseUpkeep):
     def give_back(self, id: str) -> None:
         """Give back a task that will not run (or was cancelled by shutdown), unsettled."""
         self._released.append(id)
+        self._started_at.pop(id, None)
+        if self._cancels:
+            self._cancels.discard(id)
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()
@@ -239,6 +268,8 @@ class Consumer(LeaseUpkeep):
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender)
             nursery.start_soon(self._rescuer)
+            if self.retention is not None:
+                nursery.start_soon(self._pruner, self.retention)
             nursery.start_soon(self._claimer)
             task_status.started()
 
@@ -288,6 +319,7 @@ class Consumer(LeaseUpkeep):
                 if n != self.prefetch:
                     self._set_prefetch(n)
             if recs:
+                self._empty_ready = 0
                 self._set_idle(False)
                 self.claimed_total += len(recs)
                 held, send_nowait, by = self._held, send.send_nowait, self._start_by
@@ -325,94 +357,20 @@ class Consumer(LeaseUpkeep):
                 return
             timeout = self.poll_interval
             if nxt is not None:
-                timeout = max(0.0, min(timeout, nxt - driver.now()))
+                left = nxt - driver.now()
+                if left > 0:
+                    timeout = min(timeout, left)
+                    self._empty_ready = 0
+                else:
+                    # A task is due and the claim gave nothing (another
+                    # worker took it meanwhile, or the queue is paused):
+                    # look again soon, backing off, not in a busy loop.
+                    timeout = min(timeout, 0.001 * 2**self._empty_ready)
+                    self._empty_ready = min(self._empty_ready + 1, 20)
             if timeout > 0:
                 with trio.CancelScope() as self._wait_scope:
                     await self._retry("wait for tasks", driver.wait_for_tasks, self.queue, timeout)
                 self._wait_scope = None
-
-    def _pending(self) -> bool:
-        return bool(self._started or self._outcomes or self._released)
-
-    async def _settler(self) -> None:
-        while True:
-            if not self._pending():
-                self._settle_wake = trio.Event()
-                self._settler_waiting = True
-                await self._settle_wake.wait()
-            settled = bool(self._outcomes)
-            await self._flush()
-            if settled and not self._held and self._wait_scope is not None:
-                # Nothing left running or buffered: a failed attempt may be
-                # ready again now, so look at once instead of after the wait.
-                self._wait_scope.cancel()
-            await trio.lowlevel.checkpoint()
-
-    async def _flush(self) -> None:
-        # Each batch leaves its list before the driver is awaited; if the call
-        # fails for good (or is cancelled) the batch goes back, so nothing the
-        # worker reported is forgotten. Ids in flight are "settling": the
-        # extender must not take them for lost leases.
-        driver, token = self.driver, self.token
-        if self._started and self._outcomes:
-            # A task that started and ended since the last flush needs no
-            # RUNNING mark: its outcome is settled from QUEUED in the same turn.
-            ending = {o.id for o in self._outcomes}
-            self._started = [i for i in self._started if i not in ending]
-        if self._started:
-            started, self._started = self._started, []
-            try:
-                await self._retry("mark tasks running", driver.start, started, token)
-            except BaseException:
-                self._started[:0] = started
-                raise
-        if self._outcomes:
-            outcomes, self._outcomes = self._outcomes, []
-            ids = [o.id for o in outcomes]
-            self._settling.update(ids)
-            try:
-                applied = await self._retry("settle tasks", driver.settle, outcomes, token)
-            except BaseException:
-                self._outcomes[:0] = outcomes
-                raise
-            finally:
-                self._settling.difference_update(ids)
-            if len(applied) != len(outcomes):
-                lost = set(ids) - set(applied)
-                log.warning("lease lost before settling %d task(s): %s", len(lost), sorted(lost))
-            self._held.difference_update(ids)
-            self._settles += 1
-            if self._reclaimed:
-                self._deliver_reclaimed()
-            if self._claimer_waiting:
-                self._claimer_waiting = False
-                self._claim_wake.set()
-        if self._released:
-            released, self._released = self._released, []
-            self._settling.update(released)
-            try:
-                await self._retry("release tasks", driver.release, released, token)
-            except BaseException:
-                self._released[:0] = released
-                raise
-            finally:
-                self._settling.difference_update(released)
-            self._held.difference_update(released)
-
-    def _deliver_reclaimed(self) -> None:
-        # Records claimed again while their previous outcome was being settled:
-        # once that settle is done they are ours like any other claim.
-        waiting, self._reclaimed = self._reclaimed, []
-        for r, start_by in waiting:
-            if r.id in self._held or r.id in self._settling:
-                self._reclaimed.append((r, start_by))  # its settle has not returned yet
-                continue
-            self._held.add(r.id)
-            self._start_by[r.id] = start_by
-            try:
-                self._send.send_nowait(r)
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                self.give_back(r.id)  # no room, or stopping: back to storage unstarted
 
     async def close(self) -> None:
         """Stop claiming, settle what was reported, and release anything still held."""
@@ -429,6 +387,12 @@ class Consumer(LeaseUpkeep):
                 attempts=5,
             )
             self._held.clear()
+        try:
+            await self._retry(
+                "remove the worker", self.driver.remove_worker, self.worker, attempts=2
+            )
+        except Exception as exc:  # the entry expires by itself
+            log.warning("could not remove the worker's entry %s: %s", self.worker, exc)
 
     def __repr__(self) -> str:
         return (

@@ -83,6 +83,8 @@ class _Running(Protocol):
 
     def statistics(self) -> WorkerStatistics: ...
 
+    def report_progress(self, id: str, text: str) -> None: ...
+
 
 class WorkerContext:
     """The running worker, as a handler sees it (ask for it by annotation).
@@ -114,6 +116,10 @@ class WorkerContext:
     def statistics(self) -> WorkerStatistics:
         """Return the worker's ``WorkerStatistics``."""
         return self._worker.statistics()
+
+    def report_progress(self, id: str, text: str) -> None:
+        """Keep a running task's progress (JSON text); ``Progress.set`` calls it."""
+        self._worker.report_progress(id, text)
 
     def __repr__(self) -> str:
         return f"<WorkerContext {self.name!r} shutting_down={self.is_shutting_down}>"

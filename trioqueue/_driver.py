@@ -336,7 +336,7 @@ class Driver(Protocol):
         ...
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest ``run_at`` of a PENDING or FAILED task, or None."""
+        """Return the earliest ``run_at`` of a PENDING or FAILED task; None if none or paused."""
         ...
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:

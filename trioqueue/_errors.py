@@ -11,10 +11,13 @@
     │   └── BackendClosed        the backend is not open (or no longer)
     ├── HandlerError             a handler or service cannot be built into a worker
     │   (also a TypeError)
-    └── TaskTimeout              an attempt ran past its deadline (TimeoutLayer)
+    ├── TaskTimeout              an attempt ran past its deadline (TimeoutLayer)
+    ├── TaskFailed               wait_result: the task ended KILLED
+    └── TaskCancelled            wait_result: the task ended CANCELLED
 
     Abort(reason)                raised by a handler: kill the task now, no retry
     RetryAfter(seconds)          raised by a handler: retry after that many seconds
+    Snooze(seconds)              raised by a handler: run again later, no attempt spent
 
 Driver exceptions (sqlite3, psycopg) never escape: they are translated where the
 driver is called, with ``raise ... from exc``.
@@ -22,8 +25,10 @@ driver is called, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._durations import seconds as check_seconds
-from ._task import Status
+from ._task import Status, Task
 
 __all__ = [
     "Abort",
@@ -34,6 +39,9 @@ __all__ = [
     "HandlerError",
     "PushError",
     "RetryAfter",
+    "Snooze",
+    "TaskCancelled",
+    "TaskFailed",
     "TaskSinkError",
     "TaskTimeout",
     "TrioqueueError",
@@ -60,10 +68,11 @@ class PushError(TaskSinkError):
 
 
 class DuplicateTask(PushError):
-    """Raised when a pushed task's id is taken by a task of another queue.
+    """Raised when a pushed task's id is taken.
 
-    Ids are unique across all the queues of a store. Pushing an id that a
-    task of the same queue holds stores nothing new and is no error.
+    Ids are unique across all the queues of a store: an id held by a task of
+    another queue always raises; one held in the same queue raises only with
+    ``if_exists="raise"`` (the default, ``"skip"``, stores nothing new).
 
     Attributes:
       id: The id pushed.
@@ -71,10 +80,10 @@ class DuplicateTask(PushError):
       queue: The queue of the task that holds it.
     """
 
-    def __init__(self, id: str, status: Status, queue: str) -> None:
+    def __init__(self, id: str, status: Status, queue: str, *, other_queue: bool = True) -> None:
+        unique = ": ids are unique across the queues of a store" if other_queue else ""
         super().__init__(
-            f"task id {id!r} is taken by a {status.value} task of queue {queue!r}: "
-            f"ids are unique across the queues of a store"
+            f"task id {id!r} is taken by a {status.value} task of queue {queue!r}{unique}"
         )
         self.id = id
         self.status = status
@@ -140,3 +149,50 @@ class RetryAfter(Exception):
         self.seconds = check_seconds("RetryAfter seconds", seconds)
         self.reason = reason or f"retry requested after {seconds:g}s"
         super().__init__(self.reason)
+
+
+class Snooze(Exception):
+    """Raise from a handler (or a layer) to run the task again later without spending an attempt.
+
+    The task goes back to PENDING, due in ``seconds``; its ``attempts`` is
+    given back. A task may snooze ``MAX_SNOOZES`` times; past that, a snooze
+    spends an attempt like ``RetryAfter`` (so a task cannot snooze forever
+    unnoticed: it ends KILLED once its attempts are spent).
+
+    Args:
+      seconds: Delay before it may run again (``>= 0``).
+      reason: Why, for logs (not stored).
+    """
+
+    def __init__(self, seconds: float, reason: str | None = None) -> None:
+        self.seconds = check_seconds("Snooze seconds", seconds)
+        self.reason = reason or f"snoozed for {seconds:g}s"
+        super().__init__(self.reason)
+
+
+#: How many times one task may snooze before a snooze spends an attempt.
+MAX_SNOOZES = 1000
+
+
+class TaskFailed(TrioqueueError):
+    """``wait_result``: the task ended KILLED (out of attempts, aborted or undecodable).
+
+    Attributes:
+      task: The task's final record (``last_error``, ``traceback``...).
+    """
+
+    def __init__(self, task: Task[Any]) -> None:
+        super().__init__(f"task {task.id} ended {task.status.value}: {task.last_error}")
+        self.task = task
+
+
+class TaskCancelled(TrioqueueError):
+    """``wait_result``: the task was cancelled.
+
+    Attributes:
+      task: The task's final record.
+    """
+
+    def __init__(self, task: Task[Any]) -> None:
+        super().__init__(f"task {task.id} was cancelled")
+        self.task = task

@@ -2,7 +2,7 @@
 
 Dependency injection is by annotation: after the args parameter, a handler
 may ask for ``Data[T]``, ``WorkerContext``, ``TaskId``, ``Attempt``,
-``Task[Args]`` and ``Meta``, in any order and any subset.
+``Task[Args]``, ``Meta`` and ``Progress``, in any order and any subset.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 from ._context import WorkerContext
 from ._errors import HandlerError
+from ._lifecycle import Progress
 from ._service import Layer, Service
 from ._task import Attempt, Meta, Task, TaskId
 
@@ -36,7 +37,7 @@ _DATA = _DataMarker()
 #: ``State`` given to ``WorkerBuilder.data(...)``; the handler gets that object.
 Data: TypeAlias = Annotated[T, _DATA]
 
-_KINDS = "Data[T], WorkerContext, TaskId, Attempt, Task[Args] or Meta"
+_KINDS = "Data[T], WorkerContext, TaskId, Attempt, Task[Args], Meta or Progress"
 
 
 def _name(fn: Any) -> str:
@@ -93,6 +94,9 @@ def _getter(
         return lambda task: task.attempt
     if hint is Meta:
         return lambda task: task.meta
+    if hint is Progress:
+        report = None if ctx is None else ctx.report_progress
+        return lambda task: Progress(task.id, report)
     if hint is Task or typing.get_origin(hint) is Task:
         return lambda task: task
     if hint is inspect.Parameter.empty:

@@ -12,6 +12,9 @@ The labels::
     retry      it raised RetryAfter(seconds)            -> FAILED, run_at = now + seconds
     killed     Abort, an undecodable payload, or a
                failure of the last attempt              -> KILLED
+    snoozed    it raised Snooze(seconds)                -> PENDING, run_at = now + seconds,
+                                                           attempt given back
+    cancelled  cancel_task asked while it ran           -> CANCELLED, no retry
     released   cancelled by a shutdown                  -> given back, attempt uncounted
 
 A cancellation by a deadline (``WorkerBuilder.timeout``) is a failed attempt
@@ -30,10 +33,12 @@ import trio
 
 from ._backoff import Backoff
 from ._driver import Outcome
-from ._errors import Abort, RetryAfter, TaskTimeout
+from ._errors import MAX_SNOOZES, Abort, RetryAfter, Snooze, TaskTimeout
 from ._task import Status
 
 __all__ = [
+    "CANCELLED",
+    "CANCELLED_VERDICT",
     "DONE",
     "DONE_VERDICT",
     "FAILED",
@@ -43,6 +48,7 @@ __all__ = [
     "MAX_TRACEBACK",
     "RELEASED",
     "RETRY",
+    "SNOOZED",
     "Verdict",
     "bounded",
     "decide",
@@ -57,8 +63,10 @@ FAILED: Final = "failed"
 RETRY: Final = "retry"
 KILLED: Final = "killed"
 RELEASED: Final = "released"
+SNOOZED: Final = "snoozed"
+CANCELLED: Final = "cancelled"
 #: Every label, in a stable order (metrics publish one series per label).
-LABELS: Final = (DONE, FAILED, RETRY, KILLED, RELEASED)
+LABELS: Final = (DONE, FAILED, RETRY, KILLED, RELEASED, SNOOZED, CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,10 @@ class Verdict:
 
 #: The verdict on every attempt that returned.
 DONE_VERDICT: Final = Verdict(DONE, Status.DONE)
+#: The verdict on an attempt whose task was cancelled by ``cancel_task`` while it ran.
+CANCELLED_VERDICT: Final = Verdict(
+    CANCELLED, Status.CANCELLED, "Cancelled: cancel_task while it was running"
+)
 
 
 def reason(exc: BaseException) -> str:
@@ -156,6 +168,7 @@ def decide(
     backoff: Backoff | None = None,
     timeout: float | None = None,
     with_traceback: bool = False,
+    snoozes: int = 0,
 ) -> Verdict:
     """Decide what an attempt that ended with ``exc`` (None: it returned) comes to.
 
@@ -170,6 +183,8 @@ def decide(
       with_traceback: Also format the failure's bounded traceback (the
         worker stores it; callers that need only the label leave it off).
         An attempt its deadline cancelled shows where it was waiting.
+      snoozes: How many times the task snoozed before: past ``MAX_SNOOZES``
+        a ``Snooze`` spends the attempt like ``RetryAfter``.
 
     Returns:
       The ``Verdict``; pure apart from the jitter ``backoff`` may draw.
@@ -187,7 +202,15 @@ def decide(
         return Verdict(RELEASED, None, error=exc)  # KeyboardInterrupt and the like
     if isinstance(exc, Abort):
         return Verdict(KILLED, Status.KILLED, bounded(f"aborted: {exc.reason}"), error=exc)
-    if isinstance(exc, RetryAfter):
+    if isinstance(exc, Snooze):
+        if snoozes < MAX_SNOOZES:
+            return Verdict(SNOOZED, Status.PENDING, None, exc.seconds, exc)
+        label, text, delay = (
+            RETRY,
+            f"{exc.reason} (past {MAX_SNOOZES} snoozes: counted)",
+            exc.seconds,
+        )
+    elif isinstance(exc, RetryAfter):
         label, text, delay = RETRY, exc.reason, exc.seconds
     else:
         label, text = FAILED, reason(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -14,7 +14,7 @@ from ._durations import seconds
 from ._errors import CodecError
 from ._task import MAX_TIMESTAMP, Status, Task, TaskId, to_timestamp
 
-__all__ = ["TaskSink", "check_queue_name"]
+__all__ = ["IfExists", "TaskSink", "check_queue_name"]
 
 Args = TypeVar("Args")
 
@@ -64,6 +64,19 @@ _PRIORITY = 2**63 - 1
 MAX_META_BYTES = 64 * 1024
 
 
+#: What a push of a taken id does (see ``TaskSink.push``).
+IfExists = Literal["skip", "raise", "replace_finished"]
+_IF_EXISTS = ("skip", "raise", "replace_finished")
+
+
+def _if_exists(value: object) -> IfExists:
+    if value not in _IF_EXISTS:
+        raise ValueError(
+            f"if_exists must be one of {', '.join(map(repr, _IF_EXISTS))}, not {value!r}"
+        )
+    return value  # type: ignore[return-value]
+
+
 def _check_meta(meta: object) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -105,12 +118,18 @@ class TaskSink(Generic[Args]):
     def _now(self) -> float:
         raise NotImplementedError
 
-    async def _store(self, batch: list[StoredTask]) -> None:
+    async def _store(self, batch: list[StoredTask], if_exists: IfExists = "skip") -> None:
         """Send one batch to storage and wait for its acknowledgement."""
         raise NotImplementedError
 
-    async def _store_window(self, batches: AsyncIterable[list[StoredTask]]) -> None:
-        """Send many batches, keeping a bounded number in flight."""
+    async def _store_window(
+        self, batches: AsyncIterable[list[StoredTask]], *, count: bool = False
+    ) -> int:
+        """Send many batches, keeping a bounded number in flight; return how many were stored.
+
+        With ``count``, batches are inserted one by one (not merged with
+        others) so that the tasks skipped as taken ids are not counted.
+        """
         raise NotImplementedError
 
     # -- encoding --
@@ -186,6 +205,7 @@ class TaskSink(Generic[Args]):
         max_attempts: int = 25,
         id: str | None = None,
         meta: dict[str, Any] | None = None,
+        if_exists: IfExists = "skip",
     ) -> TaskId:
         """Encode ``args`` and store it as a new task.
 
@@ -195,14 +215,20 @@ class TaskSink(Generic[Args]):
           run_at: An aware datetime before which it may not run.
           priority: Higher runs first (default 0).
           max_attempts: Attempts allowed in all (default 25).
-          id: A caller-chosen id; pushing an existing id stores nothing new.
+          id: A caller-chosen id (unique across the queues of a store).
           meta: JSON-able headers.
+          if_exists: What a push of an id that is taken does: ``"skip"`` (the
+            default) stores nothing new; ``"raise"`` raises ``DuplicateTask``;
+            ``"replace_finished"`` replaces a DONE, KILLED or CANCELLED task
+            and skips one that is not finished. An id held by a task of
+            another queue raises ``DuplicateTask`` unless it is replaced.
 
         Returns:
           The task's id.
 
         Raises:
           CodecError: if ``args`` cannot be encoded or is over the size limit.
+          DuplicateTask: the id is taken (see ``if_exists``).
           PushError: if storage refused or failed.
           TypeError, ValueError: for arguments of the wrong type or range.
         """
@@ -216,17 +242,21 @@ class TaskSink(Generic[Args]):
             id=id,
             meta=meta,
         )
-        await self._store([rec])
+        await self._store([rec], _if_exists(if_exists))
         return rec.id  # type: ignore[return-value]
 
-    async def push_task(self, task: Task[Args]) -> TaskId:
+    async def push_task(self, task: Task[Args], *, if_exists: IfExists = "skip") -> TaskId:
         """Store a fully built ``Task`` (its id, queue, priority, run_at, meta...).
+
+        Args:
+          task: The task.
+          if_exists: As for ``push``.
 
         Returns:
           The task's id. Raises as ``push`` does.
         """
         rec = self._task_record(task, self._now())
-        await self._store([rec])
+        await self._store([rec], _if_exists(if_exists))
         return rec.id  # type: ignore[return-value]
 
     async def push_bulk(self, items: Iterable[Args]) -> list[TaskId]:
@@ -279,7 +309,8 @@ class TaskSink(Generic[Args]):
         """Drain an (async) iterable of pre-built ``Task`` objects into storage.
 
         Returns:
-          How many tasks were pushed. Raises as ``push_stream`` does.
+          How many tasks were stored: a task whose id was taken is skipped
+          and not counted. Raises as ``push_stream`` does.
         """
 
         async def batches() -> AsyncIterable[list[StoredTask]]:
@@ -288,20 +319,15 @@ class TaskSink(Generic[Args]):
                 async for t in tasks:
                     batch.append(self._task_record(t, self._now()))
                     if len(batch) >= CHUNK:
-                        counter[0] += len(batch)
                         yield batch
                         batch = []
             else:
                 for t in tasks:
                     batch.append(self._task_record(t, self._now()))
                     if len(batch) >= CHUNK:
-                        counter[0] += len(batch)
                         yield batch
                         batch = []
             if batch:
-                counter[0] += len(batch)
                 yield batch
 
-        counter = [0]
-        await self._store_window(batches())
-        return counter[0]
+        return await self._store_window(batches(), count=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +28,36 @@ from ._context import (
 from ._driver import Outcome, StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
 from ._nursery import open_nursery
-from ._outcome import DONE_VERDICT, KILLED, RELEASED, Verdict, bounded, decide, undecodable
+from ._outcome import (
+    CANCELLED_VERDICT,
+    DONE_VERDICT,
+    KILLED,
+    RELEASED,
+    SNOOZED,
+    Verdict,
+    bounded,
+    decide,
+    undecodable,
+)
 from ._service import Layer, Service
 from ._task import Status, Task
 
 __all__ = ["Worker", "WorkerConfig"]
 
 log = logging.getLogger("trioqueue.worker")
+
+_HOST = socket.gethostname()
+_live_names: set[str] = set()  # the registry names of this process's running workers
+
+
+def _unique_name(name: str) -> str:
+    base = name if "@" in name else f"{name}@{_HOST}:{os.getpid()}"
+    unique, n = base, 1
+    while unique in _live_names:
+        n += 1
+        unique = f"{base}#{n}"
+    _live_names.add(unique)
+    return unique
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +154,8 @@ class Worker:
         self._slots_done = trio.Event()
         self._idle_watch = trio.CancelScope()
         self._running = 0
+        self._scope_of: dict[str, trio.CancelScope] = {}  # running task id -> its slot's scope
+        self._cancelled: set[str] = set()  # running tasks cancel_task asked to stop
 
     # -- control --
 
@@ -208,6 +235,7 @@ class Worker:
         self._ran = True
         self._serving = True
         self._burst = burst
+        registered = _unique_name(self.name)
         try:
             async with self.backend.open_consumer(
                 concurrency=self.concurrency,
@@ -216,8 +244,10 @@ class Worker:
                 lease_seconds=self.lease_seconds,
                 poll_interval=self.poll_interval,
                 give_up_after=self.storage_patience,
+                worker=registered,
             ) as consumer:
                 self._consumer = consumer
+                consumer.on_cancel = self._cancel_running
                 self._live_slots = self.concurrency
                 try:
                     async with open_nursery() as nursery:
@@ -239,7 +269,23 @@ class Worker:
                     self._consumer = None
                     self._emit(EventKind.STOP)
         finally:
+            _live_names.discard(registered)
             self._serving = False
+
+    def _cancel_running(self, ids: list[str]) -> None:
+        # Storage says cancel_task asked to stop these: cancel the scope of
+        # each one running here (a buffered one the consumer gives back).
+        for id in ids:
+            scope = self._scope_of.get(id)
+            if scope is not None:
+                self._cancelled.add(id)
+                scope.cancel()
+
+    def report_progress(self, id: str, text: str) -> None:
+        """Keep the progress a running task reported (stored with the next extension)."""
+        c = self._consumer
+        if c is not None and id in self._scope_of:
+            c.report_progress(id, text)
 
     async def _watch_idle(self, consumer: Consumer) -> None:
         # IDLE once per idle spell; a burst run stops at the first. Ends
@@ -276,8 +322,8 @@ class Worker:
                             self._released += 1
                             return
                         await self._execute(consumer, rec, scope)
-                        if self.timeout is not None and scope.cancel_called:
-                            break  # the deadline fired: the next task needs a new scope
+                        if scope.cancel_called:
+                            break  # a deadline or a cancel_task: the next task needs a new scope
         finally:
             self._task_scopes[i] = None
             self._live_slots -= 1
@@ -287,6 +333,7 @@ class Worker:
 
     async def _execute(self, consumer: Consumer, rec: StoredTask, scope: trio.CancelScope) -> None:
         self._running += 1
+        self._scope_of[rec.id] = scope
         consumer.started(rec.id)
         timeout = self.timeout
         if timeout is not None:
@@ -319,6 +366,10 @@ class Worker:
                     raise
         finally:
             self._running -= 1
+            del self._scope_of[rec.id]
+            if self._cancelled and rec.id in self._cancelled:
+                self._cancelled.discard(rec.id)
+                verdict = CANCELLED_VERDICT  # even if it shielded itself and returned
             if verdict is None:
                 verdict = (
                     DONE_VERDICT
@@ -330,6 +381,7 @@ class Worker:
                         backoff=self.backoff_policy,
                         timeout=timeout,
                         with_traceback=True,
+                        snoozes=rec.snoozes,
                     )
                 )
             self._account(rec, verdict, result)
@@ -360,6 +412,12 @@ class Worker:
         label = verdict.label
         if label == RELEASED:
             self._released += 1
+            return
+        if label == SNOOZED:
+            log.info("%s: task %s snoozed for %.3gs", self.name, rec.id, verdict.delay)
+            return
+        if verdict is CANCELLED_VERDICT:
+            log.info("%s: task %s cancelled while running", self.name, rec.id)
             return
         if label == KILLED:
             self._killed += 1

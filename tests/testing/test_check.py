@@ -44,8 +44,20 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
             "settle with a stale token overwrote the outcome of task cas-1",
         ),
         (toy_driver.open_losing_rescue, "lease.expiry", "task le-1 was lost"),
-        (toy_driver.open_cancels_anything, "cancel", "cancel of a QUEUED task was accepted"),
+        (toy_driver.open_cancels_anything, "cancel", "cancel of a DONE task was accepted"),
         (toy_driver.open_retries_only_killed, "admin.retry", "retry of a FAILED task refused"),
+        (
+            toy_driver.open_ignores_cancel_on_settle,
+            "cancel.flagged",
+            "task cf-1 is done after a settle DONE of a flagged task, expected cancelled",
+        ),
+        pytest.param(
+            toy_driver.open_deaf_to_changes,
+            "signal.change",
+            "wait_for_change(max_wait=60.0) had not returned",
+            marks=pytest.mark.seconds,  # it waits out each of its rounds
+        ),
+        (toy_driver.open_impatient, "signal.change", "returned at once 4 times in a row"),
     ],
     ids=[
         "forgets-release",
@@ -53,6 +65,9 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
         "loses-on-rescue",
         "cancels-anything",
         "retries-only-killed",
+        "ignores-cancel-on-settle",
+        "deaf-to-changes",
+        "never-waits",
     ],
 )
 async def test_broken_drivers_fail_naming_the_promise(

@@ -7,6 +7,9 @@ A normal run tries a few dozen sequences per backend; ``TRIOQUEUE_LONG=1``
 from __future__ import annotations
 
 import os
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import toy_driver
@@ -14,6 +17,7 @@ from backend_factories import BACKEND_NAMES, BACKENDS, Factory
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from trioqueue import Backend
 from trioqueue.testing import make_state_machine
 
 LONG = os.environ.get("TRIOQUEUE_LONG") == "1"
@@ -49,10 +53,26 @@ def test_backend_agrees_with_the_model(backend_name: str) -> None:
     run_state_machine_as_test(machine, settings=_settings(examples))
 
 
+@pytest.mark.seconds
+def test_the_file_toy_driver_agrees_with_the_model(tmp_path: Path) -> None:
+    n = [0]
+
+    def factory(**options: Any) -> AbstractAsyncContextManager[Backend]:
+        n[0] += 1
+        return toy_driver.open_file_backend(f"toyfile://{tmp_path}/s{n[0]}.json", **options)
+
+    machine = make_state_machine(factory)
+    run_state_machine_as_test(machine, settings=_settings(2000 if LONG else 20))
+
+
 @pytest.mark.parametrize(
     "factory",
-    [toy_driver.open_losing_rescue, toy_driver.open_unchecked_settle],
-    ids=["loses-on-rescue", "unchecked-settle"],
+    [
+        toy_driver.open_losing_rescue,
+        toy_driver.open_unchecked_settle,
+        toy_driver.open_ignores_cancel_on_settle,
+    ],
+    ids=["loses-on-rescue", "unchecked-settle", "ignores-cancel-on-settle"],
 )
 @pytest.mark.seconds
 def test_the_model_catches_a_broken_driver(factory: Factory) -> None:

@@ -17,9 +17,9 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask, apply_outcome
-from ._memory_admin import MemoryAdministration
 from .._registry import BackendSpec
 from .._task import Status
+from ._memory_admin import MemoryAdministration
 
 __all__ = ["MemoryBackend", "MemoryDriver"]
 
@@ -275,9 +275,9 @@ class MemoryDriver(MemoryAdministration):
         t.cancel_requested = False
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest run_at of a waiting task of ``queue``."""
+        """Return the earliest run_at of a waiting task of ``queue`` (None while it is paused)."""
         q = self._queues.get(queue)
-        if q is None:
+        if q is None or queue in self._paused:
             return None
         tasks = self._tasks
 

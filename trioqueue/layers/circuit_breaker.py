@@ -10,7 +10,7 @@ from typing import Any
 import trio
 
 from .._durations import seconds
-from .._errors import Abort, RetryAfter
+from .._errors import Abort, Snooze
 from .._service import Service
 from .._task import Task
 
@@ -44,9 +44,10 @@ class _Circuit:
 class CircuitBreakerLayer:
     """Opens after ``failure_threshold`` failures in a row and keeps tasks out for ``cool_down``.
 
-    While ``OPEN`` a task is not run: it fails with ``RetryAfter`` (the
-    cool-down left), so it goes back to storage and comes back when the
-    breaker may let it through (the attempt counts towards ``max_attempts``).
+    While ``OPEN`` a task is not run: it snoozes (``Snooze``, the cool-down
+    left), so it goes back to storage and comes back when the breaker may let
+    it through, without spending an attempt: a long outage does not kill
+    tasks whose handler never ran.
     After the cool-down the breaker is ``HALF_OPEN``: ``half_open_max`` trial
     tasks run; other tasks are sent back for another ``cool_down``. A trial
     that succeeds closes the breaker; one that fails opens it again. The
@@ -118,7 +119,7 @@ class CircuitBreaker:
         """Run ``inner`` if the breaker lets the task through.
 
         Raises:
-          RetryAfter: while open (the cool-down left) or half-open with every
+          Snooze: while open (the cool-down left) or half-open with every
             trial slot taken (the cool-down).
         """
         c, cfg = self.circuit, self.config
@@ -128,11 +129,11 @@ class CircuitBreaker:
             if c.state is CircuitState.OPEN:
                 left = c.opened_at + cfg.cool_down - now
                 if left > 0:
-                    raise RetryAfter(left, "circuit open")
+                    raise Snooze(left, "circuit open")
                 c.state, c.trials = CircuitState.HALF_OPEN, 0
                 log.info("circuit half-open")
             if c.trials >= cfg.half_open_max:
-                raise RetryAfter(cfg.cool_down, "circuit half-open, trials running")
+                raise Snooze(cfg.cool_down, "circuit half-open, trials running")
             c.trials += 1
             trial = True
         try:

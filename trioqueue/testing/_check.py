@@ -3,6 +3,9 @@
 Each check opens a fresh backend through the caller's factory, drives its
 ``Driver`` (directly, with tokens of its own, and through ``open_consumer``)
 on a clock it moves by hand, and names the promise it holds the driver to.
+The checks of a task's life beyond its status sit in ``_check_lifecycle``,
+cancellation and the change and cancel signals in ``_check_cancel``,
+administration in ``_check_admin``, stored texts in ``_check_texts``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,15 @@ import trio
 
 from .._driver import Outcome
 from .._task import Status
+from ._check_admin import admin, admin_retry, get_many, prune, purge, workers_registry
+from ._check_cancel import (
+    cancel,
+    cancel_flagged,
+    cancel_release_rescue,
+    signal_cancel,
+    signal_change,
+)
+from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
 from ._check_texts import failure_texts, store_wide_ids
 from ._context import BackendFactory, Check, ManualClock, _Ctx
 
@@ -244,104 +256,6 @@ async def _settle_kinds(c: _Ctx) -> None:
     c.expect(rec.finished_at is not None, "a CANCELLED task has no finished_at")
 
 
-async def _cancel(c: _Ctx) -> None:
-    await c.insert(c.task("ca-1"), c.task("ca-2"), c.task("ca-3", run_at=c.clock.now + 5))
-    c.expect(await c.driver.cancel("ca-3"), "cancel of a PENDING (delayed) task refused")
-    c.expect(await c.claim("tok", 1) == ["ca-1"], "ca-1 not claimable")
-    c.expect(not await c.driver.cancel("ca-1"), "cancel of a QUEUED task was accepted")
-    await c.status("ca-1", Status.QUEUED, "after a refused cancel")
-    await c.driver.settle([Outcome("ca-1", Status.FAILED, error="x", delay=60)], "tok")
-    c.expect(await c.driver.cancel("ca-1"), "cancel of a FAILED task refused")
-    rec = await c.status("ca-1", Status.CANCELLED, "after cancel")
-    c.expect(rec.finished_at is not None, "a cancelled task has no finished_at")
-    c.expect(not await c.driver.cancel("ca-1"), "cancel of a CANCELLED task was accepted")
-    c.expect(not await c.driver.cancel("nope"), "cancel of a missing task returned True")
-    await c.insert(c.task("ca-4", priority=9), c.task("ca-5", priority=8, max_attempts=1))
-    c.expect(await c.claim("tok", 2) == ["ca-4", "ca-5"], "ca-4, ca-5 not claimable")
-    await c.driver.start(["ca-4"], "tok")
-    c.expect(not await c.driver.cancel("ca-4"), "cancel of a RUNNING task was accepted")
-    await c.driver.settle([Outcome("ca-4", Status.DONE)], "tok")
-    c.expect(not await c.driver.cancel("ca-4"), "cancel of a DONE task was accepted")
-    await c.driver.settle([Outcome("ca-5", Status.FAILED, error="x")], "tok")
-    await c.status("ca-5", Status.KILLED, "after its only attempt failed")
-    c.expect(not await c.driver.cancel("ca-5"), "cancel of a KILLED task was accepted")
-    await c.status("ca-4", Status.DONE, "after a refused cancel")
-    c.clock.advance(100)
-    c.expect(await c.claim("tok", 10) == ["ca-2"], "a cancelled task was claimable")
-
-
-async def _admin(c: _Ctx) -> None:
-    other = c.queue + "-other"
-    await c.insert(*(c.task(f"ad-{i:02d}") for i in range(7)))
-    await c.insert(c.task("ad-90", queue=other), c.task("ad-91", queue=other))
-    await c.claim("tok", 2)  # ad-00, ad-01 queued
-    await c.driver.settle([Outcome("ad-00", Status.DONE)], "tok")
-    await c.driver.cancel("ad-02")
-    want = {c.queue: {Status.DONE: 1, Status.QUEUED: 1, Status.CANCELLED: 1, Status.PENDING: 4}}
-    want_other = {other: {Status.PENDING: 2}}
-
-    def clean(d: dict[str, dict[Status, int]]) -> dict[str, dict[Status, int]]:
-        out = {q: {Status(s): n for s, n in per.items() if n} for q, per in d.items()}
-        return {q: per for q, per in out.items() if per}
-
-    got = clean(await c.driver.counts(c.queue))
-    c.expect(got == want, f"counts({c.queue!r}) is {got}, expected {want}")
-    got = clean(await c.driver.counts(None))
-    c.expect(got == {**want, **want_other}, f"counts(None) is {got}")
-    page1 = await c.driver.list_tasks(queue=c.queue, status=None, limit=3, offset=0)
-    page2 = await c.driver.list_tasks(queue=c.queue, status=None, limit=3, offset=3)
-    ids = [t.id for t in page1] + [t.id for t in page2]
-    want_ids = [f"ad-{i:02d}" for i in range(6, 0, -1)]
-    c.expect(ids == want_ids, f"list_tasks pages (newest id first) gave {ids}, not {want_ids}")
-    pend = await c.driver.list_tasks(queue=c.queue, status=Status.PENDING, limit=50, offset=0)
-    got_ids = [t.id for t in pend]
-    c.expect(got_ids == ["ad-06", "ad-05", "ad-04", "ad-03"], f"status filter gave {got_ids}")
-    allq = await c.driver.list_tasks(queue=None, status=Status.PENDING, limit=50, offset=0)
-    c.expect(len(allq) == 6, f"list_tasks(queue=None, pending) gave {len(allq)} tasks, not 6")
-    c.expect(await c.driver.get("missing") is None, "get of a missing id did not return None")
-
-
-async def _admin_retry(c: _Ctx) -> None:
-    await c.insert(c.task("ar-1", max_attempts=1), c.task("ar-2", priority=-1))
-    await c.claim("tok", 1)
-    await c.driver.settle([Outcome("ar-1", Status.FAILED, error="x")], "tok")
-    await c.status("ar-1", Status.KILLED, "after its only attempt failed")
-    c.expect(not await c.driver.retry("ar-2"), "retry of a PENDING task returned True")
-    c.clock.advance(3.0)
-    c.expect(await c.driver.retry("ar-1"), "retry of a KILLED task refused")
-    rec = await c.status("ar-1", Status.PENDING, "after retry")
-    c.near(rec.run_at, c.clock.now, "run_at after retry")
-    c.expect(rec.max_attempts >= rec.attempts + 1, "retry did not allow one more attempt")
-    got = await c.driver.claim(c.queue, 1, "tok", 30.0)
-    c.expect([r.id for r in got] == ["ar-1"], "a retried task was not claimable first")
-    await c.driver.settle([Outcome("ar-1", Status.DONE)], "tok")
-    c.expect(not await c.driver.retry("ar-1"), "retry of a DONE task returned True")
-    # a FAILED task waiting for its next attempt is retried now
-    c.expect([r.id for r in await c.driver.claim(c.queue, 1, "tok", 30.0)] == ["ar-2"], "ar-2")
-    await c.driver.settle([Outcome("ar-2", Status.FAILED, error="y", delay=600)], "tok")
-    c.expect(await c.driver.retry("ar-2"), "retry of a FAILED task refused")
-    rec = await c.status("ar-2", Status.PENDING, "after retry of a FAILED task")
-    c.near(rec.run_at, c.clock.now, "run_at after retry of a FAILED task")
-
-
-async def _purge(c: _Ctx) -> None:
-    await c.insert(*(c.task(f"pu-{i}") for i in range(5)))
-    await c.claim("tok", 3)  # pu-0..2
-    await c.driver.settle([Outcome("pu-0", Status.DONE)], "tok")
-    c.clock.advance(10)
-    await c.driver.settle([Outcome("pu-1", Status.KILLED, error="k")], "tok")
-    await c.driver.cancel("pu-3")
-    c.clock.advance(10)
-    cutoff = c.clock.now - 15  # after pu-0 finished, before pu-1 and pu-3
-    n = await c.driver.purge(cutoff)
-    c.expect(n == 1, f"purge before the second finish deleted {n} task(s), expected 1")
-    c.expect(await c.driver.get("pu-0") is None, "purge kept a DONE task older than the cutoff")
-    n = await c.backend.purge(older_than=0)
-    c.expect(n == 2, f"purge(older_than=0) deleted {n}, expected 2 (pu-1 and pu-3)")
-    for id, st in (("pu-2", Status.QUEUED), ("pu-4", Status.PENDING)):
-        await c.status(id, st, "after purge (unfinished tasks are never purged)")
-
-
 async def _idempotent(c: _Ctx) -> None:
     tid = await c.backend.push({"v": 1}, id="same")
     again = await c.backend.push({"v": 2}, id="same")
@@ -387,13 +301,26 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("release.uncounts", _release),
     ("settle.kinds", _settle_kinds),
     ("settle.failure_texts", failure_texts),
-    ("cancel", _cancel),
-    ("admin.counts_and_list", _admin),
-    ("admin.retry", _admin_retry),
-    ("admin.purge", _purge),
+    ("cancel", cancel),
+    ("admin.counts_and_list", admin),
+    ("admin.retry", admin_retry),
+    ("admin.purge", purge),
     ("push.idempotent", _idempotent),
     ("push.store_wide_ids", store_wide_ids),
     ("queues", _queues),
+    ("task.timestamps", timestamps),
+    ("claim.worker", claim_worker),
+    ("push.replace", replace),
+    ("admin.get_many", get_many),
+    ("cancel.flagged", cancel_flagged),
+    ("cancel.release_and_rescue", cancel_release_rescue),
+    ("settle.snooze", snooze),
+    ("progress", progress),
+    ("admin.prune", prune),
+    ("queues.pause", pause),
+    ("workers.registry", workers_registry),
+    ("signal.change", signal_change),
+    ("signal.cancel", signal_cancel),
 )
 
 
@@ -404,7 +331,11 @@ async def check_backend(
 
     Each check calls ``open_backend(queue=..., clock=...)`` for a fresh, empty
     backend, moves the given clock by hand (no sleeping), and drives the
-    backend's driver directly and through ``open_consumer``.
+    backend's driver directly and through ``open_consumer``. The signal checks
+    (``signal.change``, ``signal.cancel``) also read Trio's clock: a
+    ``wait_for_change`` or ``wait_for_cancel`` given a minute must return
+    within half a second of a change made by another task (run them on a
+    real clock, as pytest-trio does by default).
 
     Args:
       open_backend: A factory; ``open_backend(queue=q, clock=c)`` returns an

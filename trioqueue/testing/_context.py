@@ -84,9 +84,14 @@ class _Ctx:
         return rec
 
     async def claim(
-        self, token: str, limit: int = 10, lease: float = 30.0, queue: str | None = None
+        self,
+        token: str,
+        limit: int = 10,
+        lease: float = 30.0,
+        queue: str | None = None,
+        worker: str = "",
     ) -> list[str]:
-        recs = await self.driver.claim(queue or self.queue, limit, token, lease)
+        recs = await self.driver.claim(queue or self.queue, limit, token, lease, worker=worker)
         return [r.id for r in recs]
 
     async def status(self, id: str, want: Status, why: str) -> StoredTask:

@@ -34,6 +34,15 @@ class _Row:
     expires: float | None = None
     finished_at: float | None = None
     result: bytes | None = None
+    snoozes: int = 0
+    cancel_requested: bool = False
+
+    def end_cancelled(self, now: float) -> None:
+        """End a task whose cancellation was requested: CANCELLED, lease cleared."""
+        self.token = self.expires = None
+        self.status = Status.CANCELLED
+        self.finished_at = now
+        self.cancel_requested = False
 
 
 class Model:
@@ -44,6 +53,7 @@ class Model:
 
     def __init__(self) -> None:
         self.rows: dict[str, _Row] = {}
+        self.paused = False
 
     def _held(self, id: str, token: str) -> _Row | None:
         r = self.rows.get(id)
@@ -61,7 +71,12 @@ class Model:
         return 1
 
     def claim(self, now: float, limit: int, token: str, lease: float) -> list[str]:
-        """Lease up to ``limit`` ready tasks by priority, run_at, id; return their ids."""
+        """Lease up to ``limit`` ready tasks by priority, run_at, id; return their ids.
+
+        A paused queue gives nothing.
+        """
+        if self.paused:
+            return []
         ready = [r for r in self.rows.values() if r.status in _READY and r.run_at <= now]
         ready.sort(key=lambda r: (-r.priority, r.run_at, r.id))
         out = []
@@ -80,22 +95,34 @@ class Model:
             if r is not None and r.status is Status.QUEUED:
                 r.status = Status.RUNNING
 
-    def extend(self, now: float, ids: Sequence[str], token: str, lease: float) -> list[str]:
-        """Extend the leases ``token`` still holds; return their ids."""
-        kept = []
+    def extend(
+        self, now: float, ids: Sequence[str], token: str, lease: float
+    ) -> tuple[list[str], list[str]]:
+        """Extend the leases ``token`` still holds; return their ids and those flagged to cancel."""
+        kept, cancel = [], []
         for id in ids:
             r = self._held(id, token)
             if r is not None:
                 r.expires = now + lease
                 kept.append(id)
-        return kept
+                if r.cancel_requested:
+                    cancel.append(id)
+        return kept, cancel
 
     def settle(self, now: float, outcomes: Sequence[Outcome], token: str) -> list[str]:
-        """Apply the outcomes of tasks ``token`` holds; return the ids applied."""
+        """Apply the outcomes of tasks ``token`` holds; return the ids applied.
+
+        A flagged task ends CANCELLED whatever its outcome; a PENDING outcome
+        (a snooze) gives the attempt back and counts the snooze.
+        """
         applied = []
         for o in outcomes:
             r = self._held(o.id, token)
             if r is None:
+                continue
+            applied.append(o.id)
+            if r.cancel_requested:
+                r.end_cancelled(now)
                 continue
             r.token = r.expires = None
             status = o.status
@@ -105,32 +132,44 @@ class Model:
             if status is Status.DONE:
                 r.result = o.result
                 r.finished_at = now
+            elif status is Status.PENDING:
+                r.attempts = max(0, r.attempts - 1)
+                r.snoozes += 1
+                r.run_at = now + max(0.0, o.delay)
             elif status is Status.FAILED:
                 r.run_at = now + max(0.0, o.delay)
             else:
                 r.finished_at = now
-            applied.append(o.id)
         return applied
 
-    def release(self, ids: Sequence[str], token: str) -> int:
-        """Give back tasks ``token`` holds as PENDING, uncounting the attempt; return how many."""
+    def release(self, now: float, ids: Sequence[str], token: str) -> int:
+        """Give back tasks ``token`` holds as PENDING, uncounting the attempt; return how many.
+
+        A flagged task ends CANCELLED instead.
+        """
         n = 0
         for id in ids:
             r = self._held(id, token)
-            if r is not None:
-                r.token = r.expires = None
-                r.status = Status.PENDING
-                r.attempts = max(0, r.attempts - 1)
-                n += 1
+            if r is None:
+                continue
+            n += 1
+            if r.cancel_requested:
+                r.end_cancelled(now)
+                continue
+            r.token = r.expires = None
+            r.status = Status.PENDING
+            r.attempts = max(0, r.attempts - 1)
         return n
 
     def rescue(self, now: float) -> int:
-        """Recover expired leases: KILLED when out of attempts, else FAILED now."""
+        """Recover expired leases: CANCELLED if flagged, KILLED if out of attempts, else FAILED."""
         n = 0
         for r in self.rows.values():
             if r.status in _LEASED and r.expires is not None and r.expires <= now:
                 r.token = r.expires = None
-                if r.attempts >= r.max_attempts:
+                if r.cancel_requested:
+                    r.end_cancelled(now)
+                elif r.attempts >= r.max_attempts:
                     r.status = Status.KILLED
                     r.finished_at = now
                 else:
@@ -156,13 +195,24 @@ class Model:
         return True
 
     def cancel(self, now: float, id: str) -> bool:
-        """Cancel a PENDING or FAILED task; return whether it was."""
+        """Cancel a PENDING or FAILED task, flag a QUEUED or RUNNING one; return whether either."""
         r = self.rows.get(id)
-        if r is None or r.status not in _READY:
+        if r is None or r.status.is_final:
             return False
-        r.status = Status.CANCELLED
-        r.finished_at = now
+        if r.status in _LEASED:
+            r.cancel_requested = True
+        else:
+            r.status = Status.CANCELLED
+            r.finished_at = now
         return True
+
+    def pause(self) -> None:
+        """Pause the queue: claims give nothing."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Resume the queue."""
+        self.paused = False
 
     def purge(self, older_than: float) -> list[str]:
         """Delete finished tasks finished before ``older_than``; return their ids."""

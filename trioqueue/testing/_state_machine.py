@@ -1,11 +1,13 @@
 """``make_state_machine``: a Hypothesis state machine holding a driver against ``Model``.
 
 Random sequences of pushes (id collisions included), claims by several lease
-holders, starts, extensions, settles, releases, clock moves, rescues,
-cancels, retries and purges run on the real driver and on ``Model``; after
+holders, starts, extensions, settles (snoozes included), releases, clock
+moves, rescues, cancels (at once, or by flag for a leased task), retries,
+purges, pauses and resumes run on the real driver and on ``Model``; after
 every step the two must agree: no task lost or invented, none in two
-statuses, each lease with the holder the model expects, attempts moving only
-as the contract allows, counts by status equal.
+statuses, each lease with the holder the model expects, attempts and snoozes
+moving only as the contract allows, cancellation flags where the model has
+them, counts by status and the paused state equal.
 
 The driver is async and the machine is not: each example runs the backend in
 its own Trio thread (``_TrioThread``) and calls into it with
@@ -216,14 +218,21 @@ def make_state_machine(
         @precondition(lambda self: self.any_leased())
         @rule(token=holder, seconds=lease)
         def extend(self, token: str, seconds: float) -> None:
-            want = self.model.extend(self.now, self.ids, token, seconds)
-            got = self.trio.run(self.driver.extend, self.ids, token, seconds).held
-            assert sorted(got) == sorted(want), f"extend by {token} kept {got}, model {want}"
+            want, want_cancel = self.model.extend(self.now, self.ids, token, seconds)
+            got = self.trio.run(self.driver.extend, self.ids, token, seconds)
+            assert sorted(got.held) == sorted(want), (
+                f"extend by {token} kept {got.held}, model {want}"
+            )
+            assert sorted(got.cancel) == sorted(want_cancel), (
+                f"extend by {token} reported {got.cancel} to cancel, model {want_cancel}"
+            )
 
         @precondition(lambda self: self.any_leased())
         @rule(
             data=st.data(),
-            kind=st.sampled_from([Status.DONE, Status.FAILED, Status.KILLED, Status.CANCELLED]),
+            kind=st.sampled_from(
+                [Status.DONE, Status.FAILED, Status.KILLED, Status.CANCELLED, Status.PENDING]
+            ),
             delay=st.sampled_from([0.0, 1.0, 3.0]),
         )
         def settle(self, data: Any, kind: Status, delay: float) -> None:
@@ -233,12 +242,14 @@ def make_state_machine(
                     id,
                     kind,
                     result=f'"r{id}"'.encode() if kind is Status.DONE else None,
-                    error=None if kind is Status.DONE else f"{kind.value} {id}",
+                    error=None if kind in (Status.DONE, Status.PENDING) else f"{kind.value} {id}",
                     delay=delay,
                 )
                 for id in chosen
             ]
             want = self.model.settle(self.now, outcomes, token)
+            if kind is Status.PENDING:
+                self.may_drop.update(chosen)  # a snooze gives the attempt back
             got = self.trio.run(self.driver.settle, outcomes, token)
             assert sorted(got) == sorted(want), (
                 f"settle {kind.value} by {token} of {chosen} applied {got}, "
@@ -249,7 +260,7 @@ def make_state_machine(
         @rule(data=st.data())
         def release(self, data: Any) -> None:
             token, chosen = self._pick(data)
-            want = self.model.release(chosen, token)
+            want = self.model.release(self.now, chosen, token)
             self.may_drop.update(chosen)
             got = self.trio.run(self.driver.release, chosen, token)
             assert got == want, f"release of {chosen} by {token} returned {got}, model {want}"
@@ -275,6 +286,24 @@ def make_state_machine(
             want = self.model.cancel(self.now, self.ids[i])
             got = self.trio.run(self.driver.cancel, self.ids[i])
             assert got == want, f"cancel({self.ids[i]}) returned {got}, model {want}"
+
+        @precondition(lambda self: self.any_leased())
+        @rule(data=st.data())
+        def cancel_leased(self, data: Any) -> None:
+            leased = sorted(id for id, r in self.model.rows.items() if r.token is not None)
+            id = data.draw(st.sampled_from(leased))
+            want = self.model.cancel(self.now, id)
+            got = self.trio.run(self.driver.cancel, id)
+            assert got == want, f"cancel of leased task {id} returned {got}, model {want}"
+
+        @rule(paused=st.booleans())
+        def pause(self, paused: bool) -> None:
+            if paused:
+                self.model.pause()
+                self.trio.run(self.driver.pause, self.queue)
+            else:
+                self.model.resume()
+                self.trio.run(self.driver.resume, self.queue)
 
         @precondition(lambda self: bool(self.model.rows))
         @rule(i=slot)
@@ -302,11 +331,16 @@ def make_state_machine(
             }
             counts = await d.counts(q)
             nxt = await d.next_run_at(q)
-            return rows, by_status, counts, nxt
+            paused = q in await d.paused()
+            return rows, by_status, counts, nxt, paused
 
         @invariant()
         def agrees_with_model(self) -> None:
-            rows, by_status, counts, nxt = self.trio.run(self._snapshot)
+            rows, by_status, counts, nxt, paused = self.trio.run(self._snapshot)
+            where = "lists" if paused else "omits"
+            assert paused == self.model.paused, (
+                f"paused() {where} the queue, model paused={self.model.paused}"
+            )
             model = self.model.rows
             got_ids = [r.id for r in rows]
             assert len(got_ids) == len(set(got_ids)), f"list_tasks returned duplicates {got_ids}"
@@ -330,6 +364,11 @@ def make_state_machine(
                     f"{where}: attempts went from {before} to {r.attempts} without a release"
                 )
                 self.seen[r.id] = r.attempts
+                assert r.snoozes == m.snoozes, f"{where} has snoozes {r.snoozes}"
+                if not m.status.is_final:
+                    assert r.cancel_requested == m.cancel_requested, (
+                        f"{where} has cancel_requested {r.cancel_requested}"
+                    )
                 assert r.priority == m.priority, f"{where} has priority {r.priority}"
                 assert r.max_attempts == m.max_attempts, f"{where} has max {r.max_attempts}"
                 assert bytes(r.payload) == m.payload, f"{where} has payload {r.payload!r}"
