@@ -222,9 +222,11 @@ async def test_a_paused_queue_gives_nothing_until_resumed(db: str, clock: Manual
         await other.pause("zzz")
         assert await driver.paused() == ["default", "zzz"]
         assert await other.claim("default", 10, "tok", 30.0) == []  # another connection
+        assert await other.next_run_at("default") is None
         assert [t.id for t in await other.claim("other", 10, "tok", 30.0)] == ["b"]
         await other.resume("default")
         assert await driver.paused() == ["zzz"]
+        assert await driver.next_run_at("default") == T0
         assert [t.id for t in await driver.claim("default", 10, "tok", 30.0)] == ["a"]
         await driver.resume("not-paused")  # nothing to do
 

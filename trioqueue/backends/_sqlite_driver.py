@@ -360,7 +360,7 @@ class SqliteDriver(SqliteAdministration):
         return len(rows)
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
+        """Return the earliest run_at of a waiting task of ``queue`` (None while it is paused)."""
         row = await self.db.call(lambda c: c.execute(sql.NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 

@@ -137,9 +137,12 @@ WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
   AND (:queue IS NULL OR queue = :queue)
 RETURNING queue, status
 """
-NEXT_RUN_AT = (
-    "SELECT min(run_at) FROM trioqueue_tasks WHERE queue = ? AND status IN ('pending', 'failed')"
-)
+# NULL when none waits, or the queue is paused.
+NEXT_RUN_AT = """
+SELECT min(run_at) FROM trioqueue_tasks
+WHERE queue = ?1 AND status IN ('pending', 'failed')
+  AND NOT EXISTS (SELECT 1 FROM trioqueue_paused AS p WHERE p.queue = ?1)
+"""
 COUNTS = """
 SELECT queue, status, count(*) FROM trioqueue_tasks
 WHERE (:queue IS NULL OR queue = :queue)
