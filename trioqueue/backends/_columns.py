@@ -234,5 +234,6 @@ TEXT_COLUMNS = Columns(
         "status": status_of,
         "meta": json_object(msgspec.json.decode),
         "result": nullable(bytes),
+        "cancel_requested": bool,  # SQLite stores 0 or 1
     },
 )

@@ -6,24 +6,29 @@ another process's write lock and WAL checkpoints run on the driver's own
 thread (``_sqlite_thread``). Writes are ``BEGIN IMMEDIATE`` transactions, so
 two processes never claim the same task; pushes are synced to disk before
 they are acknowledged. An idle worker sleeps until inotify reports a write to
-the WAL file (``_sqlite_wake``), else polls. ``sqlite.py`` wraps it in the
-public backend.
+the WAL file (``_sqlite_wake``), else polls. Inspection and administration
+are in ``_sqlite_admin``, the statements in ``_sqlite_statements``;
+``sqlite.py`` wraps the driver in the public backend.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from .._driver import Outcome, StoredTask
+import msgspec
+
+from .._driver import Extended, Outcome, StoredTask
 from .._durations import seconds
 from .._task import Status
 from . import _sqlite_schema as schema
+from . import _sqlite_statements as sql
 from ._columns import status_of
-from ._sqlite_thread import Connection
+from ._sqlite_admin import SqliteAdministration
+from ._sqlite_thread import DIRECT_ROWS, Connection
 from ._sqlite_wake import FileWatch, Waker
 
 __all__ = ["SqliteDriver"]
@@ -32,15 +37,14 @@ log = logging.getLogger("trioqueue.backends.sqlite")
 
 T = TypeVar("T")
 
-#: Calls touching more rows than this run on the connection thread: the Trio
-#: thread is never held for more than about a millisecond.
-DIRECT_ROWS = 256
+#: Outcomes that schedule the task again (its queue's claimers are woken).
+_RESCHEDULED = (Status.FAILED, Status.PENDING)
 #: Every this many write transactions, one runs on the connection thread with
 #: SQLite's automatic WAL checkpoint enabled (off on the Trio thread).
 CHECKPOINT_EVERY = 64
 
 
-class SqliteDriver:
+class SqliteDriver(SqliteAdministration):
     """A storage driver on one SQLite file, safe to share between processes.
 
     Make one with ``await SqliteDriver.connect(path)`` and close it with
@@ -80,6 +84,7 @@ class SqliteDriver:
         self._waker = Waker(watch, poll_min=poll_min, poll_max=poll_max)
         self._writes = 0
         self._seen: dict[str, int] = {}  # data_version read before the last claim, per queue
+        self._init_administration()
 
     @classmethod
     async def connect(
@@ -169,11 +174,32 @@ class SqliteDriver:
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        sql, rows = schema.insert_rows(tasks)
+        statement, rows = sql.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
             before = conn.total_changes
-            conn.executemany(sql, rows)
+            conn.executemany(statement, rows)
+            return conn.total_changes - before
+
+        n = await self._tx(run, durable=True, rows=len(rows))
+        self._waker.wake(t.queue for t in tasks)
+        return n
+
+    async def replace(self, tasks: Sequence[StoredTask]) -> int:
+        """Store tasks, replacing stored final ones of the same id, synced to disk.
+
+        The final tasks among the ids are deleted and the new ones inserted
+        (``INSERT OR IGNORE``: a task not final is kept) in one transaction.
+        """
+        if not tasks:
+            return 0
+        statement, rows = sql.insert_rows(tasks)
+        arg = sql.ids_json(t.id for t in tasks)
+
+        def run(conn: schema.Conn) -> int:
+            conn.execute(sql.DELETE_FINISHED, (arg,))
+            before = conn.total_changes
+            conn.executemany(statement, rows)
             return conn.total_changes - before
 
         n = await self._tx(run, durable=True, rows=len(rows))
@@ -182,34 +208,33 @@ class SqliteDriver:
 
     async def queues_of(self, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
         """Return the queue and status of each stored task among ``ids``."""
-        arg = schema.ids_json(ids)
+        arg = sql.ids_json(ids)
         rows = await self.db.call(
-            lambda c: c.execute(schema.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
+            lambda c: c.execute(sql.QUEUES_OF, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
         )
         return {id: (q, status_of(st)) for id, q, st in rows}
 
     async def claim(
-        self, queue: str, limit: int, token: str, lease_seconds: float
+        self, queue: str, limit: int, token: str, lease_seconds: float, worker: str = ""
     ) -> list[StoredTask]:
-        """Claim up to ``limit`` ready tasks by priority, run_at, id in one statement."""
+        """Claim up to ``limit`` ready tasks by priority, run_at, id in one statement.
+
+        The statement also stores ``worker`` and gives nothing from a paused queue.
+        """
         if limit <= 0:
             return []
         now = self.now()
+        args = (token, now + lease_seconds, worker or None, queue, now, limit)
 
         def run(conn: schema.Conn) -> tuple[int, list[Any]]:
-            version = schema.data_version(conn)
-            rows = self._write(
-                conn,
-                lambda c: c.execute(
-                    schema.CLAIM, (token, now + lease_seconds, queue, now, limit)
-                ).fetchall(),
-            )
+            version = sql.data_version(conn)
+            rows = self._write(conn, lambda c: c.execute(sql.CLAIM, args).fetchall())
             return version, rows
 
         version, rows = await self.db.call(run, offload=limit > DIRECT_ROWS)
         self._writes += 1
         self._seen[queue] = version
-        out, unreadable = schema.COLUMNS.claimed(rows)
+        out, unreadable = sql.COLUMNS.claimed(rows)
         if unreadable:
             await self._kill_unreadable(unreadable, token)
         out.sort(key=lambda t: (-t.priority, t.run_at, t.id))
@@ -228,31 +253,51 @@ class SqliteDriver:
             log.error("%s: task %s killed: %s", self.path, o.id, o.error)
 
     async def start(self, ids: Sequence[str], token: str) -> None:
-        """Mark leased QUEUED tasks RUNNING."""
+        """Mark leased QUEUED tasks RUNNING, ``started_at`` now."""
         if ids:
-            arg = schema.ids_json(ids)
-            await self._tx(lambda c: c.execute(schema.START, (arg, token)), rows=len(ids))
+            args = (self.now(), sql.ids_json(ids), token)
+            await self._tx(lambda c: c.execute(sql.START, args), rows=len(ids))
+            self._waker.changed()
 
-    async def extend(self, ids: Sequence[str], token: str, lease_seconds: float) -> list[str]:
-        """Extend the leases still held; return their ids."""
+    async def extend(
+        self,
+        ids: Sequence[str],
+        token: str,
+        lease_seconds: float,
+        progress: Mapping[str, str] | None = None,
+    ) -> Extended:
+        """Extend the leases still held, storing their progress, in one statement.
+
+        Returns:
+          The ids still held and, among them, those whose cancellation was requested.
+        """
         if not ids:
-            return []
-        arg, expires = schema.ids_json(ids), self.now() + lease_seconds
-        rows = await self._tx(
-            lambda c: c.execute(schema.EXTEND, (expires, arg, token)).fetchall(), rows=len(ids)
-        )
-        kept = {r[0] for r in rows}
-        return [id for id in ids if id in kept]
+            return Extended([])
+        arg, expires = sql.ids_json(ids), self.now() + lease_seconds
+        if progress:
+            statement = sql.EXTEND_PROGRESS
+            args: tuple[Any, ...] = (expires, msgspec.json.encode(dict(progress)), arg, token)
+        else:
+            statement, args = sql.EXTEND, (expires, arg, token)
+        rows = await self._tx(lambda c: c.execute(statement, args).fetchall(), rows=len(ids))
+        if progress and rows:
+            self._waker.changed()
+        flags = dict(rows)
+        return Extended([id for id in ids if id in flags], [id for id in ids if flags.get(id)])
 
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
-        """Apply outcomes whose lease is still held (compare-and-set on token and status)."""
+        """Apply outcomes whose lease is still held (compare-and-set on token and status).
+
+        One statement per outcome applies ``apply_outcome``'s rules, a
+        requested cancellation and a snooze included.
+        """
         if not outcomes:
             return []
         now = self.now()
 
         def run(conn: schema.Conn) -> list[tuple[str, str]]:
             held = dict(
-                conn.execute(schema.SETTLE_HELD, (schema.ids_json(o.id for o in outcomes), token))
+                conn.execute(sql.SETTLE_HELD, (sql.ids_json(o.id for o in outcomes), token))
             )
             params: list[dict[str, Any]] = [
                 {
@@ -264,47 +309,59 @@ class SqliteDriver:
                     "traceback": o.traceback,
                     "now": now,
                     "delay": max(0.0, o.delay),
+                    "started_at": o.started_at,
+                    "progress": o.progress,
                 }
                 for o in outcomes
                 if o.id in held
             ]
-            conn.executemany(schema.SETTLE, params)
+            conn.executemany(sql.SETTLE, params)
             return [(o.id, held[o.id]) for o in outcomes if o.id in held]
 
         applied = await self._tx(run, rows=len(outcomes))
-        failed = {o.id for o in outcomes if o.status is Status.FAILED}
-        if failed:
-            self._waker.wake(q for id, q in applied if id in failed)
+        if applied:
+            self._waker.changed()
+        again = {o.id for o in outcomes if o.status in _RESCHEDULED}
+        if again:
+            self._waker.wake(q for id, q in applied if id in again)
         return [id for id, _ in applied]
 
     async def release(self, ids: Sequence[str], token: str) -> int:
-        """Give leased tasks back as PENDING, uncounting their attempt."""
+        """Give leased tasks back as PENDING, uncounting their attempt (or end them CANCELLED).
+
+        A task whose cancellation was requested becomes CANCELLED instead.
+        """
         if not ids:
             return 0
-        arg = schema.ids_json(ids)
-        rows = await self._tx(
-            lambda c: c.execute(schema.RELEASE, (arg, token)).fetchall(), rows=len(ids)
-        )
+        args = (self.now(), sql.ids_json(ids), token)
+        rows = await self._tx(lambda c: c.execute(sql.RELEASE, args).fetchall(), rows=len(ids))
+        if rows:
+            self._waker.changed()
         self._waker.wake(r[0] for r in rows)
         return len(rows)
 
     async def rescue(self, queue: str | None) -> int:
-        """Recover expired leases: KILLED when out of attempts, else FAILED now."""
+        """Recover expired leases: KILLED when out of attempts, else FAILED now.
+
+        A task whose cancellation was requested becomes CANCELLED.
+        """
         args = {"now": self.now(), "queue": queue}
 
         def run(conn: schema.Conn) -> list[Any]:
             # A read first: no write lock taken when nothing expired (the usual case).
-            if conn.execute(schema.EXPIRED, args).fetchone() is None:
+            if conn.execute(sql.EXPIRED, args).fetchone() is None:
                 return []
-            return self._write(conn, lambda c: c.execute(schema.RESCUE, args).fetchall())
+            return self._write(conn, lambda c: c.execute(sql.RESCUE, args).fetchall())
 
         rows = await self.db.call(run)
+        if rows:
+            self._waker.changed()
         self._waker.wake(r[0] for r in rows if r[1] == "failed")
         return len(rows)
 
     async def next_run_at(self, queue: str) -> float | None:
-        """Return the earliest run_at of a PENDING or FAILED task of ``queue``."""
-        row = await self.db.call(lambda c: c.execute(schema.NEXT_RUN_AT, (queue,)).fetchone())
+        """Return the earliest run_at of a waiting task of ``queue`` (None while it is paused)."""
+        row = await self.db.call(lambda c: c.execute(sql.NEXT_RUN_AT, (queue,)).fetchone())
         return None if row is None else row[0]
 
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
@@ -319,63 +376,8 @@ class SqliteDriver:
         """
         seen = self._seen.get(queue)
         if seen is None:
-            seen = self._seen[queue] = await self.db.call(schema.data_version)
-        await self._waker.wait(queue, seen, partial(self.db.call, schema.data_version), max_wait)
-
-    # -- inspection and administration --
-
-    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
-        """Count tasks per queue and status."""
-        rows = await self.db.call(
-            lambda c: c.execute(schema.COUNTS, {"queue": queue}).fetchall(), offload=True
-        )
-        out: dict[str, dict[Status, int]] = {}
-        for q, status, n in rows:
-            per = out.setdefault(q, {})
-            st = status_of(status)
-            per[st] = per.get(st, 0) + n
-        return out
-
-    async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
-    ) -> list[StoredTask]:
-        """List tasks, newest id first."""
-        params = {
-            "queue": queue,
-            "status": None if status is None else status.value,
-            "limit": max(0, limit),
-            "offset": max(0, offset),
-        }
-        rows = await self.db.call(
-            lambda c: c.execute(schema.LIST_TASKS, params).fetchall(), offload=True
-        )
-        return [schema.COLUMNS.shown(r) for r in rows]
-
-    async def get(self, id: str) -> StoredTask | None:
-        """Return one task, or None."""
-        row = await self.db.call(lambda c: c.execute(schema.GET, (id,)).fetchone())
-        return None if row is None else schema.COLUMNS.shown(row)
-
-    async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
-        args = (self.now(), id)
-        rows = await self._tx(lambda c: c.execute(schema.RETRY, args).fetchall(), durable=True)
-        self._waker.wake(r[0] for r in rows)
-        return bool(rows)
-
-    async def cancel(self, id: str) -> bool:
-        """Cancel a PENDING or FAILED task."""
-        args = (self.now(), id)
-        return bool(await self._tx(lambda c: c.execute(schema.CANCEL, args).rowcount, durable=True))
-
-    async def purge(self, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
-        rows = await self._tx(
-            lambda c: c.execute(schema.PURGE, (older_than,)).rowcount,
-            durable=True,
-            rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
-        )
-        return int(rows)
+            seen = self._seen[queue] = await self.db.call(sql.data_version)
+        await self._waker.wait(queue, seen, partial(self.db.call, sql.data_version), max_wait)
 
     async def aclose(self) -> None:
         """Close the connection and its thread (idempotent)."""

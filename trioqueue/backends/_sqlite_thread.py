@@ -20,9 +20,13 @@ import trio
 from .._errors import BackendClosed
 from . import _sqlite_schema as schema
 
-__all__ = ["Connection", "ConnectionThread"]
+__all__ = ["DIRECT_ROWS", "Connection", "ConnectionThread"]
 
 T = TypeVar("T")
+
+#: The SQLite driver's calls touching more rows than this run on the connection
+#: thread: the Trio thread is never held for more than about a millisecond.
+DIRECT_ROWS = 256
 
 
 class _Job(Generic[T]):

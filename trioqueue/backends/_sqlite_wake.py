@@ -165,12 +165,18 @@ class FileWatch:
 
 
 class Waker:
-    """Where a driver's idle claimers wait: its own pushes, and other connections' commits.
+    """Where a driver's waiters wait: its own writes, and other connections' commits.
+
+    Idle claimers wait per queue (``wait``, woken by ``wake``); followers of
+    tasks wait for any change (``wait_change``, woken by ``changed``).
 
     Args:
       watch: Reports writes to the database's files (None: poll only).
       poll_min, poll_max: The first and the longest pause between reads of
         the data version while polling.
+
+    Attributes:
+      changes: How many changes this driver made (``changed()`` calls).
     """
 
     def __init__(self, watch: FileWatch | None, *, poll_min: float, poll_max: float) -> None:
@@ -178,6 +184,9 @@ class Waker:
         self.poll_min = poll_min
         self.poll_max = poll_max
         self._events: dict[str, trio.Event] = {}
+        self.changes = 0
+        self._change = trio.Event()
+        self._change_waiters = 0
 
     def wake(self, queues: Iterable[str]) -> None:
         """Wake the waiters of these queues (tasks may be ready there now)."""
@@ -189,6 +198,15 @@ class Waker:
                 woke = True
         if woke and self.watch is not None:
             self.watch.poke()
+
+    def changed(self) -> None:
+        """Count a change of a task's status or progress made by this driver; wake its followers."""
+        self.changes += 1
+        if self._change_waiters:  # no waiter, no poke: idle claimers stay asleep
+            ev, self._change = self._change, trio.Event()
+            ev.set()
+            if self.watch is not None:
+                self.watch.poke()
 
     async def wait(
         self, queue: str, seen: int, version: Callable[[], Awaitable[int]], max_wait: float
@@ -204,6 +222,32 @@ class Waker:
         ev = self._events.get(queue)
         if ev is None:
             ev = self._events[queue] = trio.Event()
+        await self._wait(ev, seen, version, max_wait)
+        if ev.is_set() and self._events.get(queue) is ev:
+            self._events[queue] = trio.Event()
+
+    async def wait_change(
+        self, seen: int, changes: int, version: Callable[[], Awaitable[int]], max_wait: float
+    ) -> None:
+        """Return once a task may have changed since ``seen`` and ``changes`` were read.
+
+        That is: at once if this driver made a change since (``self.changes !=
+        changes``), on its next ``changed()``, when another connection's commit
+        shows (``await version() != seen``, read as ``wait`` reads it), or
+        after ``max_wait`` seconds.
+        """
+        if self.changes != changes:
+            await trio.lowlevel.checkpoint()
+            return
+        self._change_waiters += 1
+        try:
+            await self._wait(self._change, seen, version, max_wait)
+        finally:
+            self._change_waiters -= 1
+
+    async def _wait(
+        self, ev: trio.Event, seen: int, version: Callable[[], Awaitable[int]], max_wait: float
+    ) -> None:
         watch, pause = self.watch, self.poll_min
         with trio.move_on_after(max_wait):
             while not ev.is_set():
@@ -224,8 +268,6 @@ class Waker:
                     with trio.move_on_after(pause):
                         await ev.wait()
                 pause = min(pause * 2, self.poll_max)
-        if ev.is_set() and self._events.get(queue) is ev:
-            self._events[queue] = trio.Event()
 
     def close(self) -> None:
         """Stop watching the file."""

@@ -1,0 +1,228 @@
+"""The SQLite driver's operations off the claim/settle path, inherited by ``SqliteDriver``.
+
+Reads, cancellation, the change and cancel signals, retention, paused queues
+and the workers' registry.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from .._driver import StoredTask, WorkerRecord
+from .._task import Status
+from . import _sqlite_statements as sql
+from ._columns import status_of
+from ._sqlite_thread import DIRECT_ROWS, Connection
+from ._sqlite_wake import Waker
+
+__all__ = ["SqliteAdministration"]
+
+T = TypeVar("T")
+
+_FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
+
+
+class SqliteAdministration:
+    """Reads, cancellation, change signals, retention, pause and workers of ``SqliteDriver``.
+
+    Change signals: this driver's own changes wake its waiters at once;
+    another process's commit wakes them through the database file's wake-up
+    (inotify on the WAL file, else polling: see ``_sqlite_wake``).
+    """
+
+    db: Connection
+    _waker: Waker
+
+    if TYPE_CHECKING:
+
+        def now(self) -> float: ...
+
+        async def _tx(
+            self, fn: Callable[..., T], *args: Any, durable: bool = False, rows: int = 0
+        ) -> T: ...
+
+    def _init_administration(self) -> None:
+        self._cancel = trio.Event()
+        # The data version and change count read with a Trio task's latest
+        # ``get``/``get_many``: its next ``wait_for_change`` waits for a change
+        # since that read, so one made in between is never missed.
+        self._reads: weakref.WeakKeyDictionary[trio.lowlevel.Task, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _read(self, fn: Callable[[sql.Conn], T], *, offload: bool = False) -> T:
+        # A read that a follower may wait after: note what it saw.
+        changes = self._waker.changes
+
+        def run(conn: sql.Conn) -> tuple[int, T]:
+            return sql.data_version(conn), fn(conn)
+
+        version, out = await self.db.call(run, offload=offload)
+        self._reads[trio.lowlevel.current_task()] = (version, changes)
+        return out
+
+    # -- signals --
+
+    async def wait_for_change(self, max_wait: float) -> None:
+        """Wait until a task may have changed status or progress, or ``max_wait`` seconds.
+
+        A change made since this Trio task's last ``get`` or ``get_many`` counts:
+        returns at once then. Changes by this driver wake the waiter at once;
+        another process's commit wakes it as it wakes idle claimers (inotify on
+        the WAL file, else polling up to ``poll_max``). Spurious returns happen
+        (any commit by another connection is one).
+        """
+        seen = self._reads.pop(trio.lowlevel.current_task(), None)
+        if seen is None:
+            changes = self._waker.changes
+            seen = (await self.db.call(sql.data_version), changes)
+        version = partial(self.db.call, sql.data_version)
+        await self._waker.wait_change(seen[0], seen[1], version, max_wait)
+
+    async def wait_for_cancel(self, max_wait: float) -> None:
+        """Wait until this driver flags a task for cancellation, or ``max_wait`` seconds.
+
+        Another process's ``cancel`` does not wake it: the holder sees that
+        one at its next ``extend``, within one lease-extension interval.
+        """
+        with trio.move_on_after(max_wait):
+            await self._cancel.wait()
+
+    # -- reads --
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        """Count tasks per queue and status."""
+        rows = await self.db.call(
+            lambda c: c.execute(sql.COUNTS, {"queue": queue}).fetchall(), offload=True
+        )
+        out: dict[str, dict[Status, int]] = {}
+        for q, status, n in rows:
+            per = out.setdefault(q, {})
+            st = status_of(status)
+            per[st] = per.get(st, 0) + n
+        return out
+
+    async def list_tasks(
+        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+    ) -> list[StoredTask]:
+        """List tasks, newest id first."""
+        params = {
+            "queue": queue,
+            "status": None if status is None else status.value,
+            "limit": max(0, limit),
+            "offset": max(0, offset),
+        }
+        rows = await self.db.call(
+            lambda c: c.execute(sql.LIST_TASKS, params).fetchall(), offload=True
+        )
+        return [sql.COLUMNS.shown(r) for r in rows]
+
+    async def get(self, id: str) -> StoredTask | None:
+        """Return one task, or None."""
+        row = await self._read(lambda c: c.execute(sql.GET, (id,)).fetchone())
+        return None if row is None else sql.COLUMNS.shown(row)
+
+    async def get_many(self, ids: Sequence[str]) -> list[StoredTask]:
+        """Return the stored tasks among ``ids``, in the order asked (missing ones left out)."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return []
+        arg = sql.ids_json(ids)
+        rows = await self._read(
+            lambda c: c.execute(sql.GET_MANY, (arg,)).fetchall(), offload=len(ids) > DIRECT_ROWS
+        )
+        by_id = {r[0]: r for r in rows}
+        return [sql.COLUMNS.shown(by_id[id]) for id in ids if id in by_id]
+
+    # -- administration --
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        args = (self.now(), id)
+        rows = await self._tx(lambda c: c.execute(sql.RETRY, args).fetchall(), durable=True)
+        if rows:
+            self._waker.changed()
+        self._waker.wake(r[0] for r in rows)
+        return bool(rows)
+
+    async def cancel(self, id: str) -> bool:
+        """Cancel a PENDING or FAILED task at once; flag a QUEUED or RUNNING one.
+
+        A flagged task's holder learns of it at its next ``extend`` (this
+        driver's ``wait_for_cancel`` returns at once); whatever it then
+        settles or releases, or a rescue finds, the task ends CANCELLED.
+        """
+        args = (self.now(), id)
+        rows = await self._tx(lambda c: c.execute(sql.CANCEL, args).fetchall(), durable=True)
+        if not rows:
+            return False
+        if rows[0][0] != Status.CANCELLED.value:
+            self._cancel.set()
+            self._cancel = trio.Event()
+        self._waker.changed()
+        return True
+
+    async def purge(self, older_than: float) -> int:
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        rows = await self._tx(
+            lambda c: c.execute(sql.PURGE, (older_than,)).rowcount,
+            durable=True,
+            rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
+        )
+        return int(rows)
+
+    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+        """Delete at most ``limit`` final tasks finished before their status's cutoff.
+
+        Only DONE, KILLED and CANCELLED in ``before`` are pruned; the worker
+        entries last seen before ``workers_before`` go in the same transaction.
+        """
+        cutoffs = {s.value: before.get(s) for s in _FINAL}
+        given = [c for c in cutoffs.values() if c is not None]
+        params = {**cutoffs, "oldest": max(given, default=None), "limit": max(0, limit)}
+
+        def run(conn: sql.Conn) -> int:
+            n = conn.execute(sql.PRUNE, params).rowcount if given and limit > 0 else 0
+            conn.execute(sql.PRUNE_WORKERS, (workers_before,))
+            return n
+
+        return await self._tx(run, rows=limit)
+
+    async def pause(self, queue: str) -> None:
+        """Pause ``queue``: claims on it give nothing until ``resume``."""
+        await self._tx(lambda c: c.execute(sql.PAUSE, (queue,)), durable=True)
+
+    async def resume(self, queue: str) -> None:
+        """Resume ``queue`` and wake its waiting claimers (other processes see the commit)."""
+        await self._tx(lambda c: c.execute(sql.RESUME, (queue,)), durable=True)
+        self._waker.wake((queue,))
+
+    async def paused(self) -> list[str]:
+        """Return the paused queues, sorted."""
+        rows = await self.db.call(lambda c: c.execute(sql.PAUSED).fetchall())
+        return [r[0] for r in rows]
+
+    # -- the workers' registry --
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh (by name) a worker's entry, ``last_seen`` now."""
+        row = _worker_row(worker, self.now())
+        await self._tx(lambda c: c.execute(sql.REGISTER_WORKER, row))
+
+    async def remove_worker(self, name: str) -> None:
+        """Delete a worker's entry."""
+        await self._tx(lambda c: c.execute(sql.REMOVE_WORKER, (name,)))
+
+    async def workers(self, seen_after: float) -> list[WorkerRecord]:
+        """Return the entries seen after ``seen_after``, by name."""
+        rows = await self.db.call(lambda c: c.execute(sql.WORKERS, (seen_after,)).fetchall())
+        return [WorkerRecord(*r) for r in rows]
+
+
+def _worker_row(worker: WorkerRecord, now: float) -> Iterable[Any]:
+    return [now if name == "last_seen" else getattr(worker, name) for name in sql.WORKER_FIELDS]
