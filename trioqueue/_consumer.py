@@ -260,13 +260,14 @@ class Consumer(LeaseUpkeep, Settling):
     # -- background loops --
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Rescue expired leases once, then run the claimer, settler, extender and rescuer."""
+        """Rescue expired leases once, register the worker, then run the loops."""
         # Rescue once before the first claim, so even a burst run picks up
         # the tasks of a worker that died.
         await self._retry("rescue expired leases", self.driver.rescue, self.queue)
+        started_at = await self._register()
         async with open_nursery() as nursery:
             nursery.start_soon(self._settler)
-            nursery.start_soon(self._extender)
+            nursery.start_soon(self._extender, started_at)
             nursery.start_soon(self._rescuer)
             if self.retention is not None:
                 nursery.start_soon(self._pruner, self.retention)

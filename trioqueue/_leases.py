@@ -94,11 +94,17 @@ class LeaseUpkeep:
             started_at,
         )
 
-    async def _extender(self) -> None:
+    async def _register(self) -> float:
+        # Before the loops start: a worker is listed once it serves.
+        started_at = self.driver.now()
+        await self._retry(
+            "register the worker", self.driver.register_worker, self._record(started_at)
+        )
+        return started_at
+
+    async def _extender(self, started_at: float) -> None:
         every = self.lease_seconds / 3
         driver = self.driver
-        started_at = driver.now()
-        await self._retry("register the worker", driver.register_worker, self._record(started_at))
         clock = trio.current_time
         due = clock() + every
         registry_due = clock() + min(every, REGISTRY_EVERY)

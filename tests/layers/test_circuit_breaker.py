@@ -12,7 +12,7 @@ from trioqueue import (
     EventKind,
     Fixed,
     MemoryBackend,
-    RetryAfter,
+    Snooze,
     ServiceBuilder,
     Status,
     Task,
@@ -69,11 +69,11 @@ async def test_transitions(autojump_clock: trio.abc.Clock) -> None:
     calls = len(up.calls)
 
     # Open: tasks are not run and are sent back for the cool-down left.
-    with pytest.raises(RetryAfter) as info:
+    with pytest.raises(Snooze) as info:
         await svc(task())
     assert info.value.seconds == pytest.approx(10.0)
     await trio.sleep(4)
-    with pytest.raises(RetryAfter) as info:
+    with pytest.raises(Snooze) as info:
         await svc(task())
     assert info.value.seconds == pytest.approx(6.0)
     assert len(up.calls) == calls
@@ -85,7 +85,7 @@ async def test_transitions(autojump_clock: trio.abc.Clock) -> None:
         await svc(task())
     assert len(up.calls) == calls + 1
     assert state(breaker) is CircuitState.OPEN
-    with pytest.raises(RetryAfter) as info:
+    with pytest.raises(Snooze) as info:
         await svc(task())
     assert info.value.seconds == pytest.approx(10.0)
 
@@ -103,7 +103,7 @@ async def test_transitions(autojump_clock: trio.abc.Clock) -> None:
         nursery.start_soon(trial)
         await trio.testing.wait_all_tasks_blocked()
         assert state(breaker) is CircuitState.HALF_OPEN
-        with pytest.raises(RetryAfter) as info:
+        with pytest.raises(Snooze) as info:
             await svc(task())
         assert info.value.seconds == pytest.approx(10.0)
         up.hold.set()
@@ -142,11 +142,12 @@ async def test_open_breaker_sends_tasks_back_to_storage(autojump_clock: trio.abc
         worker = builder.layer(RetryLayer(Fixed(1.0))).layer(breaker).build(up.handler)
         await worker.run()
         stored = await backend.get_task(tid)
-    # Attempts at t0 and t0+1 fail and open the breaker; attempt 3 (t0+2) is
-    # sent back for the 29 s left; attempt 4 (t0+31) is the trial and succeeds.
+    # Attempts at t0 and t0+1 fail and open the breaker; at t0+2 the task
+    # snoozes for the 29 s left (no attempt spent); attempt 3 (t0+31) is the
+    # trial and succeeds.
     assert [round(t - t0, 6) for t in up.calls] == [0.0, 1.0, 31.0]
     assert stored is not None
-    assert (stored.status, stored.attempts, stored.result) == (Status.DONE, 4, "ok")
+    assert (stored.status, stored.attempts, stored.result) == (Status.DONE, 3, "ok")
     assert state(breaker) is CircuitState.CLOSED
 
 
