@@ -1,4 +1,4 @@
-"""The pytest plugin as a user's test module uses it: fixtures, run_until_idle, assert_pushed, eager."""
+"""The pytest plugin as a user's tests use it: the fixture, run_until_idle, assert_pushed, eager."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ async def test_eager_raises_when_the_task_ends_killed(trioqueue_backend: MemoryB
         raise Abort(f"no mail to {mail.to}")
 
     backend = eager(WorkerBuilder("mail").backend(trioqueue_backend).build(refuse))
-    with pytest.raises(TaskFailed, match="no mail to x@example.com"):
+    with pytest.raises(TaskFailed, match=r"no mail to x@example\.com"):
         await backend.push(Mail("x@example.com"))
     quiet = eager(WorkerBuilder("mail").backend(trioqueue_backend).build(refuse), propagate=False)
     tid = await quiet.push(Mail("y@example.com"))
