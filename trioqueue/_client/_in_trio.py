@@ -6,6 +6,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._nursery import sole_error
+
 __all__ = ["asyncio_handler", "run_asyncio"]
 
 T = TypeVar("T")
@@ -40,8 +42,14 @@ async def run_asyncio(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
     if trio_asyncio.current_loop.get() is not None:
         result: T = await call(*args, **kwargs)
         return result
-    async with trio_asyncio.open_loop():
-        result = await call(*args, **kwargs)
+    try:
+        async with trio_asyncio.open_loop():
+            result = await call(*args, **kwargs)
+    except BaseExceptionGroup as group:  # the loop's nursery: ``fn``'s error as itself
+        error = sole_error(group)
+        if error is None:
+            raise
+        raise error from None
     return result
 
 
