@@ -71,8 +71,10 @@ class AsyncClient:
     # -- running calls --
 
     def _sqlite(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, fn, *args)
+        # ``wrap_future``, not ``run_in_executor``: any loop takes it (trio-asyncio's
+        # loop runs only its own executor).
+        assert self._executor is not None
+        return asyncio.wrap_future(self._executor.submit(fn, *args))
 
     async def _call(self, name: str, *args: Any) -> Any:
         if self._executor is not None:
