@@ -14,6 +14,7 @@ METRICS = ("per_s", "seconds", "p50_ms", "p99_ms", "push_p50_ms")
 TQ, PQ, FL = "trioqueue/postgresql", "pgqueuer/postgresql", "floor/postgresql"
 TS, FS = "trioqueue/sqlite", "floor/sqlite"
 TM, FM = "trioqueue/memory", "floor/memory"
+CL = "clients/postgresql"
 
 #: (section, label, numerator figure, denominator figure, metric). Each is put so
 #: that above 1 (or nearer 1, for a fraction of the floor) is better for the first.
@@ -21,6 +22,13 @@ RATIOS: list[tuple[str, str, str, str, str]] = [
     ("PostgreSQL: trioqueue / pgqueuer (throughput), pgqueuer / trioqueue (time)", "", "", "", ""),
     ("", "push_single pushes/s", f"{TQ}/push_single", f"{PQ}/push_single", "per_s"),
     ("", "push_single p50 call time", f"{PQ}/push_single", f"{TQ}/push_single", "p50_ms"),
+    ("", "sync client push_single pushes/s", f"{CL}/push_single_sync", f"{PQ}/push_single",
+     "per_s"),
+    ("", "sync client push_single p50", f"{PQ}/push_single", f"{CL}/push_single_sync", "p50_ms"),
+    ("", "asyncio client push_single pushes/s", f"{CL}/push_single_asyncio",
+     f"{PQ}/push_single", "per_s"),
+    ("", "asyncio client push_single p50", f"{PQ}/push_single", f"{CL}/push_single_asyncio",
+     "p50_ms"),
     ("", "push_bulk jobs/s", f"{TQ}/push_bulk", f"{PQ}/push_bulk", "per_s"),
     ("", "end_to_end c10 jobs/s", f"{TQ}/end_to_end_c10", f"{PQ}/end_to_end_c10", "per_s"),
     ("", "end_to_end c100 jobs/s", f"{TQ}/end_to_end_c100", f"{PQ}/end_to_end_c100", "per_s"),

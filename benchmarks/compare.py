@@ -15,6 +15,8 @@ database (or SQLite file) that is dropped afterwards:
 4. ``enqueue_to_start``: 200 jobs pushed one at a time, 20 ms apart, to an idle
    worker in another process; handler start minus push time (``time.time()``).
 5. trioqueue on SQLite for 1-4, and the raw-SQL floor (``_compare_floor.py``).
+   ``push_single`` also for the blocking and the asyncio clients (``_compare_clients.py``),
+   on PostgreSQL (next to pgqueuer's enqueue, an asyncio client too) and SQLite.
 6. trioqueue end to end on the memory backend (100,000 tasks), and the bare
    channel-and-nursery loop it is held against.
 
@@ -54,6 +56,7 @@ CHILD = {
     "trioqueue": HERE / "_compare_trioqueue.py",
     "pgqueuer": HERE / "_compare_pgqueuer.py",
     "floor": HERE / "_compare_floor.py",
+    "clients": HERE / "_compare_clients.py",
 }
 ATTEMPTS = 3  # a failing child is retried (trioqueue may be mid-edit), then skipped
 RETRY_PAUSE = 15.0
@@ -109,6 +112,13 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
             _fig("trioqueue", "memory", f"end_to_end_c{c}", "e2e", "--jobs", s.memory,
                  "--concurrency", c, concurrency=c)
         )  # fmt: skip
+
+    # The blocking and asyncio clients (trioqueue.sync, trioqueue.asyncio), outside Trio.
+    for be in ("postgresql", "sqlite"):
+        for kind in ("sync", "asyncio"):
+            tq.append(
+                _fig("clients", be, f"push_single_{kind}", f"single-{kind}", "--jobs", s.single)
+            )
 
     pq = [
         _fig("pgqueuer", "postgresql", "push_single", "single", "--jobs", s.single),

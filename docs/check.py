@@ -26,7 +26,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PACKAGES = ("trioqueue", "trioqueue.drivers", "trioqueue.layers", "trioqueue.testing")
+PACKAGES = (
+    "trioqueue",
+    "trioqueue.drivers",
+    "trioqueue.layers",
+    "trioqueue.testing",
+    "trioqueue.sync",
+    "trioqueue.asyncio",
+    "trioqueue.testing.pytest_plugin",
+)
 #: Pages whose examples are run.
 RUNNABLE = (
     "concepts.md",
@@ -36,6 +44,7 @@ RUNNABLE = (
     "delivery.md",
     "drivers.md",
     "lifecycle.md",
+    "clients.md",
 )
 #: Seconds an example may take.
 TIMEOUT = 60.0

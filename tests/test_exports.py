@@ -18,8 +18,9 @@ PUBLIC = {
 
 
 def test_public_names_are_exactly_the_pinned_ones() -> None:
-    names = {n for n in dir(trioqueue) if not n.startswith("_")}
-    assert names - {"backends", "drivers", "layers", "testing"} == PUBLIC
+    # (pytest rewrites the asserts of a plugin's package, trioqueue here: "@py_builtins".)
+    names = {n for n in dir(trioqueue) if n.isidentifier() and not n.startswith("_")}
+    assert names - {"asyncio", "backends", "drivers", "layers", "sync", "testing"} == PUBLIC
 
 
 LAYERS = {
