@@ -18,9 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._backend import Backend
 from .._errors import BackendError
-from . import _actions, _views
+from ._actions import routes as action_routes
 from ._board import Board
 from ._security import Credentials
+from ._views import routes as page_routes
 
 __all__ = ["create_app"]
 
@@ -71,8 +72,8 @@ def create_app(
     credentials = Credentials.parse(auth) if isinstance(auth, str) else auth
     board = Board(backend, read_only=read_only, refresh=max(0.0, float(refresh)))
     routes = [
-        *_views.routes(board),
-        *_actions.routes(board),
+        *page_routes(board),
+        *action_routes(board),
         Mount("/static", StaticFiles(packages=[("trioqueue.web", "static")]), name="static"),
     ]
 
