@@ -5,7 +5,6 @@ ASGI server such as Hypercorn's Trio worker); ``trioqueue web`` serves it.
 Needs the ``web`` extra: ``pip install 'trioqueue[web]'``. See ``docs/web.md``.
 """
 
-
 from ._app import create_app as create_app
 from ._graph import RunGraph as RunGraph
 from ._graph import RunNode as RunNode
