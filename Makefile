@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,postgres,metrics,otel
+EXTRAS ?= dev,postgres,metrics,otel,web
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-quick test-long lint bench bench-compare demo docs clean

@@ -478,13 +478,21 @@ class FileDriver:
         return out
 
     async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+        self,
+        *,
+        queue: str | None,
+        status: Status | None,
+        limit: int,
+        offset: int,
+        before: str | None = None,
     ) -> list[StoredTask]:
         def op(store: _Store, now: float) -> list[StoredTask]:
             sel = [
                 t
                 for t in store.tasks.values()
-                if (queue is None or t.queue == queue) and (status is None or t.status is status)
+                if (queue is None or t.queue == queue)
+                and (status is None or t.status is status)
+                and (before is None or t.id < before)
             ]
             sel.sort(key=lambda t: t.id, reverse=True)
             return sel[offset : offset + limit]
@@ -539,6 +547,33 @@ class FileDriver:
 
         ok: bool = await self._run(op)
         return ok
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        def op(store: _Store, now: float) -> int:
+            gone = [
+                id
+                for id in dict.fromkeys(ids)
+                if id in store.tasks
+                and store.tasks[id].status not in (Status.QUEUED, Status.RUNNING)
+            ]
+            for id in gone:
+                del store.tasks[id]
+            return len(gone)
+
+        n: int = await self._run(op)
+        return n
+
+    async def finished_histogram(self, since: float, step: float) -> list[tuple[int, Status, int]]:
+        def op(store: _Store, now: float) -> list[tuple[int, Status, int]]:
+            counts: dict[tuple[int, Status], int] = {}
+            for t in store.tasks.values():
+                if t.status.is_final and t.finished_at is not None and t.finished_at >= since:
+                    key = (int((t.finished_at - since) // step), t.status)
+                    counts[key] = counts.get(key, 0) + 1
+            return [(b, s, n) for (b, s), n in sorted(counts.items())]
+
+        out: list[tuple[int, Status, int]] = await self._run(op)
+        return out
 
     async def purge(self, older_than: float) -> int:
         return await self.prune(dict.fromkeys(_FINAL, older_than), 1 << 62, -math.inf)

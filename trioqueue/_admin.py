@@ -65,8 +65,13 @@ class Administration:
         status: Status | str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: str | None = None,
     ) -> list[Task[Any]]:
         """Return tasks filtered by ``queue`` and ``status``, newest first, paged.
+
+        ``before`` pages by key: only tasks whose id sorts before it (pass the
+        last id of the previous page; fast on any number of tasks, unlike a
+        large ``offset``).
 
         Raises:
           ValueError: for an unknown status.
@@ -75,7 +80,9 @@ class Administration:
         st = None if status is None else Status(status)
 
         async def call() -> list[StoredTask]:
-            return await self.driver.list_tasks(queue=queue, status=st, limit=limit, offset=offset)
+            return await self.driver.list_tasks(
+                queue=queue, status=st, limit=limit, offset=offset, before=before
+            )
 
         return [
             self._to_task(r)

@@ -383,9 +383,15 @@ class Driver(Protocol):
         ...
 
     async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+        self,
+        *,
+        queue: str | None,
+        status: Status | None,
+        limit: int,
+        offset: int,
+        before: str | None = None,
     ) -> list[StoredTask]:
-        """Return tasks filtered by queue and status, newest id first, paged."""
+        """Return tasks by queue, status and ids below ``before``; newest first, paged."""
         ...
 
     async def get(self, id: str) -> StoredTask | None:

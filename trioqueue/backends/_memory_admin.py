@@ -4,7 +4,7 @@ paused queues and the workers' registry (``MemoryDriver`` inherits them)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -13,6 +13,9 @@ from .._driver import StoredTask, WorkerRecord
 from .._task import Status
 
 __all__ = ["MemoryAdministration"]
+
+#: Statuses of tasks a worker holds: ``delete`` leaves them (cancel them first).
+_CLAIMED = (Status.QUEUED, Status.RUNNING)
 
 
 class MemoryAdministration:
@@ -65,6 +68,28 @@ class MemoryAdministration:
         for name in [n for n, w in self._workers.items() if w.last_seen < workers_before]:
             del self._workers[name]
         return len(gone)
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        gone = [
+            id
+            for id in dict.fromkeys(ids)
+            if (t := self._tasks.get(id)) is not None and t.status not in _CLAIMED
+        ]
+        for id in gone:
+            del self._tasks[id]
+        if gone:
+            self._changed()
+        return len(gone)
+
+    async def finished_histogram(self, since: float, step: float) -> list[tuple[int, Status, int]]:
+        """Count tasks finished since ``since`` per ``step``-second bucket and final status."""
+        counts: dict[tuple[int, Status], int] = {}
+        for t in self._tasks.values():
+            if t.status.is_final and t.finished_at is not None and t.finished_at >= since:
+                key = (int((t.finished_at - since) // step), t.status)
+                counts[key] = counts.get(key, 0) + 1
+        return [(b, s, n) for (b, s), n in sorted(counts.items())]
 
     async def pause(self, queue: str) -> None:
         """Pause ``queue``: claims give nothing until ``resume``."""

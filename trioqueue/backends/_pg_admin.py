@@ -73,11 +73,18 @@ class PostgresAdministration:
         return out
 
     async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+        self,
+        *,
+        queue: str | None,
+        status: Status | None,
+        limit: int,
+        offset: int,
+        before: str | None = None,
     ) -> list[StoredTask]:
-        """List tasks, newest id first, paged."""
+        """List tasks, newest id first, paged (ids below ``before`` when given)."""
         params = {
             "queue": queue,
+            "before": before,
             "status": None if status is None else str(status),
             "limit": max(0, limit),
             "offset": max(0, offset),
@@ -128,6 +135,22 @@ class PostgresAdministration:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
         rows = await self._fetch(self._admin.purge, {"before": older_than}, shield=True)
         return int(rows[0][0])
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        if not ids:
+            return 0
+        params = {"ids": list(ids), "change": self._sql.change_channel}
+        n = int((await self._fetch(self._admin.delete, params, shield=True))[0][0])
+        if n:
+            self._signal_change()
+        return n
+
+    async def finished_histogram(self, since: float, step: float) -> list[tuple[int, Status, int]]:
+        """Count tasks finished since ``since`` per ``step``-second bucket and final status."""
+        params = {"since": since, "step": step}
+        rows = await self._fetch(self._admin.finished_histogram, params, shield=False)
+        return [(int(b), status_of(s), int(n)) for b, s, n in rows]
 
     async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
         """Delete at most ``limit`` final tasks finished before their status's cutoff.

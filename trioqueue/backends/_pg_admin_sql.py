@@ -51,6 +51,7 @@ class AdminStatements:
             "SELECT {cols} FROM {s}.tasks "
             "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
             "AND (%(status)s::text IS NULL OR status = %(status)s::text) "
+            "AND (%(before)s::text IS NULL OR id < %(before)s::text) "
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
         )
         self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
@@ -117,6 +118,17 @@ class AdminStatements:
                 RETURNING 1),
             w AS (DELETE FROM {s}.workers WHERE last_seen < %(workers_before)s RETURNING 1)
             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM w)"""
+        )
+        self.delete = q(
+            """WITH d AS (DELETE FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])
+                AND status NOT IN ('queued', 'running') RETURNING id),
+            c AS (SELECT pg_notify(%(change)s, json_agg(id)::text) FROM d HAVING count(*) > 0)
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c)"""
+        )
+        self.finished_histogram = q(
+            "SELECT floor((finished_at - %(since)s::float8) / %(step)s::float8)::int8, status, "
+            "count(*) FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
+            "AND finished_at >= %(since)s::float8 GROUP BY 1, 2 ORDER BY 1"
         )
         self.pause = q(
             "INSERT INTO {s}.paused_queues (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING"

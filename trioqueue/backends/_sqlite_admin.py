@@ -108,11 +108,18 @@ class SqliteAdministration:
         return out
 
     async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+        self,
+        *,
+        queue: str | None,
+        status: Status | None,
+        limit: int,
+        offset: int,
+        before: str | None = None,
     ) -> list[StoredTask]:
-        """List tasks, newest id first."""
+        """List tasks, newest id first (ids below ``before`` when given)."""
         params = {
             "queue": queue,
+            "before": before,
             "status": None if status is None else status.value,
             "limit": max(0, limit),
             "offset": max(0, offset),
@@ -175,6 +182,29 @@ class SqliteAdministration:
             rows=DIRECT_ROWS + 1,  # any number of rows: on the thread
         )
         return int(rows)
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        arg = sql.ids_json(ids)
+        n = int(
+            await self._tx(
+                lambda c: c.execute(sql.DELETE, (arg,)).rowcount, durable=True, rows=len(ids)
+            )
+        )
+        if n:
+            self._waker.changed()
+        return n
+
+    async def finished_histogram(self, since: float, step: float) -> list[tuple[int, Status, int]]:
+        """Count tasks finished since ``since`` per ``step``-second bucket and final status."""
+        params = {"since": since, "step": step}
+        rows = await self.db.call(
+            lambda c: c.execute(sql.HISTOGRAM, params).fetchall(), offload=True
+        )
+        return [(int(b), status_of(s), int(n)) for b, s, n in rows]
 
     async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
         """Delete at most ``limit`` final tasks finished before their status's cutoff.

@@ -151,6 +151,7 @@ GROUP BY queue, status
 LIST_TASKS = f"""
 SELECT {_COLS} FROM trioqueue_tasks
 WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :status)
+  AND (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
@@ -172,6 +173,13 @@ RETURNING status
 """
 # ``replace``: the final tasks among the ids go, in the insert's transaction.
 DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status IN {_FINAL}"
+DELETE = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status NOT IN ('queued', 'running')"
+HISTOGRAM = f"""
+SELECT CAST((finished_at - :since) / :step AS INTEGER) AS bucket, status, count(*)
+FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
+WHERE status IN {_FINAL} AND finished_at >= :since
+GROUP BY bucket, status ORDER BY bucket
+"""
 PURGE = f"""
 DELETE FROM trioqueue_tasks
 WHERE status IN {_FINAL} AND finished_at < ?

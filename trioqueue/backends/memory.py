@@ -315,13 +315,21 @@ class MemoryDriver(MemoryAdministration):
         return out
 
     async def list_tasks(
-        self, *, queue: str | None, status: Status | None, limit: int, offset: int
+        self,
+        *,
+        queue: str | None,
+        status: Status | None,
+        limit: int,
+        offset: int,
+        before: str | None = None,
     ) -> list[StoredTask]:
-        """List tasks, newest id first."""
+        """List tasks, newest id first (ids below ``before`` when given)."""
         sel = [
             t
             for t in self._tasks.values()
-            if (queue is None or t.queue == queue) and (status is None or t.status is status)
+            if (queue is None or t.queue == queue)
+            and (status is None or t.status is status)
+            and (before is None or t.id < before)
         ]
         sel.sort(key=lambda t: t.id, reverse=True)
         return [_copy(t) for t in sel[offset : offset + limit]]
