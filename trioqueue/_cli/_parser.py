@@ -13,6 +13,7 @@ import re
 from .._builder import DEFAULT_CONCURRENCY
 from .._open import DEFAULT_BACKEND
 from .._task import Status
+from ._schedules import add_parser as add_schedules
 
 __all__ = ["build_parser", "parse_duration"]
 
@@ -320,4 +321,5 @@ def build_parser() -> argparse.ArgumentParser:
         help="a worker not seen for this long is dead and not listed (default 30s)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_schedules(sub, _common)
     return parser
