@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 import trioqueue as tq
+import trioqueue.backends.memory
 from trioqueue import Tick, WorkerBuilder
 
 HOUR = 3600.0
@@ -225,3 +226,30 @@ async def test_a_hand_pushed_task_has_its_run_at_as_tick(
         assert sorted(runs.ticks) == [utc(2024, 5, 1, 12, 0, 1), utc(2024, 5, 1, 12, 0, 3)]
         assert all(type(t) is Tick for t in runs.ticks)
         assert worker.statistics().schedules == ()
+
+
+class FlakyScheduleDriver(tq.backends.memory.MemoryDriver):
+    """Fails its first ``failures`` reads of the schedules, then works."""
+
+    failures = 3
+
+    async def schedules(self) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("storage unreachable")
+        return await super().schedules()
+
+
+async def test_a_storage_error_delays_a_look_and_never_stops_the_worker(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = FlakyScheduleDriver(clock=clock_from(utc(2024, 1, 1, 0, 0, 1)))
+    backend = tq.Backend(driver)
+    async with backend.running():
+        runs = Runs(backend)
+        worker = builder(backend).every(10, name="ten").build(runs.handler)
+        async with running(worker):
+            await trio.sleep(25)  # to 00:00:26
+        assert runs.ticks == [utc(2024, 1, 1, 0, 0, 10), utc(2024, 1, 1, 0, 0, 20)]
+    failed = [r for r in caplog.records if "schedule ten: look failed" in r.getMessage()]
+    assert len(failed) == 3 and all(r.name == "trioqueue.schedule" for r in failed)
