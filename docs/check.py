@@ -45,6 +45,7 @@ RUNNABLE = (
     "drivers.md",
     "lifecycle.md",
     "clients.md",
+    "schedules.md",
 )
 #: Seconds an example may take.
 TIMEOUT = 60.0

@@ -9,8 +9,9 @@
   ``CancelsAnythingDriver`` (cancels final tasks too), ``RetriesOnlyKilledDriver``
   (refuses to retry a FAILED task), ``IgnoresCancelOnSettleDriver`` (a task
   whose cancellation was requested ends as its outcome says, not CANCELLED)
-  ``DeafToChangesDriver`` (``wait_for_change`` always waits it out) and
-  ``ImpatientDriver`` (``wait_for_change`` never waits).
+  ``DeafToChangesDriver`` (``wait_for_change`` always waits it out),
+  ``ImpatientDriver`` (``wait_for_change`` never waits) and
+  ``RewindingScheduleDriver`` (a schedule's older last tick overwrites a later one).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import trio
 from trioqueue import Backend, Outcome, Status, StoredTask
 from trioqueue._driver import CANCEL_REQUESTED, Extended, WorkerRecord, apply_outcome
 from trioqueue.backends.memory import MemoryDriver
+from trioqueue.drivers import ScheduleRecord, merge_schedule
 
 Clock = Callable[[], float]
 
@@ -138,6 +140,13 @@ class ImpatientDriver(MemoryDriver):
         await trio.lowlevel.checkpoint()
 
 
+class RewindingScheduleDriver(MemoryDriver):
+    """Upserts schedules blindly: an instance that lags moves the last tick back."""
+
+    async def record_schedule(self, rec: ScheduleRecord) -> None:
+        self._schedule_records()[rec.name] = dataclasses.replace(rec, updated_at=self.now())
+
+
 def memory_factory(
     driver_cls: type[MemoryDriver],
 ) -> Callable[..., Any]:
@@ -179,11 +188,12 @@ def _copy(t: StoredTask) -> StoredTask:
 
 @dataclass
 class _Store:
-    """What the file holds: the tasks, the paused queues and the workers' entries."""
+    """What the file holds: the tasks, the paused queues, the workers' entries, the schedules."""
 
     tasks: dict[str, StoredTask] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     workers: dict[str, WorkerRecord] = field(default_factory=dict)
+    schedules: dict[str, ScheduleRecord] = field(default_factory=dict)
 
     @classmethod
     def load(cls, text: str) -> _Store:
@@ -192,6 +202,7 @@ class _Store:
             {t["id"]: _from_json(t) for t in d["tasks"]},
             set(d["paused"]),
             {w["name"]: WorkerRecord(**w) for w in d["workers"]},
+            {r["name"]: ScheduleRecord(**r) for r in d.get("schedules", [])},
         )
 
     def dump(self) -> str:
@@ -200,6 +211,7 @@ class _Store:
                 "tasks": [_to_json(t) for t in self.tasks.values()],
                 "paused": sorted(self.paused),
                 "workers": [asdict(w) for w in self.workers.values()],
+                "schedules": [asdict(r) for r in self.schedules.values()],
             }
         )
 
@@ -624,6 +636,21 @@ class FileDriver:
         out: list[WorkerRecord] = await self._run(op)
         return out
 
+    async def record_schedule(self, rec: ScheduleRecord) -> None:
+        def op(store: _Store, now: float) -> None:
+            merged = merge_schedule(store.schedules.get(rec.name), rec, now)
+            if merged is not None:
+                store.schedules[rec.name] = merged
+
+        await self._run(op)
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        def op(store: _Store, now: float) -> list[ScheduleRecord]:
+            return [store.schedules[n] for n in sorted(store.schedules)]
+
+        out: list[ScheduleRecord] = await self._run(op)
+        return out
+
     async def aclose(self) -> None:
         pass
 
@@ -661,3 +688,4 @@ open_retries_only_killed = memory_factory(RetriesOnlyKilledDriver)
 open_ignores_cancel_on_settle = memory_factory(IgnoresCancelOnSettleDriver)
 open_deaf_to_changes = memory_factory(DeafToChangesDriver)
 open_impatient = memory_factory(ImpatientDriver)
+open_rewinding_schedule = memory_factory(RewindingScheduleDriver)

@@ -49,6 +49,8 @@ from ._metrics_server import serve_metrics as serve_metrics
 from ._monitor import Monitor as Monitor
 from ._open import DEFAULT_BACKEND as DEFAULT_BACKEND
 from ._open import open_backend as open_backend
+from ._schedule._stats import ScheduleStatistics as ScheduleStatistics
+from ._schedule._tick import Tick as Tick
 from ._service import Layer as Layer
 from ._service import LayerFn as LayerFn
 from ._service import Service as Service

@@ -11,6 +11,8 @@ from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback
 from ._durations import seconds as check_seconds
 from ._prefetch import adaptive_prefetch_max
+from ._schedule._policy import Schedule
+from ._schedule._scheduler import Scheduler
 from ._service import Layer
 from ._worker import Worker, WorkerConfig
 
@@ -55,6 +57,7 @@ class WorkerBuilder:
         self._backoff: Backoff = Exponential()
         self._timeout: float | None = None
         self._callbacks: list[EventCallback] = []
+        self._schedules: list[Schedule] = []
 
     def backend(self, backend: Backend) -> WorkerBuilder:
         """Set the backend whose queue the worker consumes."""
@@ -150,12 +153,66 @@ class WorkerBuilder:
         self._callbacks.append(callback)
         return self
 
+    def cron(
+        self,
+        expr: str,
+        *,
+        args: Any = None,
+        tz: str = "UTC",
+        catch_up: str = "latest",
+        name: str | None = None,
+    ) -> WorkerBuilder:
+        """Also push one task with ``args`` to the worker's queue at each tick of a cron expression.
+
+        Any number of workers (on any hosts) may run the same schedule: each
+        tick's task id is ``sched:<name>:<tick in UTC>``, so a tick is stored
+        once. The handler reads the tick's time with a parameter annotated
+        ``Tick``. See ``docs/schedules.md``.
+
+        Args:
+          expr: Five fields (minute hour day-of-month month day-of-week), an
+            optional sixth leading field of seconds, or ``@hourly``, ``@daily``,
+            ``@weekly``, ``@monthly``, ``@yearly`` (parsed by cronsim).
+          args: The args of every tick's task (encoded by the backend's codec).
+          tz: The IANA zone the expression is read in (DST as cron does it:
+            a time skipped by a spring-forward runs at the first minute after
+            the gap; a time repeated by a fall-back runs once, the first time).
+          catch_up: What the first look after downtime pushes of the missed
+            ticks: ``"latest"`` (the last one), ``"all"`` (each, at most
+            ``MAX_CATCH_UP`` = 100, the latest ones) or ``"none"``.
+          name: The schedule's name in storage (default
+            ``<worker>:cron:<expr>[@<tz>]``); rename it and it starts afresh.
+
+        Raises:
+          ValueError: for a bad expression, an unknown zone or catch-up mode.
+        """
+        self._schedules.append(
+            Schedule.cron(self._name, expr, args=args, tz=tz, catch_up=catch_up, name=name)
+        )
+        return self
+
+    def every(self, seconds: float, *, args: Any = None, name: str | None = None) -> WorkerBuilder:
+        """Also push one task with ``args`` to the worker's queue every ``seconds``.
+
+        Ticks are the multiples of ``seconds`` since the epoch (UTC), so every
+        instance computes the same ones; after downtime only the latest
+        missed tick is pushed. Ids and ``Tick`` as for ``cron``.
+
+        Args:
+          seconds: The interval (at least 0.001).
+          args: The args of every tick's task.
+          name: The schedule's name (default ``<worker>:every:<seconds>s``).
+        """
+        self._schedules.append(Schedule.every(self._name, seconds, args=args, name=name))
+        return self
+
     def build(self, handler: Any) -> Worker:
         """Return the ``Worker`` running ``handler`` (a function, service or stack).
 
         Raises:
           HandlerError: if the handler cannot be resolved (names the parameter).
-          ValueError: if no backend was set.
+          ValueError: if no backend was set, or two schedules share a name.
+          CodecError: if a schedule's args cannot be encoded.
         """
         if self._backend is None:
             raise ValueError(f"worker {self._name!r} has no backend: call .backend(b) first")
@@ -174,5 +231,6 @@ class WorkerBuilder:
             backoff=self._backoff,
             timeout=self._timeout,
             callbacks=tuple(self._callbacks),
+            scheduler=Scheduler(self._backend, tuple(self._schedules)),
         )
         return Worker(config, handler)

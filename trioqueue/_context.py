@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._schedule._stats import ScheduleStatistics
+
 __all__ = ["EventKind", "WorkerContext", "WorkerEvent", "WorkerStatistics"]
 
 
@@ -57,6 +59,7 @@ class WorkerStatistics:
       killed: Tasks killed (Abort, undecodable payload, last attempt failed) since start.
       released: Tasks given back unstarted or cancelled at shutdown.
       shutting_down: Whether a stop was requested.
+      schedules: One ``ScheduleStatistics`` per schedule (``cron``, ``every``).
     """
 
     name: str
@@ -68,6 +71,7 @@ class WorkerStatistics:
     killed: int
     released: int
     shutting_down: bool
+    schedules: tuple[ScheduleStatistics, ...] = ()
 
 
 class _Running(Protocol):

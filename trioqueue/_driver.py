@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from ._schedule._record import ScheduleRecord
 from ._task import MAX_TIMESTAMP, Meta, Status, Task, TaskId, from_timestamp
 
 __all__ = [
@@ -350,9 +351,8 @@ class Driver(Protocol):
     async def wait_for_tasks(self, queue: str, max_wait: float) -> None:
         """Return when new tasks may be ready on ``queue``, or after ``max_wait`` seconds.
 
-        Spurious returns are fine; the memory driver wakes on insert, SQLite
-        polls adaptively, PostgreSQL listens for notifications. ``resume`` of
-        the queue wakes it too.
+        Spurious returns are fine; the memory driver wakes on insert, SQLite polls
+        adaptively, PostgreSQL listens for notifications. ``resume`` of the queue wakes it too.
         """
         ...
 
@@ -451,6 +451,14 @@ class Driver(Protocol):
 
     async def workers(self, seen_after: float) -> list[WorkerRecord]:
         """Return the entries seen after ``seen_after`` (the live workers), by name."""
+        ...
+
+    async def record_schedule(self, rec: ScheduleRecord) -> None:
+        """Upsert a schedule by name (``updated_at`` now); an older last tick changes nothing."""
+        ...
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """Return the schedules' records, by name (see ``merge_schedule`` for the upsert rule)."""
         ...
 
     async def aclose(self) -> None:

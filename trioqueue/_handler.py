@@ -2,7 +2,7 @@
 
 Dependency injection is by annotation: after the args parameter, a handler
 may ask for ``Data[T]``, ``WorkerContext``, ``TaskId``, ``Attempt``,
-``Task[Args]``, ``Meta`` and ``Progress``, in any order and any subset.
+``Task[Args]``, ``Meta``, ``Progress`` and ``Tick``, in any order and any subset.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 from ._context import WorkerContext
 from ._errors import HandlerError
 from ._lifecycle import Progress
+from ._schedule._tick import Tick, tick_of
 from ._service import Layer, Service
 from ._task import Attempt, Meta, Task, TaskId
 
@@ -37,7 +38,7 @@ _DATA = _DataMarker()
 #: ``State`` given to ``WorkerBuilder.data(...)``; the handler gets that object.
 Data: TypeAlias = Annotated[T, _DATA]
 
-_KINDS = "Data[T], WorkerContext, TaskId, Attempt, Task[Args], Meta or Progress"
+_KINDS = "Data[T], WorkerContext, TaskId, Attempt, Task[Args], Meta, Progress or Tick"
 
 
 def _name(fn: Any) -> str:
@@ -99,6 +100,8 @@ def _getter(
         return lambda task: Progress(task.id, report)
     if hint is Task or typing.get_origin(hint) is Task:
         return lambda task: task
+    if hint is Tick:
+        return tick_of
     if hint is inspect.Parameter.empty:
         raise HandlerError(
             f"parameter {name!r} of handler {_name(fn)} has no annotation: annotate it with "

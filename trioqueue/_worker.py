@@ -18,13 +18,7 @@ import trio
 from ._backend import Backend
 from ._backoff import Backoff
 from ._consumer import Consumer
-from ._context import (
-    EventCallback,
-    EventKind,
-    WorkerContext,
-    WorkerEvent,
-    WorkerStatistics,
-)
+from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
 from ._driver import Outcome, StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
 from ._nursery import open_nursery
@@ -39,6 +33,7 @@ from ._outcome import (
     decide,
     undecodable,
 )
+from ._schedule._scheduler import Scheduler
 from ._service import Layer, Service
 from ._task import Status, Task
 
@@ -81,6 +76,7 @@ class WorkerConfig:
       backoff: The delay policy after a failed attempt.
       timeout: Each attempt's deadline in seconds, or None.
       callbacks: Event callbacks.
+      scheduler: Pushes the tasks of the worker's schedules (``cron``, ``every``).
     """
 
     name: str
@@ -97,6 +93,7 @@ class WorkerConfig:
     backoff: Backoff
     timeout: float | None
     callbacks: tuple[EventCallback, ...]
+    scheduler: Scheduler | None = None
 
 
 class Worker:
@@ -133,6 +130,7 @@ class Worker:
         self.backoff_policy = config.backoff
         self.timeout = config.timeout
         self._callbacks = list(config.callbacks)
+        self.scheduler = config.scheduler or Scheduler(self.backend, ())
         self.context = WorkerContext(self)
         inner, self.args_type = resolve(handler, data=dict(config.data), context=self.context)
         self.service: Service[Task[Any], Any] = ServiceBuilder(config.layers).wrap(inner)
@@ -203,6 +201,7 @@ class Worker:
             killed=self._killed,
             released=self._released,
             shutting_down=self._stopping,
+            schedules=self.scheduler.statistics(),
         )
 
     def _emit(self, kind: EventKind, **fields: Any) -> None:
@@ -255,6 +254,7 @@ class Worker:
                         for i in range(self.concurrency):
                             nursery.start_soon(self._slot, consumer, i)
                         nursery.start_soon(self._watch_idle, consumer)
+                        nursery.start_soon(self.scheduler.run, self._stop_event)
                         self._emit(EventKind.START)
                         task_status.started()
                         if self._stopping:

@@ -23,6 +23,8 @@ from ._registry import redact_url as redact_url
 from ._registry import register_backend as register_backend
 from ._registry import registered_schemes as registered_schemes
 from ._registry import unregister_backend as unregister_backend
+from ._schedule._record import ScheduleRecord as ScheduleRecord
+from ._schedule._record import merge_schedule as merge_schedule
 from ._task import Status as Status
 
 __all__ = [
@@ -32,11 +34,13 @@ __all__ = [
     "Driver",
     "Extended",
     "Outcome",
+    "ScheduleRecord",
     "Status",
     "StoredTask",
     "WorkerRecord",
     "apply_outcome",
     "backend_spec",
+    "merge_schedule",
     "redact_url",
     "register_backend",
     "registered_schemes",

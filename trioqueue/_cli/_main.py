@@ -26,6 +26,7 @@ from ._output import redact
 from ._parser import build_parser
 from ._progress import ProgressLogHandler
 from ._queue_commands import cmd_pause, cmd_paused, cmd_resume, cmd_workers
+from ._schedules import cmd_schedules
 from ._web import cmd_web
 from ._worker_command import cmd_worker
 
@@ -52,6 +53,7 @@ COMMANDS: dict[str, Command] = {
     "paused": cmd_paused,
     "workers": cmd_workers,
     "web": cmd_web,
+    "schedules": cmd_schedules,
 }
 
 

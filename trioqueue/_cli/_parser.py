@@ -13,6 +13,7 @@ import re
 from .._builder import DEFAULT_CONCURRENCY
 from .._open import DEFAULT_BACKEND
 from .._task import Status
+from ._schedules import add_parser as add_schedules
 from ._web import add_web_parser
 
 __all__ = ["build_parser", "parse_duration"]
@@ -322,4 +323,5 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     add_web_parser(sub, _common(codec=True))
+    add_schedules(sub, _common)
     return parser

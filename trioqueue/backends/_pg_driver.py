@@ -25,6 +25,7 @@ from ._pg_admin_sql import AdminStatements
 from ._pg_listen import Listener
 from ._pg_native import Row
 from ._pg_runner import Runner
+from ._pg_schedules import PostgresSchedules
 from ._pg_schema import COLUMNS, check_identifier
 from ._pg_statements import Statements
 
@@ -57,7 +58,7 @@ def written(rec: StoredTask, outcome: Outcome) -> bool:
     return rec.status is outcome.status and rec.last_error == outcome.error
 
 
-class PostgresDriver(PostgresAdministration):
+class PostgresDriver(PostgresAdministration, PostgresSchedules):
     """A storage driver on PostgreSQL: one statement per batch operation.
 
     Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when

@@ -96,6 +96,19 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen double precision NOT NULL
     );
     """,
+    # 5: the schedules (cron and intervals): each one's last tick, by name.
+    """
+    CREATE TABLE IF NOT EXISTS {s}.schedules (
+        name text COLLATE "C" PRIMARY KEY,
+        queue text COLLATE "C" NOT NULL,
+        expr text,
+        "interval" double precision,
+        tz text NOT NULL,
+        last_tick double precision,
+        next_tick double precision,
+        updated_at double precision NOT NULL
+    );
+    """,
 )
 
 #: The schema version this code writes and understands.

@@ -83,6 +83,19 @@ CREATE TABLE trioqueue_workers (
             last_seen REAL NOT NULL
         );
 """,
+    # 4: the schedules (cron and intervals): each one's last tick, by name.
+    """\
+CREATE TABLE trioqueue_schedules (
+            name TEXT PRIMARY KEY NOT NULL,
+            queue TEXT NOT NULL,
+            expr TEXT,
+            interval REAL,
+            tz TEXT NOT NULL,
+            last_tick REAL,
+            next_tick REAL,
+            updated_at REAL NOT NULL
+        );
+""",
 )
 
 #: The schema version this code writes and understands.

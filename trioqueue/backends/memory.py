@@ -20,6 +20,7 @@ from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask, apply_out
 from .._registry import BackendSpec
 from .._task import Status
 from ._memory_admin import MemoryAdministration
+from ._memory_schedules import MemorySchedules
 
 __all__ = ["MemoryBackend", "MemoryDriver"]
 
@@ -64,7 +65,7 @@ class _Queue:
         self.wake = trio.Event()
 
 
-class MemoryDriver(MemoryAdministration):
+class MemoryDriver(MemoryAdministration, MemorySchedules):
     """A storage driver that keeps tasks in dicts and heaps, on the Trio clock.
 
     Nothing is durable: the tasks live as long as the driver object.

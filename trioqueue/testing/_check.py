@@ -26,6 +26,7 @@ from ._check_cancel import (
     signal_change,
 )
 from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
+from ._check_schedules import schedules_record
 from ._check_texts import failure_texts, store_wide_ids
 from ._context import BackendFactory, Check, ManualClock, _Ctx
 
@@ -321,6 +322,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("workers.registry", workers_registry),
     ("signal.change", signal_change),
     ("signal.cancel", signal_cancel),
+    ("schedules.record", schedules_record),
 )
 
 

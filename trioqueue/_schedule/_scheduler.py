@@ -1,0 +1,184 @@
+"""``Scheduler``: the task a worker runs beside its slots, pushing one task per tick.
+
+For each schedule it reads the last tick pushed by any instance from storage,
+asks the policy (``_policy.plan``) which due ticks to push, pushes them with
+ids derived from the schedule's name and the tick (so a tick pushed by several
+instances is stored once), records the last tick in storage, then sleeps
+until the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._errors import DuplicateTask
+from .._nursery import open_nursery
+from .._retrying import retrying
+from ._policy import Schedule, plan, to_micros
+from ._record import ScheduleRecord
+from ._stats import ScheduleStatistics
+from ._tick import META_SCHEDULE, META_TICK, at, iso
+
+if TYPE_CHECKING:
+    from .._backend import Backend
+
+__all__ = ["MAX_NAP", "Scheduler", "read_schedules"]
+
+log = logging.getLogger("trioqueue.schedule")
+
+#: The longest single sleep (seconds): a long wait for a tick is cut into naps,
+#: so that a wall clock set forward or back is noticed within one.
+MAX_NAP = 60.0
+
+
+async def read_schedules(backend: Backend) -> list[ScheduleRecord]:
+    """Return the schedules' records of ``backend``'s store, by name (storage errors retried).
+
+    Raises:
+      BackendError: if storage failed after retries.
+    """
+    return await retrying(
+        "read the schedules", backend.driver.schedules, transient=backend.transient, attempts=3
+    )
+
+
+class _State:
+    __slots__ = ("last", "next", "pushed", "skipped")
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.next: int | None = None
+        self.pushed = 0
+        self.skipped = 0
+
+
+class Scheduler:
+    """Runs a worker's schedules: pushes each tick's task to the worker's queue.
+
+    Error handling:
+      A storage error, or a push refused, is logged and the look is tried
+      again after a backoff (up to a minute); it never stops the worker.
+      A tick whose id is held by a task of another queue (two schedules of
+      one name on two queues) is logged and skipped.
+    """
+
+    def __init__(self, backend: Backend, schedules: tuple[Schedule, ...]) -> None:
+        names = [s.name for s in schedules]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"a worker's schedules need distinct names: {dup} given twice")
+        for s in schedules:
+            backend.codec.encode(s.args)  # CodecError now, not at the first tick
+        self.backend = backend
+        self.schedules = schedules
+        self._state = {s.name: _State() for s in schedules}
+
+    def statistics(self) -> tuple[ScheduleStatistics, ...]:
+        """Return a ``ScheduleStatistics`` per schedule, in the order they were added."""
+        out = []
+        for s in self.schedules:
+            st = self._state[s.name]
+            out.append(
+                ScheduleStatistics(
+                    s.name,
+                    s.describe(),
+                    s.catch_up,
+                    None if st.last is None else at(st.last),
+                    None if st.next is None else at(st.next),
+                    st.pushed,
+                    st.skipped,
+                )
+            )
+        return tuple(out)
+
+    async def run(self, stop: trio.Event) -> None:
+        """Run every schedule until ``stop`` is set."""
+        if not self.schedules:
+            return
+        async with open_nursery() as nursery:
+            for s in self.schedules:
+                nursery.start_soon(self._run_one, s)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+
+    def _now(self) -> int:
+        return to_micros(self.backend.driver.now())
+
+    async def _stored(self, s: Schedule) -> int | None:
+        for rec in await read_schedules(self.backend):
+            if rec.name == s.name and rec.last_tick is not None:
+                return to_micros(rec.last_tick)
+        return None
+
+    async def _run_one(self, s: Schedule) -> None:
+        st = self._state[s.name]
+        cursor: int | None = None  # the latest time this instance looked (or the last tick)
+        reached: int | None = None  # the tick a finished sleep was for
+        failures = 0
+        while True:
+            try:
+                now = self._now() if reached is None else max(self._now(), reached)
+                stored = await self._stored(s)
+                if cursor is None:  # first look: catch up from the last tick, if any
+                    cursor = now if stored is None else stored
+                after = cursor if stored is None else max(cursor, stored)
+                p = plan(s, after, now)
+                for tick in p.push:
+                    await self._push(s, tick)
+                    st.pushed += 1
+                if p.skipped:
+                    log.warning(
+                        "schedule %s: %d missed tick(s)%s not pushed (catch_up=%r)",
+                        s.name, p.skipped, " and more" if p.more else "", s.catch_up,
+                    )  # fmt: skip
+                st.skipped += p.skipped
+                last = p.push[-1] if p.push else stored
+                if last is not None and (st.last is None or last > st.last):
+                    st.last = last
+                if p.push or st.next is None or p.skipped:
+                    rec = s.record(self.backend.queue, last, p.next)
+                    await retrying(
+                        "record a schedule", self.backend.driver.record_schedule, rec,
+                        transient=self.backend.transient, attempts=3,
+                    )  # fmt: skip
+                st.next = p.next
+                cursor, reached, failures = now, None, 0
+            except Exception:
+                failures += 1
+                delay = min(MAX_NAP, 0.5 * 2 ** min(failures, 8)) * (0.5 + random.random() / 2)
+                log.exception("schedule %s: look failed, again in %.3gs", s.name, delay)
+                await trio.sleep(delay)
+                continue
+            if p.next is None:
+                log.warning("schedule %s: no tick comes any more", s.name)
+                await trio.sleep_forever()
+            await self._sleep_until(p.next)
+            reached = p.next
+
+    async def _sleep_until(self, target: int) -> None:
+        while True:
+            left = (target - self._now()) / 1e6
+            if left <= 0:
+                return
+            if left <= MAX_NAP:
+                await trio.sleep(left)
+                return
+            await trio.sleep(MAX_NAP)
+
+    async def _push(self, s: Schedule, tick: int) -> None:
+        meta = {META_SCHEDULE: s.name, META_TICK: iso(tick)}
+        try:
+            await self.backend.push(s.args, id=s.tick_id(tick), run_at=at(tick), meta=meta)
+        except DuplicateTask as exc:
+            log.error(
+                "schedule %s: tick %s not pushed: its id %s is held by a task of another "
+                "queue (give the schedules on each queue their own name=)",
+                s.name, iso(tick), exc.id,
+            )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<Scheduler {[s.name for s in self.schedules]!r}>"
