@@ -19,10 +19,21 @@ class GatedDriver(MemoryDriver):
     def __init__(self) -> None:
         super().__init__()
         self.gate = trio.Event()
+        self._calls = 0  # inserts run in the order they were called, once the gate opens
+        self._turn = 0
+        self._next = trio.Event()
 
     async def insert(self, tasks: Sequence[tq.StoredTask]) -> int:
+        ticket, self._calls = self._calls, self._calls + 1
         await self.gate.wait()
-        return await super().insert(tasks)
+        while self._turn != ticket:
+            await self._next.wait()
+        try:
+            return await super().insert(tasks)
+        finally:
+            self._turn += 1
+            self._next.set()
+            self._next = trio.Event()
 
 
 class CountingDriver(MemoryDriver):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from web.board_data import HOSTILE_ERROR, HOSTILE_ID, seed
 from web.conftest import BoardClient, client_of
 
 from trioqueue import Status
-from trioqueue.drivers import WorkerRecord
+from trioqueue.drivers import ScheduleRecord, WorkerRecord
 from trioqueue.web import RunGraph, RunNode
 
 
@@ -159,33 +158,36 @@ async def test_static_stylesheet_and_security_headers(board: BoardClient) -> Non
     assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", "")  # nothing external
 
 
-@dataclass
-class _Schedule:
-    name: str
-    last_tick: datetime | None
-    next_tick: datetime
-
-
-async def test_schedules_page_shows_last_and_next_tick_when_the_driver_has_them(
+async def test_schedules_page_shows_what_storage_keeps_of_each_schedule(
     board: BoardClient,
 ) -> None:
     r = await board.http.get("/schedules")
-    assert r.status_code == 404 and "keeps no schedules" in r.text
-    assert 'href="/schedules"' not in (await board.http.get("/")).text
+    assert r.status_code == 200 and "nightly" not in r.text
+    assert 'href="/schedules"' in (await board.http.get("/")).text
+    tick = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    await board.backend.driver.record_schedule(
+        ScheduleRecord("nightly<b>", "default", "4 3 * * *", None, "UTC", None, tick)
+    )
+    r = await board.http.get("/schedules")
+    assert r.status_code == 200
+    assert "nightly&lt;b&gt;" in r.text and "nightly<b>" not in r.text
+    assert "2030-01-02 03:04:05Z" in r.text and "4 3 * * *" in r.text
+    assert "<th>last_tick</th>" in r.text and "<th>next_tick</th>" in r.text
 
-    async def schedules() -> list[_Schedule]:
-        return [_Schedule("nightly<b>", None, datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))]
 
-    driver = board.backend.driver
-    object.__setattr__(driver, "schedules", schedules)
+async def test_a_driver_without_schedules_has_no_schedules_page(board: BoardClient) -> None:
+    cls = type(board.backend.driver)
+    own = vars(cls).get("schedules")
+    cls.schedules = None  # type: ignore[assignment,method-assign]
     try:
         r = await board.http.get("/schedules")
-        assert r.status_code == 200
-        assert "nightly&lt;b&gt;" in r.text and "2030-01-02 03:04:05Z" in r.text
-        assert "<th>last_tick</th>" in r.text and "<th>next_tick</th>" in r.text
-        assert 'href="/schedules"' in (await board.http.get("/")).text
+        assert r.status_code == 404 and "keeps no schedules" in r.text
+        assert 'href="/schedules"' not in (await board.http.get("/")).text
     finally:
-        object.__delattr__(driver, "schedules")
+        if own is None:
+            del cls.schedules
+        else:
+            cls.schedules = own  # type: ignore[method-assign]
 
 
 async def test_task_page_draws_the_run_graph_from_the_hook(board: BoardClient) -> None:

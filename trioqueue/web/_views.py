@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .._retrying import retrying
+from .._schedule._record import ScheduleRecord
 from .._task import Status
 from ._board import Board, board_url
 from ._charts import Window, bar_chart, per_bucket
@@ -217,7 +219,17 @@ def _notice(request: Request) -> dict[str, Any]:
 _PREFERRED = ("name", "queue", "cron", "every", "last_tick", "last_run", "next_tick", "next_run")
 
 
+#: Fields of a stored schedule that are POSIX seconds, shown as times.
+_TIMES = ("last_tick", "next_tick", "updated_at")
+
+
 def _fields(record: Any) -> dict[str, Any]:
+    if isinstance(record, ScheduleRecord):
+        out = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+        for name in _TIMES:
+            if isinstance(out.get(name), int | float):
+                out[name] = datetime.fromtimestamp(out[name], UTC)
+        return out
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     if isinstance(record, dict):
