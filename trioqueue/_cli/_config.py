@@ -80,7 +80,7 @@ def _convert(action: argparse.Action, value: Any, where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from None
     if action.choices is not None and out not in action.choices:
         raise ValueError(f"{where}: {text!r} is not one of {', '.join(map(str, action.choices))}")
-    return out
+    return [out] if isinstance(action, argparse._AppendAction) else out
 
 
 def _from_table(table: Mapping[str, Any], flag: str) -> tuple[bool, Any]:

@@ -313,7 +313,7 @@ def _admin(sub: Any, all_queues: str) -> None:
              "Serve /metrics with the store's queue depth (unfinished tasks) and the age of "
              "each queue's oldest ready task, read every --interval. Run one per store: "
              "workers' --metrics-port serves their own attempts, not these.")  # fmt: skip
-    p.add_argument("--port", type=_port, required=True, metavar="P", help="the port to serve")
+    p.add_argument("--port", type=_port, metavar="P", help="the port to serve (required)")
     p.add_argument(
         "--host",
         default="127.0.0.1",

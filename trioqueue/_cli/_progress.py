@@ -120,15 +120,15 @@ class Progress:
         rate = (total - n0) / (now - t0) if now > t0 else 0.0
         state = " (stopping)" if stats.shutting_down else ""
         ended = stats.done + stats.killed
-        of = ""
-        if self.total:
+        head = f"{rate:.0f} tasks/s"
+        if self.total:  # what matters most comes first: the line is cut at the right
             left = max(0, self.total - ended)
             eta = f" | ETA {_eta(left / rate)}" if rate > 0 and left else ""
-            of = f"{ended}/{self.total} ({100 * min(ended, self.total) // self.total}%){eta} | "
+            done = min(ended, self.total)
+            head = f"{ended}/{self.total} ({100 * done // self.total}%) | {head}{eta}"
         text = (
-            f"{of}done {stats.done}, failed {stats.failed}, killed {stats.killed}, "
-            f"running {stats.running}/{stats.concurrency} | {rate:.0f} tasks/s | "
-            f"{now - self.started:.1f}s{state}"
+            f"{head} | done {stats.done}, failed {stats.failed}, killed {stats.killed}, "
+            f"running {stats.running}/{stats.concurrency} | {now - self.started:.1f}s{state}"
         )
         width = terminal_width(self.stream) - 1  # the last column would wrap on some terminals
         return text if len(text) <= width else text[: max(1, width - 1)] + "…"

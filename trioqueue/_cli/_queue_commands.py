@@ -111,6 +111,8 @@ async def cmd_metrics(args: argparse.Namespace) -> int:
     """Serve the store's queue metrics over HTTP until interrupted."""
     from ._worker_command import _metrics_endpoint
 
+    if args.port is None:
+        raise CliError(EXIT_USAGE, "metrics needs --port (or TRIOQUEUE_PORT)")
     collect = functools.partial(collect_queue_depth, interval=args.interval)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
