@@ -87,7 +87,9 @@ class SqliteBackend(Backend):
         path, url_options = schema.parse_target(target)
         if not migrate and path != ":memory:" and not await trio.Path(path).exists():
             missing = FileNotFoundError(errno.ENOENT, "no such file", path)
-            raise BackendError(f"no SQLite database at {path!r} (nothing created)") from missing
+            raise BackendError(
+                f"no SQLite database at {path!r} (nothing created; migrate=True creates it)"
+            ) from missing
 
         def option(name: str, default: float) -> float:
             return seconds_option(name, options.pop(name, url_options.pop(name, default)))
