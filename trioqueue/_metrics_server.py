@@ -47,7 +47,7 @@ def load_prometheus() -> Any:
         import prometheus_client
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "trioqueue's metrics need prometheus-client: pip install 'trioqueue[metrics]'"
+            "trioqueue's metrics need prometheus-client: pip install trioqueue[metrics]"
         ) from exc
     return prometheus_client
 
