@@ -8,7 +8,12 @@ Run with ``python docs/check.py`` (``make docs``). It checks that
    ``trioqueue.testing``, and every public method of their public classes,
    has a docstring;
 3. every ```` ```python ```` block of the concept pages that calls
-   ``trio.run(`` runs to completion in a fresh interpreter within a timeout.
+   ``trio.run(`` runs to completion in a fresh interpreter within a timeout;
+4. the README's session runs as written: its ``# app.py`` block is saved as
+   ``app.py`` in a temporary folder, then each ``$ `` line of the console
+   blocks after it (but ``pip`` and ``make``) runs there in a shell, must
+   exit 0, and must print the lines shown under it (``…`` stands for any text;
+   spaces are compared loosely).
 
 It prints one line per problem and a summary, and exits 1 if there was any.
 """
@@ -145,12 +150,79 @@ def _run_example(page: str, number: int, code: str) -> str | None:
     return None
 
 
+_CONSOLE = re.compile(r"^```console[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def readme_session(text: str) -> tuple[str, list[tuple[str, list[str]]]]:
+    """Return the README's ``app.py`` and its shell session: (command, expected lines) pairs."""
+    start = text.index("```python\n# app.py\n")
+    app = _FENCE.search(text, start)
+    if app is None:
+        raise ValueError("README.md: no ```python block starting with # app.py")
+    steps: list[tuple[str, list[str]]] = []
+    for block in _CONSOLE.findall(text, app.end()):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps and line.strip():
+                steps[-1][1].append(line)
+    steps = [(cmd, out) for cmd, out in steps if cmd.split()[0] not in ("pip", "make")]
+    return app.group(1), steps
+
+
+def _matches(expected: str, lines: list[str]) -> bool:
+    parts = [re.escape(" ".join(p.split())) for p in expected.split("…")]
+    pattern = re.compile("^" + ".*".join(parts) + "$")
+    return any(pattern.match(" ".join(line.split())) for line in lines)
+
+
+def run_readme(folder: Path, text: str | None = None) -> list[str]:
+    """Run the README's session in ``folder``; return the problems (none: it works as written).
+
+    ``text`` replaces the README's text (to check the checker).
+    """
+    if text is None:
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+    app, steps = readme_session(text)
+    (folder / "app.py").write_text(app, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOQUEUE_")}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    problems = []
+    for command, expected in steps:
+        try:
+            proc = subprocess.run(
+                ["bash", "-c", command], cwd=folder, env=env, capture_output=True,
+                text=True, timeout=TIMEOUT,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            problems.append(f"README.md: `{command}` ran over {TIMEOUT:g}s")
+            break
+        lines = (proc.stdout + proc.stderr).splitlines()
+        if proc.returncode != 0:
+            tail = "\n    ".join(lines[-8:])
+            problems.append(f"README.md: `{command}` exited {proc.returncode}:\n    {tail}")
+            break
+        for want in expected:
+            if not _matches(want, lines):
+                got = "\n    ".join(lines)
+                problems.append(f"README.md: `{command}` did not print {want!r}; got:\n    {got}")
+    return problems
+
+
+def _check_readme() -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="trioqueue-readme-") as tmp:
+        return run_readme(Path(tmp))
+
+
 def main() -> int:
     """Run every check, print the problems and a summary; return the exit status."""
     links = _check_links()
     docstrings = _check_docstrings()
     examples = _examples()
     failures = [p for p in (_run_example(*e) for e in examples) if p is not None]
+    failures += _check_readme()
     for problem in [*links, *docstrings, *failures]:
         print(problem)
     print(

@@ -31,6 +31,8 @@ import trio
 import trioqueue
 
 HERE = Path(__file__).resolve().parent
+#: The handler's own queue: ``trioqueue worker hash_files:sha256_file`` consumes it.
+QUEUE = "hash_files:sha256_file"
 
 
 async def sha256_file(path: str) -> dict[str, Any]:
@@ -53,14 +55,14 @@ def make_files(folder: Path, count: int) -> list[Path]:
 
 async def push_all(url: str, paths: list[Path]) -> None:
     """Push one task per file (the file's path) in one bulk push."""
-    async with trioqueue.open_backend(url) as backend:
+    async with trioqueue.open_backend(url, queue=QUEUE) as backend:
         await backend.push_bulk([str(p) for p in paths])
 
 
 async def report(url: str) -> bool:
     """Print the counts and a few results; return whether every task is done and correct."""
-    async with trioqueue.open_backend(url) as backend:
-        counts = (await backend.counts()).get("default", {})
+    async with trioqueue.open_backend(url, queue=QUEUE) as backend:
+        counts = (await backend.counts()).get(QUEUE, {})
         done = await backend.list_tasks(status=trioqueue.Status.DONE, limit=3)
     shown = ", ".join(f"{s.value} {n}" for s, n in sorted(counts.items()) if n)
     print(f"storage: {shown}")

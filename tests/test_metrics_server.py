@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 from functools import partial
 
+import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
@@ -38,13 +39,20 @@ async def test_queue_depth_from_counts(autojump_clock: trio.abc.Clock) -> None:
             depth = await nursery.start(partial(collect_queue_depth, registry=registry), backend)
             assert isinstance(depth, QueueDepthCollector)
             name = "trioqueue_queue_depth"
-            assert sample(registry, name, queue="a", status="done") == 3.0
+            age = "trioqueue_queue_oldest_ready_seconds"
+            # Finished tasks are no depth: only unfinished statuses are exported.
+            assert sample(registry, name, queue="a", status="done") is None
+            assert sample(registry, name, queue="a", status="killed") is None
             assert sample(registry, name, queue="a", status="pending") == 2.0
-            assert sample(registry, name, queue="a", status="killed") == 0.0
+            assert sample(registry, name, queue="a", status="running") == 0.0
+            assert sample(registry, age, queue="a") == 0.0  # 7 was pushed just now
+            await trio.sleep(30)  # 7 waits; the delayed 9 is not due for 30 s more
+            await trio.sleep(5.5 - 30 % 5)  # the next read after it
+            assert sample(registry, age, queue="a") == pytest.approx(30 + 5.5 - 30 % 5, abs=0.6)
             await WorkerBuilder("w2").backend(backend).build(handler).run(burst=True)
-            await trio.sleep(15.5)  # one interval later the collector has read again
-            assert sample(registry, name, queue="a", status="done") == 4.0
+            await trio.sleep(5.5)  # one interval later the collector has read again
             assert sample(registry, name, queue="a", status="pending") == 1.0
+            assert sample(registry, age, queue="a") == 0.0  # the delayed 9 is not due yet
             nursery.cancel_scope.cancel()
 
 

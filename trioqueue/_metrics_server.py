@@ -1,14 +1,20 @@
-"""Prometheus exposition beside the middleware: queue depth read from storage, and ``/metrics``.
+"""Prometheus exposition beside the middleware: the store's queues, the workers, ``/metrics``.
 
 ``MetricsLayer`` (in ``trioqueue.layers``) counts attempts as they run; what
 is here does not wrap a service: ``collect_queue_depth`` polls a backend's
-counts in a Trio task, and ``serve_metrics`` serves a registry over HTTP.
-prometheus-client is imported on first use, so it stays an optional extra.
+counts in a Trio task (the store's metrics: run it in one process per store,
+``trioqueue metrics``, so that no sum across processes counts a queue twice),
+``WorkerInfoCollector`` says which workers are up, and ``serve_metrics``
+serves a registry over HTTP. prometheus-client is imported on first use, so
+it stays an optional extra.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -17,8 +23,13 @@ from ._durations import seconds
 from ._errors import BackendError
 from ._task import Status
 
+if TYPE_CHECKING:
+    from ._worker import Worker
+
 __all__ = [
+    "DEPTH_INTERVAL",
     "QueueDepthCollector",
+    "WorkerInfoCollector",
     "collect_queue_depth",
     "load_prometheus",
     "registry_or_default",
@@ -46,12 +57,27 @@ def registry_or_default(registry: Any) -> Any:
     return load_prometheus().REGISTRY if registry is None else registry
 
 
+#: Seconds between two reads of the store's counts (``collect_queue_depth``).
+DEPTH_INTERVAL = 5.0
+
+#: The statuses of tasks still to finish: what a queue's depth counts.
+UNFINISHED = tuple(s for s in Status if not s.is_final)
+
+
 class QueueDepthCollector:
-    """A Prometheus collector of ``trioqueue_queue_depth{queue,status}``, refreshed by ``update``.
+    """A Prometheus collector of the store's queues, refreshed by ``update``.
+
+    ``trioqueue_queue_depth{queue,status}`` counts the unfinished tasks
+    (pending, queued, running, failed: finished ones only grow until
+    retention prunes them, so they are no depth); ``trioqueue_queue_oldest_ready_seconds{queue}``
+    is how long the oldest task due to run has waited (0 when none waits),
+    the figure to alert on when workers fall behind.
 
     Prometheus scrapes from its own thread, which cannot await storage, so
-    the collector serves the counts of its last ``update(backend)``;
-    ``collect_queue_depth`` runs the updates on a schedule.
+    the collector serves the figures of its last ``update(backend)``;
+    ``collect_queue_depth`` runs the updates on a schedule. Every process
+    that runs one reports the same store-wide figures: aggregate with
+    ``max``, not ``sum``, or run one per store (``trioqueue metrics``).
 
     Example::
 
@@ -64,16 +90,28 @@ class QueueDepthCollector:
 
     def __init__(self, *, registry: Any = None) -> None:
         self._counts: dict[str, dict[Status, int]] = {}
+        self._oldest: dict[str, float] = {}
         if registry is not False:
             registry_or_default(registry).register(self)
 
     async def update(self, backend: Backend) -> None:
-        """Read ``backend.counts()`` (every queue) for the next scrapes.
+        """Read ``backend.counts()`` (every queue) and each queue's oldest ready task.
 
         Raises:
           BackendError: if storage failed after retries.
         """
-        self._counts = await backend.counts()
+        counts = await backend.counts()
+        now = backend.driver.now()
+        oldest: dict[str, float] = {}
+        for queue, by_status in counts.items():
+            due = None
+            if by_status.get(Status.PENDING) or by_status.get(Status.FAILED):
+                try:
+                    due = await backend.driver.next_run_at(queue)
+                except Exception as exc:  # one queue's age must not lose the counts
+                    raise BackendError(f"cannot read queue {queue!r}'s oldest task") from exc
+            oldest[queue] = 0.0 if due is None else max(0.0, now - due)
+        self._counts, self._oldest = counts, oldest
 
     def collect(self) -> Any:
         """Yield the gauge family (called by prometheus-client on a scrape)."""
@@ -81,22 +119,95 @@ class QueueDepthCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily(
-            "trioqueue_queue_depth", "Tasks per queue and status.", labels=["queue", "status"]
+            "trioqueue_queue_depth",
+            "Unfinished tasks per queue and status.",
+            labels=["queue", "status"],
+        )
+        age = GaugeMetricFamily(
+            "trioqueue_queue_oldest_ready_seconds",
+            "How long the oldest task due to run has waited.",
+            labels=["queue"],
         )
         for queue, by_status in sorted(self._counts.items()):
-            for status in Status:
+            for status in UNFINISHED:
                 family.add_metric([queue, status.value], by_status.get(status, 0))
+            age.add_metric([queue], self._oldest.get(queue, 0.0))
         yield family
+        yield age
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("trioqueue")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class WorkerInfoCollector:
+    """A Prometheus collector of this process's workers: up, load and identity.
+
+    ``trioqueue_worker_up{worker,queue,host,version}`` is 1 while the worker
+    runs (alert on its absence), ``trioqueue_worker_running{worker}`` and
+    ``trioqueue_worker_concurrency{worker}`` its load.
+
+    Example::
+
+        info = WorkerInfoCollector([worker], registry=registry)
+        ...
+        info.close()
+
+    Args:
+      workers: The workers to report.
+      registry: Where to register (default: the global registry).
+    """
+
+    def __init__(self, workers: Sequence[Worker], *, registry: Any = None) -> None:
+        self.workers = list(workers)
+        self._registry = registry_or_default(registry)
+        self._registry.register(self)
+
+    def close(self) -> None:
+        """Unregister: the workers are no longer reported."""
+        self._registry.unregister(self)
+
+    def collect(self) -> Any:
+        """Yield the gauge families (called by prometheus-client on a scrape)."""
+        load_prometheus()
+        from prometheus_client.core import GaugeMetricFamily
+
+        version = _version()
+        up = GaugeMetricFamily(
+            "trioqueue_worker_up",
+            "1 for each running worker.",
+            labels=["worker", "queue", "host", "pid", "version"],
+        )
+        running = GaugeMetricFamily(
+            "trioqueue_worker_running", "Tasks the worker runs now.", labels=["worker"]
+        )
+        slots = GaugeMetricFamily(
+            "trioqueue_worker_concurrency", "Tasks the worker may run at once.", labels=["worker"]
+        )
+        host, pid = socket.gethostname(), str(os.getpid())
+        for w in self.workers:
+            stats = w.statistics()
+            up.add_metric([w.name, w.backend.queue, host, pid, version], 1)
+            running.add_metric([w.name], stats.running)
+            slots.add_metric([w.name], stats.concurrency)
+        yield up
+        yield running
+        yield slots
 
 
 async def collect_queue_depth(
     backend: Backend,
     *,
     registry: Any = None,
-    interval: float = 15.0,
+    interval: float = DEPTH_INTERVAL,
     task_status: trio.TaskStatus[QueueDepthCollector] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Keep ``trioqueue_queue_depth`` up to date from ``backend.counts()`` until cancelled.
+    """Keep the store's queue metrics (``QueueDepthCollector``) up to date until cancelled.
 
     Use as ``depth = await nursery.start(collect_queue_depth, backend)``; the
     first update has happened when it returns. A failed read is skipped (the

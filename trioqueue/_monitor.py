@@ -97,7 +97,7 @@ class Monitor:
             log.warning(
                 "received %s: %s",
                 signal.Signals(signum).name,
-                "cancelling running tasks" if force else "graceful shutdown",
+                "second signal, cancelling running tasks" if force else "graceful shutdown",
             )
             self.stop(force=force)
 

@@ -72,6 +72,8 @@ class BackendSpec:
       schema_version: The schema version this code writes, or None.
       options: Names of backend options the command line may pass
         (``"schema"`` for ``--schema``).
+      migration_sql: ``migration_sql(**options)`` returns the statements that
+        ``migrate`` runs, as a script (``trioqueue migrate --sql``), or None.
     """
 
     name: str
@@ -82,6 +84,7 @@ class BackendSpec:
     migrate: Callable[..., Awaitable[int]] | None = None
     schema_version: int | None = None
     options: frozenset[str] = field(default_factory=frozenset)
+    migration_sql: Callable[..., str] | None = None
 
 
 _table: dict[str, BackendSpec | str] = dict(_BUILTIN)

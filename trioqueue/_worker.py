@@ -264,7 +264,8 @@ class Worker:
                             self._grace = grace
                             await self._slots_done.wait()
                         if not self._slots_done.is_set():
-                            log.warning("%s: shutdown timeout, cancelling running tasks", self.name)
+                            if trio.current_time() >= grace.deadline:  # not a second stop
+                                log.warning("%s: shutdown timeout, cancelling tasks", self.name)
                             self.stop(force=True)
                 finally:
                     self._consumer = None

@@ -119,5 +119,19 @@ class Cli:
         return self("push", *args).out.strip()
 
     def status(self, *args: str) -> dict[str, int]:
-        counts: dict[str, dict[str, int]] = self.json("status", *args)
-        return {s: n for q in counts.values() for s, n in q.items() if n}
+        """The store's nonzero counts by status; {} when there is no store yet (status 7)."""
+        try:
+            code: Any = main(["status", "--json", *args])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = self.capsys.readouterr()
+        if code == 7 and "no trioqueue store" in err:
+            return {}
+        assert code == 0, (code, out, err)
+        counts: dict[str, dict[str, int]] = json.loads(out)
+        total: dict[str, int] = {}
+        for by_status in counts.values():  # added up over the queues
+            for s, n in by_status.items():
+                if n:
+                    total[s] = total.get(s, 0) + n
+        return total

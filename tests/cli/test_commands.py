@@ -42,7 +42,8 @@ def test_push_options_and_the_default_backend(cli: Cli, monkeypatch: pytest.Monk
     assert "done 0, failed 0, killed 0" in err
     # --backend overrides the environment.
     monkeypatch.setenv("TRIOQUEUE_BACKEND", "sqlite:///other.db")
-    assert cli.json("status") == {}
+    assert "no trioqueue store at 'sqlite:///other.db'" in cli("status", code=7).err
+    assert not (cli.root / "other.db").exists()  # a read-only command creates nothing
     assert cli.json("status", "--backend", "sqlite:///trioqueue.db") == {
         "mail": {"pending": 1, "queued": 0, "running": 0, "done": 0, "failed": 0,
                  "killed": 0, "cancelled": 0},
@@ -59,7 +60,7 @@ def test_admin_commands(cli: Cli) -> None:
     assert table[0].split() == [
         "queue", "pending", "queued", "running", "done", "failed", "killed", "cancelled", "total",
     ]  # fmt: skip
-    assert table[1].split() == ["default", "1", "0", "0", "0", "0", "1", "0", "2"]
+    assert table[1].split() == ["jobs:send", "1", "0", "0", "0", "0", "1", "0", "2"]
     assert cli.json("status", "--queue", "nothing-here") == {}
     assert cli("status", "--queue", "nothing-here").out == "no tasks in queue 'nothing-here'\n"
 
@@ -103,7 +104,8 @@ def test_admin_commands(cli: Cli) -> None:
          "args do not fit jobs:send (Email): payload does not fit Email: "
          "Object missing required field `to`"),
         (["push", "jobs:send", '{"to": 5}'], 2, "Expected `str`, got `int` - at `$.to`"),
-        (["show", "NOPE"], 4, "no task with id 'NOPE'"),
+        (["show", "NOPE"], 7, "no trioqueue store at 'sqlite:///q.db' yet"),
+        (["wait", "NOPE"], 7, "no trioqueue store at 'sqlite:///q.db' yet"),
         (["retry", "NOPE"], 4, "no task with id 'NOPE'"),
         (["cancel", "NOPE"], 4, "no task with id 'NOPE'"),
     ],

@@ -37,7 +37,7 @@ def _claim(task_id: str, *, start: bool) -> str:
     """Claim ``task_id`` as a worker would (QUEUED; RUNNING if ``start``); return the token."""
 
     async def claim(backend: tq.Backend) -> str:
-        claimed = await backend.driver.claim("default", 10, "tok", 60.0, "w@host:1")
+        claimed = await backend.driver.claim("jobs:send", 10, "tok", 60.0, "w@host:1")
         assert [t.id for t in claimed] == [task_id]
         if start:
             await backend.driver.start([task_id], "tok")
@@ -143,7 +143,7 @@ def test_push_if_exists(cli: Cli, store: str) -> None:
     err = cli("push", "jobs:send", '{"to": "b"}', "--id", "order-1", "--if-exists", "raise",
               code=5).err  # fmt: skip
     assert err == (
-        "trioqueue: error: task id 'order-1' is taken by a pending task of queue 'default'\n"
+        "trioqueue: error: task id 'order-1' is taken by a pending task of queue 'jobs:send'\n"
     )
     # replace_finished keeps a task that has not finished...
     cli("push", "jobs:send", '{"to": "c"}', "--id", "order-1", "--if-exists", "replace_finished")
@@ -157,23 +157,26 @@ def test_push_if_exists(cli: Cli, store: str) -> None:
     # An id held in another queue is refused whatever --if-exists says.
     err = cli("push", "jobs:send", '{"to": "e"}', "--id", "order-1", "--queue", "mail", code=5).err
     assert err.startswith("trioqueue: error: task id 'order-1' is taken by a pending task of "
-                          "queue 'default': ids are unique")  # fmt: skip
+                          "queue 'jobs:send': ids are unique")  # fmt: skip
     assert len(err.splitlines()) == 1
 
 
 def test_pause_resume_and_paused(cli: Cli, store: str) -> None:
+    cli("migrate")
     assert cli("paused").out == "no paused queues\n"
     assert cli.json("paused") == []
     assert cli("pause").out == "paused queue 'default'\n"
     assert cli("pause", "mail").out == "paused queue 'mail'\n"
-    assert cli("paused").out == "default\nmail\n"
-    assert cli.json("paused") == ["default", "mail"]
+    assert cli("pause", "jobs:send").out == "paused queue 'jobs:send'\n"
+    assert cli("paused").out == "default\njobs:send\nmail\n"
+    assert cli.json("paused") == ["default", "jobs:send", "mail"]
 
     task_id = cli.push("jobs:send", '{"to": "a"}')
     assert "done 0, failed 0, killed 0" in cli("worker", "jobs:send", "--burst").err
     assert cli.json("show", task_id)["status"] == "pending"
 
     assert cli("resume").out == "resumed queue 'default'\n"
+    assert cli("resume", "jobs:send").out == "resumed queue 'jobs:send'\n"
     assert cli.json("paused") == ["mail"]
     assert "done 1, failed 0, killed 0" in cli("worker", "jobs:send", "--burst").err
     assert cli("resume", "mail").out == "resumed queue 'mail'\n"
@@ -193,6 +196,7 @@ def _register(*records: WorkerRecord) -> None:
 
 
 def test_workers_lists_the_live_workers(cli: Cli, store: str) -> None:
+    cli("migrate")
     assert cli("workers").out == "no workers\n"
     assert cli.json("workers") == []
     now = datetime.now().timestamp()
@@ -235,7 +239,7 @@ def test_cancel_stops_a_task_running_in_a_worker_process(cli: Cli, store: str) -
         read_until(proc.stdout, b"started 1\n")
         (w,) = cli.json("workers")
         assert (w["name"].split("@")[0], w["queue"], w["concurrency"]) == (
-            f"{store}:stuck", "default", 10,
+            f"{store}:stuck", "jobs:stuck", 10,
         )  # fmt: skip
         assert w["pid"] == proc.pid
         out = cli("cancel", task_id).out

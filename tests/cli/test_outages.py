@@ -66,7 +66,7 @@ def test_a_worker_waits_for_a_server_started_late(cli: Cli) -> None:
         subprocess.run(c.pg_ctl("-w", "-t", "60", "start"), check=True, capture_output=True)
 
         async def push() -> tq.TaskId:
-            async with tq.open_backend(c.url) as backend:
+            async with tq.open_backend(c.url, queue="jobs:slow") as backend:
                 return await backend.push(7)
 
         task_id = trio.run(push)
@@ -102,7 +102,7 @@ def test_a_burst_worker_gives_up_on_storage_that_keeps_failing(cli: Cli, tmp_pat
     db = tmp_path / "q.db"
 
     async def push() -> None:
-        async with tq.open_backend(f"sqlite:///{db}") as backend:
+        async with tq.open_backend(f"sqlite:///{db}", queue="go:wait_for_go") as backend:
             await backend.push(1)
 
     trio.run(push)

@@ -47,7 +47,7 @@ def test_no_progress_draws_nothing_but_the_summary(
     _push_some(cli, 2)
     cli("worker", "jobs:send", "--burst", "--no-progress")
     assert "\x1b[K" not in terminal.getvalue()
-    assert terminal.getvalue().startswith("done 2, failed 0, killed 0 in ")
+    assert terminal.getvalue().splitlines()[-1].startswith("done 2, failed 0, killed 0 in ")
 
 
 def test_progress_draws_when_not_a_terminal(cli: Cli) -> None:

@@ -28,6 +28,7 @@ def run(cli: Cli, argv: list[str], *, code: int) -> subprocess.CompletedProcess[
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed")
 def test_console_script(cli: Cli) -> None:
+    assert run(cli, [str(SCRIPT), "migrate"], code=0).stdout.startswith("sqlite schema")
     assert run(cli, [str(SCRIPT), "status", "--json"], code=0).stdout == "{}\n"
     err = run(cli, [str(SCRIPT), "status", "--backend", "redis://localhost"], code=3).stderr
     assert err.startswith("trioqueue: error: unknown backend URL 'redis://localhost'")
@@ -37,6 +38,7 @@ def test_python_dash_m(cli: Cli) -> None:
     python_m = [sys.executable, "-m", "trioqueue"]
     err = run(cli, [*python_m, "tasks", "--status", "zombie"], code=2).stderr
     assert "usage: trioqueue" in err and "unknown status 'zombie'" in err
+    run(cli, [*python_m, "migrate"], code=0)
     err = run(cli, [*python_m, "show", "NOPE"], code=4).stderr
     assert err == "trioqueue: error: no task with id 'NOPE'\n"
 
@@ -106,7 +108,8 @@ def test_second_signal_cancels_and_releases(cli: Cli) -> None:
     code, log = finish(proc, err)
     assert code == 130, log
     assert "Traceback" not in log
-    assert "cancelling running tasks" in log
+    assert "received SIGINT: second signal, cancelling running tasks" in log
+    assert "shutdown timeout" not in log  # the second signal said so, not a timeout
     shown = cli.json("show", task_id)
     assert (shown["status"], shown["attempts"]) == ("pending", 0)
 

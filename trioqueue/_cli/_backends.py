@@ -20,13 +20,15 @@ from .._backend import Backend
 from .._codec import CborCodec, Codec, JsonCodec
 from .._open import open_backend
 from ..drivers import BackendSpec, backend_spec, registered_schemes
-from ._errors import EXIT_BACKEND, EXIT_USAGE, CliError, leaf, one_line
+from ._errors import EXIT_BACKEND, EXIT_NO_STORE, EXIT_USAGE, CliError, leaf, one_line
 from ._output import redact
 
 __all__ = [
     "DEFAULT_WAIT",
     "backend_options",
+    "install_hint",
     "make_codec",
+    "missing_store",
     "open_backend_of",
     "spec_of",
     "start_wait",
@@ -41,7 +43,25 @@ T = TypeVar("T")
 DEFAULT_WAIT = 30.0
 
 #: Command-line options passed to a backend: ``BackendSpec.options`` name -> option.
-_OPTIONS = {"schema": "--schema"}
+_OPTIONS = {
+    "schema": "--schema",
+    "listen": "--no-listen",
+    "pool_size": "--pool-size",
+    "migrate": "--no-migrate",
+}
+
+#: The extra to install for a missing module, for the message that says so.
+_EXTRAS = {"psycopg": "postgres", "prometheus_client": "metrics", "opentelemetry": "otel"}
+
+
+def install_hint(exc: BaseException) -> str:
+    """Return `` (pip install 'trioqueue[x]')`` for an ImportError of an extra's module, or ""."""
+    name = getattr(exc, "name", None) or ""
+    text = str(exc)
+    for module, extra in _EXTRAS.items():
+        if name.split(".")[0] == module or f"'{module}" in text or f"trioqueue[{extra}]" in text:
+            return f" (pip install 'trioqueue[{extra}]')"
+    return ""
 
 
 def make_codec(name: str) -> Codec:
@@ -82,7 +102,7 @@ def spec_of(url: str) -> BackendSpec:
         ) from None
     except ImportError as exc:
         raise CliError(
-            EXIT_BACKEND, f"cannot use backend {redact(url)!r}: {one_line(exc)}"
+            EXIT_BACKEND, f"cannot use backend {redact(url)!r}: {one_line(exc)}{install_hint(exc)}"
         ) from exc
 
 
@@ -95,8 +115,8 @@ def backend_options(args: argparse.Namespace, spec: BackendSpec) -> dict[str, An
     options: dict[str, Any] = {}
     for name, flag in _OPTIONS.items():
         value = getattr(args, name, None)
-        if value is None:
-            continue
+        if value is None or (name == "migrate" and value is True):
+            continue  # not given (migrating is every backend's default)
         if name not in spec.options:
             having = [s.name for s in _specs() if name in s.options]
             if not having:
@@ -168,11 +188,29 @@ async def wait_for_backend(
             await trio.sleep(delay)
 
 
+def missing_store(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the store does not exist yet.
+
+    A missing database file (``FileNotFoundError``) or a missing table
+    (SQLSTATE ``42P01``, undefined table) mean no store; nothing else does.
+    """
+    seen: BaseException | None = leaf(exc)
+    while seen is not None:
+        if isinstance(seen, FileNotFoundError) or getattr(seen, "sqlstate", None) == "42P01":
+            return True
+        seen = seen.__cause__
+    return False
+
+
 @asynccontextmanager
 async def open_backend_of(
-    args: argparse.Namespace, *, queue: str | None = None
+    args: argparse.Namespace, *, queue: str | None = None, read_only: bool = False
 ) -> AsyncIterator[Backend]:
     """Open the backend of ``--backend`` (with its options and ``--codec``) for the block.
+
+    With ``read_only``, a backend that can migrate is opened without
+    migrating: a store that does not exist is not created but reported
+    (exit status 7, ``EXIT_NO_STORE``).
 
     A backend that cannot be reached (a transient error of its driver: a
     server down or recovering, a locked file) is tried again with backoff
@@ -184,7 +222,9 @@ async def open_backend_of(
     url: str = args.backend
     spec = spec_of(url)
     options = backend_options(args, spec)
-    codec = make_codec(args.codec)
+    if read_only and "migrate" in spec.options:
+        options["migrate"] = False
+    codec = make_codec(getattr(args, "codec", "json"))
     opened = False
     try:
         async with AsyncExitStack() as stack:
@@ -200,8 +240,14 @@ async def open_backend_of(
         if opened:
             raise
         cause = leaf(exc)
+        if read_only and missing_store(exc):
+            raise CliError(
+                EXIT_NO_STORE,
+                f"no trioqueue store at {redact(url)!r} yet: {one_line(cause)} "
+                f"(push a task or run `trioqueue migrate` to create it)",
+            ) from exc
         if isinstance(cause, ImportError) and cause.name not in (None, "trioqueue"):
-            msg = f"cannot use backend {redact(url)!r}: {one_line(cause)}"
+            msg = f"cannot use backend {redact(url)!r}: {one_line(cause)}{install_hint(cause)}"
         else:
             msg = f"cannot open backend {redact(url)!r}: {one_line(cause)}"
         # A value refused before storage was reached (an option, a name) is a usage error.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -37,44 +39,53 @@ from ._errors import (
     leaf,
     one_line,
 )
-from ._handlers import args_type, load_handler
+from ._handlers import args_type, handler_queue, load_handler
 from ._output import dumps, escape, iso, jsonable, redact, short, table, task_dict, type_name
 
 __all__ = [
-    "cmd_cancel",
     "cmd_migrate",
-    "cmd_purge",
     "cmd_push",
-    "cmd_retry",
     "cmd_show",
     "cmd_status",
     "cmd_tasks",
     "cmd_wait",
+    "find_task",
 ]
 
 
-async def cmd_status(args: argparse.Namespace) -> int:
-    """Print task counts per queue and status."""
-    async with open_backend_of(args) as backend:
-        counts = await backend.counts(queue=args.queue)
+def _status_text(args: argparse.Namespace, counts: dict[str, dict[Status, int]]) -> str:
     if args.json:
-        print(dumps({q: {s.value: c.get(s, 0) for s in Status} for q, c in sorted(counts.items())}))
-        return EXIT_OK
+        return dumps({q: {s.value: c.get(s, 0) for s in Status} for q, c in sorted(counts.items())})
     header = ["queue", *(s.value for s in Status), "total"]
     rows = []
     for q, by in sorted(counts.items()):
         cells = [str(by.get(s, 0)) for s in Status]
         rows.append([q, *cells, str(sum(by.values()))])
     if not rows:
-        print("no tasks" + (f" in queue {args.queue!r}" if args.queue else ""))
-        return EXIT_OK
-    print(table(header, rows))
-    return EXIT_OK
+        return "no tasks" + (f" in queue {args.queue!r}" if args.queue else "")
+    return table(header, rows)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    """Print task counts per queue and status (with ``--watch``, again every few seconds)."""
+    async with open_backend_of(args, read_only=True) as backend:
+        if args.watch is None:
+            print(_status_text(args, await backend.counts(queue=args.queue)))
+            return EXIT_OK
+        clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+        try:
+            while True:
+                text = _status_text(args, await backend.counts(queue=args.queue))
+                now = iso(datetime.now(UTC))
+                print(f"{clear}{now}  every {args.watch:g}s, ctrl-c to stop\n{text}", flush=True)
+                await trio.sleep(args.watch)
+        except KeyboardInterrupt:
+            return EXIT_OK
 
 
 async def cmd_tasks(args: argparse.Namespace) -> int:
     """Print a page of tasks, newest first."""
-    async with open_backend_of(args) as backend:
+    async with open_backend_of(args, read_only=True) as backend:
         tasks = await backend.list_tasks(
             queue=args.queue, status=args.status, limit=args.limit, offset=args.offset
         )
@@ -99,17 +110,26 @@ async def cmd_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _get(backend: Backend, task_id: str) -> Task[Any]:
-    task = await backend.get_task(task_id)
-    if task is None:
-        raise CliError(EXIT_NOT_FOUND, f"no task with id {task_id!r}")
-    return task
+async def find_task(backend: Backend, task_id: str) -> Task[Any]:
+    """Return the task with this id: as typed, else upper- or lower-cased.
+
+    Generated ids are upper-case; an id typed or pasted in lower case finds
+    its task (an id the caller set keeps its case, and is tried first).
+
+    Raises:
+      CliError: (not found) if no task has the id.
+    """
+    for candidate in dict.fromkeys((task_id, task_id.upper(), task_id.lower())):
+        task = await backend.get_task(candidate)
+        if task is not None:
+            return task
+    raise CliError(EXIT_NOT_FOUND, f"no task with id {task_id!r}")
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
     """Print one task."""
-    async with open_backend_of(args) as backend:
-        task = await _get(backend, args.id)
+    async with open_backend_of(args, read_only=True) as backend:
+        task = await find_task(backend, args.id)
     d = task_dict(task)
     if args.json:
         print(dumps(d))
@@ -128,49 +148,11 @@ async def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_retry(args: argparse.Namespace) -> int:
-    """Make a failed or killed task run again now."""
-    async with open_backend_of(args) as backend:
-        if not await backend.retry_task(args.id):
-            task = await _get(backend, args.id)
-            raise CliError(
-                EXIT_FAILED,
-                f"task {args.id} is {task.status.value}: only failed or killed tasks can be "
-                f"retried",
-            )
-    print(f"retried {args.id}")
-    return EXIT_OK
-
-
-async def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel a task that is not final; say whether it is cancelled or its worker will stop it."""
-    async with open_backend_of(args) as backend:
-        if not await backend.cancel_task(args.id):
-            task = await _get(backend, args.id)
-            raise CliError(
-                EXIT_FAILED,
-                f"task {args.id} is {task.status.value}: only a task that has not finished "
-                f"can be cancelled",
-            )
-        now = await backend.get_task(args.id)
-    if now is None or now.status is Status.CANCELLED:
-        print(f"cancelled {args.id}")
-    elif now.status is Status.QUEUED:
-        print(
-            f"cancellation requested for {args.id} (queued): the worker that claimed it cancels it"
-        )
-    else:
-        print(
-            f"cancellation requested for {args.id} ({now.status.value}): the worker running "
-            f"it stops it"
-        )
-    return EXIT_OK
-
-
 async def cmd_wait(args: argparse.Namespace) -> int:
     """Wait until a task is final; print its result, or fail if it was killed or cancelled."""
     timeout: float | None = args.timeout
-    async with open_backend_of(args) as backend:
+    async with open_backend_of(args, read_only=True) as backend:
+        args.id = str((await find_task(backend, args.id)).id)
         try:
             with trio.fail_after(math.inf if timeout is None else timeout):
                 result = await backend.wait_result(args.id)
@@ -191,19 +173,19 @@ async def cmd_wait(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def cmd_purge(args: argparse.Namespace) -> int:
-    """Delete finished tasks older than a duration."""
-    async with open_backend_of(args) as backend:
-        n = await backend.purge(older_than=args.older_than)
-    print(f"purged {n} task{'' if n == 1 else 's'}")
-    return EXIT_OK
-
-
 async def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the storage schema and print its version."""
     url: str = args.backend
     spec = spec_of(url)
     options = backend_options(args, spec)
+    if args.sql:
+        if spec.migration_sql is None:
+            raise CliError(EXIT_USAGE, f"the {spec.name} backend has no SQL migrations to print")
+        try:
+            print(spec.migration_sql(**options), end="")
+        except ValueError as exc:
+            raise CliError(EXIT_USAGE, f"cannot print the migrations: {exc}") from exc
+        return EXIT_OK
     if spec.migrate is None:
         print(f"{spec.name} backend: nothing to migrate")
         return EXIT_OK
@@ -235,7 +217,8 @@ async def cmd_push(args: argparse.Namespace) -> int:
         raise CliError(
             EXIT_USAGE, f"args do not fit {args.handler} ({type_name(arg_type)}): {exc}"
         ) from exc
-    async with open_backend_of(args, queue=args.queue) as backend:
+    queue = args.queue or handler_queue(handler, args.handler)
+    async with open_backend_of(args, queue=queue) as backend:
         try:
             task_id = await backend.push(
                 value,

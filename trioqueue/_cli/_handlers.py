@@ -2,16 +2,97 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from .._errors import HandlerError
 from .._handler import args_type_of
 from ._errors import EXIT_USAGE, CliError, one_line
 
-__all__ = ["args_type", "load_handler"]
+__all__ = [
+    "CONFIGURE_HOOK",
+    "Target",
+    "args_type",
+    "handler_queue",
+    "load_handler",
+    "load_targets",
+]
+
+#: A handler module's function the worker command calls with each
+#: ``WorkerBuilder`` before building (to add ``data`` and layers).
+CONFIGURE_HOOK = "configure_worker"
+
+
+def handler_queue(handler: Any, spec: str) -> str:
+    """Return the queue a handler's tasks go to when no ``--queue`` is given.
+
+    A function is known by where it is defined, ``module:qualname`` (so
+    ``push app:send`` and ``worker app:send`` agree even when ``app`` imported
+    ``send`` from elsewhere); anything else by the ``module:name`` that named it.
+    """
+    if inspect.isfunction(handler) and "<" not in handler.__qualname__:
+        return f"{handler.__module__}:{handler.__qualname__}"
+    return spec
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One handler the worker command runs: where it was named, its queue, the module's hook.
+
+    Attributes:
+      spec: How the command line named it (``app:send``, ``app:HANDLERS[1]``).
+      handler: The handler (a function, service or stack).
+      queue: Its queue: ``--queue``, else ``handler_queue``.
+      configure: The module's ``configure_worker``, or None.
+    """
+
+    spec: str
+    handler: Any
+    queue: str
+    configure: Callable[..., Any] | None
+
+
+def load_targets(specs: list[str], queue: str | None) -> list[Target]:
+    """Return the handlers ``worker`` runs: each spec names a handler or a list of handlers.
+
+    Raises:
+      CliError: (usage) for what cannot be imported, is not a handler, or
+        for two handlers on one queue (``--queue`` with several handlers).
+    """
+    targets: list[Target] = []
+    for spec in specs:
+        obj = load_handler(spec)
+        module = sys.modules[spec.partition(":")[0]]
+        hook = getattr(module, CONFIGURE_HOOK, None)
+        items = list(obj) if isinstance(obj, list | tuple) else [obj]
+        if not items:
+            raise CliError(EXIT_USAGE, f"{spec} is an empty list: no handler to run")
+        for i, handler in enumerate(items):
+            name = spec if len(items) == 1 and obj is handler else f"{spec}[{i}]"
+            args_type(handler, name)
+            targets.append(Target(name, handler, queue or handler_queue(handler, name), hook))
+    seen: dict[str, str] = {}
+    for t in targets:
+        if t.queue in seen:
+            why = " (--queue gives them one queue)" if queue else ""
+            raise CliError(
+                EXIT_USAGE, f"{seen[t.queue]} and {t.spec} would share queue {t.queue!r}{why}"
+            )
+        seen[t.queue] = t.spec
+    return targets
+
+
+def _did_you_mean(module: ModuleType, attr: str) -> str:
+    names = [n for n in vars(module) if not n.startswith("_")]
+    close = difflib.get_close_matches(attr, names, n=3, cutoff=0.6)
+    return f": did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def load_handler(spec: str) -> Any:
@@ -47,8 +128,9 @@ def load_handler(spec: str) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            hint = _did_you_mean(obj, part) if isinstance(obj, ModuleType) else ""
             raise CliError(
-                EXIT_USAGE, f"module {module_name!r} has no attribute {attr!r}"
+                EXIT_USAGE, f"module {module_name!r} has no attribute {attr!r}{hint}"
             ) from None
     return obj
 

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
 from .._errors import BackendError, TaskSinkError
-from ._commands import (
-    cmd_cancel,
-    cmd_migrate,
-    cmd_purge,
-    cmd_push,
-    cmd_retry,
-    cmd_show,
-    cmd_status,
-    cmd_tasks,
-    cmd_wait,
+from ._bulk import cmd_cancel, cmd_purge, cmd_retry
+from ._commands import cmd_migrate, cmd_push, cmd_show, cmd_status, cmd_tasks, cmd_wait
+from ._errors import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    leaf,
+    one_line,
 )
-from ._errors import EXIT_BACKEND, EXIT_FAILED, EXIT_INTERRUPTED, CliError, leaf, one_line
+from ._logs import setup_logging
 from ._output import redact
-from ._parser import build_parser
-from ._progress import ProgressLogHandler
-from ._queue_commands import cmd_pause, cmd_paused, cmd_resume, cmd_workers
-from ._schedules import cmd_schedules
-from ._web import cmd_web
+from ._parser import COMMAND_MODULES, build_parser, extension
+from ._queue_commands import (
+    cmd_healthcheck,
+    cmd_metrics,
+    cmd_pause,
+    cmd_paused,
+    cmd_resume,
+    cmd_workers,
+)
 from ._worker_command import cmd_worker
 
 __all__ = ["main"]
@@ -52,17 +58,29 @@ COMMANDS: dict[str, Command] = {
     "resume": cmd_resume,
     "paused": cmd_paused,
     "workers": cmd_workers,
-    "web": cmd_web,
-    "schedules": cmd_schedules,
+    "healthcheck": cmd_healthcheck,
+    "metrics": cmd_metrics,
 }
 
 
-def _setup_logging(level: str) -> None:
-    handler = ProgressLogHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def _command(name: str) -> Command:
+    if name in COMMANDS:
+        return COMMANDS[name]
+    for module in COMMAND_MODULES:
+        ext = extension(module)
+        if ext.NAME == name:
+            run: Command = ext.run
+            return run
+    raise KeyError(name)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader of the pipe left (``trioqueue tasks | head``)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file: nothing will flush into a closed pipe
+        pass
 
 
 def _fail(code: int, message: str) -> int:
@@ -80,21 +98,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       The exit status (see ``docs/cli.md``).
 
+    A reader that closes the pipe early (``trioqueue tasks | head``) ends the
+    command quietly with status 0.
+
     Raises:
       SystemExit: for ``--help``, ``--version`` and the argument parser's
         usage errors (status 2), as ``argparse`` does.
     """
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ValueError as exc:  # a TRIOQUEUE_* variable or [tool.trioqueue] value
+        return _fail(EXIT_USAGE, str(exc))
     args = parser.parse_args(argv)
     if not hasattr(args, "codec"):
         args.codec = "json"
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, getattr(args, "log_format", "text"))
     try:
-        return trio.run(COMMANDS[args.command], args)
+        code = trio.run(_command(args.command), args)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("trioqueue: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BaseException as exc:
+        if isinstance(leaf(exc), BrokenPipeError):
+            _quiet_stdout()
+            return EXIT_OK
         return _report(exc)
 
 

@@ -6,112 +6,70 @@ See ``docs/cli.md`` for every command, option, environment variable and exit cod
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import re
+import importlib
+from collections.abc import Callable
+from typing import Any
 
 from .._builder import DEFAULT_CONCURRENCY
 from .._open import DEFAULT_BACKEND
-from .._task import Status
-from ._schedules import add_parser as add_schedules
-from ._web import add_web_parser
+from ._config import apply_defaults
+from ._types import _count, _duration, _port, _positive_int, _status
+from ._types import parse_duration as parse_duration
 
-__all__ = ["build_parser", "parse_duration"]
+__all__ = ["COMMAND_MODULES", "build_parser", "parse_duration"]
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)")
-
-# -- parsing helpers --
-
-
-def parse_duration(text: str) -> float:
-    """Return the seconds in a duration such as ``30s``, ``15m``, ``12h``, ``7d`` or ``1h30m``.
-
-    A bare number is seconds.
-
-    Raises:
-      ValueError: if ``text`` is not a duration.
-    """
-    s = text.strip().lower()
-    bare = re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", s)
-    if bare:
-        return _finite(text, float(s))
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos or not m.group(2):
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-        while pos < len(s) and s[pos] == " ":
-            pos += 1
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 15m, 12h, 7d or 1h30m")
-    return _finite(text, total)
-
-
-def _finite(text: str, value: float) -> float:
-    if not math.isfinite(value):  # 400 digits make an infinite float
-        raise ValueError(f"invalid duration {text!r}: too long to be a number of seconds")
-    return value
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {n}")
-    return n
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {n}")
-    return n
-
-
-def _status(text: str) -> Status:
-    try:
-        return Status(text.lower())
-    except ValueError:
-        names = ", ".join(s.value for s in Status)
-        raise argparse.ArgumentTypeError(f"unknown status {text!r}: use one of {names}") from None
-
+#: Commands defined in modules of their own (``trioqueue._cli._name``): each
+#: module has ``NAME``, ``add_parser(sub, common)`` (``common`` is ``_common``)
+#: and ``async run(args) -> int``. A new command is one line here.
+COMMAND_MODULES: tuple[str, ...] = ("_schedules", "_web")
 
 # -- the parser --
 
 
-def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.ArgumentParser:
+def _common(
+    *, queue_help: str | None = None, codec: bool = False, migrate: bool = False
+) -> argparse.ArgumentParser:
+    """The options every command that opens a backend takes (and, if asked, --queue, --codec)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument(
+    g = p.add_argument_group("backend")
+    g.add_argument(
         "--backend",
         metavar="URL",
-        default=os.environ.get("TRIOQUEUE_BACKEND") or DEFAULT_BACKEND,
+        default=DEFAULT_BACKEND,
         help="backend URL (default: $TRIOQUEUE_BACKEND, else %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--schema",
         metavar="NAME",
         help="the database schema holding the tables, on backends that have schemas",
+    )
+    g.add_argument(
+        "--no-listen",
+        dest="listen",
+        action="store_false",
+        default=None,
+        help="poll instead of LISTEN/NOTIFY (PostgreSQL behind PgBouncer in transaction mode)",
+    )
+    g.add_argument(
+        "--pool-size",
+        type=_positive_int,
+        metavar="N",
+        help="connections a backend with a pool uses at most (PostgreSQL: 4)",
+    )
+    if migrate:
+        g.add_argument(
+            "--no-migrate",
+            dest="migrate",
+            action="store_false",
+            default=True,
+            help="never create or upgrade the schema; refuse one that is missing or old",
+        )
+    g.add_argument(
+        "--wait",
+        type=_duration,
+        metavar="S",
+        help="how long to wait for an unreachable backend, and (worker --burst) for "
+        "storage that keeps failing (default: 30s; a worker without --burst waits forever)",
     )
     if queue_help is not None:
         p.add_argument("--queue", metavar="Q", help=queue_help)
@@ -120,13 +78,6 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
             "--codec", choices=("json", "cbor"), default="json", help="payload codec (json)"
         )
     p.add_argument(
-        "--wait",
-        type=_duration,
-        metavar="S",
-        help="how long to wait for an unreachable backend, and (worker --burst) for "
-        "storage that keeps failing (default: 30s; a worker without --burst waits forever)",
-    )
-    p.add_argument(
         "--log-level",
         metavar="L",
         type=str.upper,
@@ -134,40 +85,70 @@ def _common(*, queue_help: str | None = None, codec: bool = False) -> argparse.A
         default="WARNING",
         help="logging level: debug, info, warning (default), error",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or as one JSON object each",
+    )
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``trioqueue`` argument parser (each command's name is ``args.command``)."""
-    from .. import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="trioqueue",
-        description="Durable background jobs for Trio: run workers, push and manage tasks.",
-        epilog="See docs/cli.md. Exit status: 0 ok, 1 refused or failed, 2 usage, "
-        "3 backend, 4 no such task, 5 task id taken, 6 timed out, 130 interrupted.",
+def _sub(
+    sub: Any, name: str, summary: str, description: str, **common: Any
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[_common(**common)], help=summary, description=description
     )
-    parser.add_argument("--version", action="version", version=f"trioqueue {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    all_queues = "only this queue (default: all queues)"
-    one_queue = "queue name (default: 'default')"
+    return parser
 
-    p = sub.add_parser(
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _filters(p: argparse.ArgumentParser, statuses: str) -> None:
+    p.add_argument(
+        "--status",
+        type=_status,
+        action="append",
+        metavar="S",
+        help=f"only tasks in this status ({statuses}); may be repeated",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say how many tasks it would touch; change nothing"
+    )
+
+
+def _worker(sub: Any, one_queue: str) -> None:
+    p = _sub(
+        sub,
         "worker",
-        parents=[_common(queue_help=one_queue, codec=True)],
-        help="run a worker",
-        description="Run a worker for module:handler until SIGINT/SIGTERM (or, with --burst, "
-        "until no task is ready).",
+        "run workers for one or more handlers",
+        "Run a worker for each module:name until SIGINT/SIGTERM (or, with --burst, until no "
+        "task is ready). A name is a handler (its queue is module:name unless --queue), or a "
+        "list of handlers, each on its own queue. A module's configure_worker(builder), if "
+        "defined, is called before each worker is built (to add data and layers).",
+        queue_help=one_queue,
+        codec=True,
+        migrate=True,
     )
-    p.add_argument("handler", metavar="module:handler")
+    p.add_argument("handlers", nargs="+", metavar="module:name")
     p.add_argument(
         "--concurrency",
         type=_positive_int,
         default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="tasks run at once (default %(default)s)",
+        help="tasks run at once, per worker (default %(default)s)",
     )
     p.add_argument("--burst", action="store_true", help="exit once no task is ready")
+    p.add_argument(
+        "--max-tasks",
+        type=_positive_int,
+        metavar="N",
+        help="stop gracefully after N tasks have finished (then a supervisor restarts it)",
+    )
     p.add_argument(
         "--shutdown-timeout",
         type=_duration,
@@ -175,17 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds running tasks get to finish after the first signal (default 30)",
     )
+    p.add_argument("--lease", type=_duration, metavar="S", help="lease length (default 30s)")
     p.add_argument(
-        "--metrics-port",
-        type=_port,
-        metavar="P",
-        help="serve Prometheus metrics on this port",
+        "--prefetch", type=_positive_int, metavar="N", help="fixed prefetch (default: adaptive)"
+    )
+    p.add_argument(
+        "--timeout", type=_duration, metavar="S", help="each attempt's deadline (default: none)"
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=_duration,
+        metavar="S",
+        help="longest wait between claims without a wake-up (default 1s)",
+    )
+    p.add_argument(
+        "--metrics-port", type=_port, metavar="P", help="serve Prometheus metrics on this port"
     )
     p.add_argument(
         "--metrics-host",
         default="127.0.0.1",
         metavar="ADDR",
         help="address the metrics server listens on (default %(default)s; 0.0.0.0 for all)",
+    )
+    p.add_argument(
+        "--otel", action="store_true", help="trace each task with OpenTelemetry (TraceLayer)"
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -195,17 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the live progress line even when stderr is not a terminal",
     )
     g.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="never draw the live progress line",
+        "--no-progress", dest="progress", action="store_false", help="never draw the live line"
     )
 
-    p = sub.add_parser(
+
+def _push(sub: Any, one_queue: str) -> None:
+    p = _sub(
+        sub,
         "push",
-        parents=[_common(queue_help=one_queue, codec=True)],
-        help="push one task",
-        description="Check ARGS_JSON against the handler's args type, push it, print the id.",
+        "push one task",
+        "Check ARGS_JSON against the handler's args type, push it to the handler's queue "
+        "(module:name unless --queue) and print the id.",
+        queue_help=one_queue,
+        codec=True,
+        migrate=True,
     )
     p.add_argument("handler", metavar="module:handler")
     p.add_argument("args", metavar="ARGS_JSON")
@@ -227,48 +224,38 @@ def build_parser() -> argparse.ArgumentParser:
         "status 5 (raise), or replace a finished task (replace_finished)",
     )
 
-    p = sub.add_parser(
-        "status", parents=[_common(queue_help=all_queues)], help="task counts per queue and status"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser(
-        "tasks",
-        parents=[_common(queue_help=all_queues, codec=True)],
-        help="list tasks, newest first",
+def _inspect(sub: Any, all_queues: str) -> None:
+    p = _sub(sub, "status", "task counts per queue and status",
+             "Print how many tasks each queue holds in each status. Never creates storage: "
+             "on a store that does not exist yet it says so (exit status 7).",
+             queue_help=all_queues)  # fmt: skip
+    _json(p)
+    p.add_argument(
+        "--watch",
+        type=_duration,
+        nargs="?",
+        const=2.0,
+        metavar="S",
+        help="redraw every S seconds (default 2) until interrupted",
     )
+    p = _sub(sub, "tasks", "list tasks, newest first",
+             "List tasks, newest first, filtered by queue and status.",
+             queue_help=all_queues, codec=True)  # fmt: skip
     p.add_argument("--status", type=_status, metavar="S", help="only tasks in this status")
     p.add_argument(
         "--limit", type=_positive_int, default=50, metavar="N", help="at most N tasks (default 50)"
     )
     p.add_argument("--offset", type=_count, default=0, metavar="N", help="skip N tasks")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser("show", parents=[_common(codec=True)], help="show one task")
+    _json(p)
+    p = _sub(sub, "show", "show one task",
+             "Print every field of one task: times, worker, progress, error, traceback.",
+             codec=True)  # fmt: skip
     p.add_argument("id", metavar="ID")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser(
-        "retry", parents=[_common(codec=True)], help="run a failed or killed task again now"
-    )
-    p.add_argument("id", metavar="ID")
-
-    p = sub.add_parser(
-        "cancel",
-        parents=[_common(codec=True)],
-        help="cancel a task that has not finished",
-        description="Cancel a task: a pending or failed one at once; a queued or running "
-        "one is stopped by the worker holding it.",
-    )
-    p.add_argument("id", metavar="ID")
-
-    p = sub.add_parser(
-        "wait",
-        parents=[_common(codec=True)],
-        help="wait for a task to finish and print its result",
-        description="Wait until the task is done and print its result as JSON; exit 1 if "
-        "it ends killed or cancelled.",
-    )
+    _json(p)
+    p = _sub(sub, "wait", "wait for a task to finish and print its result",
+             "Wait until the task is done and print its result as JSON; exit 1 if it ends "
+             "killed or cancelled.", codec=True)  # fmt: skip
     p.add_argument("id", metavar="ID")
     p.add_argument(
         "--timeout",
@@ -276,44 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up (exit status 6) after this long (default: wait for as long as it takes)",
     )
-
-    p = sub.add_parser(
-        "purge", parents=[_common(codec=True)], help="delete finished tasks older than a duration"
-    )
-    p.add_argument(
-        "--older-than",
-        type=_duration,
-        required=True,
-        metavar="DURATION",
-        help="e.g. 30s, 15m, 12h, 7d",
-    )
-
-    p = sub.add_parser(
-        "migrate", parents=[_common(codec=True)], help="create or upgrade the storage schema"
-    )
-
-    for name, doing, note in (
-        ("pause", "stop claiming from", " Tasks running (or prefetched) finish."),
-        ("resume", "claim again from", ""),
-    ):
-        p = sub.add_parser(
-            name,
-            parents=[_common()],
-            help=f"make workers {doing} a queue",
-            description=f"Make the workers of QUEUE {doing} it.{note}",
-        )
-        p.add_argument(
-            "queue_name", nargs="?", metavar="QUEUE", help="the queue (default: 'default')"
-        )
-
-    p = sub.add_parser("paused", parents=[_common()], help="list the paused queues")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser(
-        "workers",
-        parents=[_common(queue_help="only workers on this queue (default: all queues)")],
-        help="list the live workers",
-    )
+    p = _sub(sub, "workers", "list the live workers",
+             "List the workers that refreshed their entry recently: name, queue, load, times.",
+             queue_help="only workers on this queue (default: all queues)")  # fmt: skip
     p.add_argument(
         "--stale-after",
         type=_duration,
@@ -321,7 +273,107 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="a worker not seen for this long is dead and not listed (default 30s)",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    add_web_parser(sub, _common(codec=True))
-    add_schedules(sub, _common)
+    _json(p)
+    p = _sub(sub, "paused", "list the paused queues", "List the paused queues, one a line.")
+    _json(p)
+
+
+def _admin(sub: Any, all_queues: str) -> None:
+    for name, doing, which in (
+        ("retry", "run again now", "failed, killed"),
+        ("cancel", "cancel", "pending, queued, running, failed"),
+    ):
+        p = _sub(sub, name, f"{doing} one task, or every task a filter selects",
+                 f"{doing.capitalize()} the task ID, or (with --status and/or --queue, no ID) "
+                 f"every task they select; print how many. Filters ask for confirmation on a "
+                 f"terminal.", queue_help=all_queues, codec=True)  # fmt: skip
+        p.add_argument("id", metavar="ID", nargs="?")
+        _filters(p, which)
+    p = _sub(sub, "purge", "delete finished tasks",
+             "Delete done, killed and cancelled tasks (or only --status ones) that finished "
+             "over --older-than ago; --dry-run counts them; asks on a terminal.",
+             queue_help=all_queues, codec=True)  # fmt: skip
+    p.add_argument(
+        "--older-than",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="only tasks finished this long ago, e.g. 30s, 15m, 12h, 7d (default: any)",
+    )
+    _filters(p, "done, killed, cancelled")
+    p = _sub(sub, "migrate", "create or upgrade the storage schema",
+             "Create or upgrade the storage schema and print its version; --sql prints the "
+             "statements instead, for a DBA to run.")  # fmt: skip
+    p.add_argument("--sql", action="store_true", help="print the DDL; touch nothing")
+    _sub(sub, "healthcheck", "exit 0 if the backend answers and its schema is current",
+         "For probes: exit 0 when the backend answers and its schema is current, 3 when it "
+         "does not answer or its schema is not current, 7 when there is no store yet. "
+         "Never writes.")  # fmt: skip
+    p = _sub(sub, "metrics", "serve the store's queue metrics for Prometheus",
+             "Serve /metrics with the store's queue depth (unfinished tasks) and the age of "
+             "each queue's oldest ready task, read every --interval. Run one per store: "
+             "workers' --metrics-port serves their own attempts, not these.")  # fmt: skip
+    p.add_argument("--port", type=_port, metavar="P", help="the port to serve (required)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to listen on (default %(default)s; 0.0.0.0 for all)",
+    )
+    p.add_argument(
+        "--interval",
+        type=_duration,
+        default=5.0,
+        metavar="S",
+        help="seconds between reads of the store (default 5)",
+    )
+    for name, doing, note in (
+        ("pause", "stop claiming from", " Tasks running (or prefetched) finish."),
+        ("resume", "claim again from", ""),
+    ):
+        p = _sub(sub, name, f"make workers {doing} a queue",
+                 f"Make the workers of QUEUE {doing} it.{note}")  # fmt: skip
+        p.add_argument(
+            "queue_name", nargs="?", metavar="QUEUE", help="the queue (default: 'default')"
+        )
+
+
+def extension(name: str) -> Any:
+    """Return the module of a command listed in ``COMMAND_MODULES``."""
+    return importlib.import_module(f"trioqueue._cli.{name}")
+
+
+def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
+    """Return the ``trioqueue`` argument parser (each command's name is ``args.command``).
+
+    Args:
+      defaults: Take flag defaults from ``TRIOQUEUE_*`` variables and
+        ``pyproject.toml`` (see ``_config``).
+
+    Raises:
+      ValueError: for a variable or configuration value that does not fit its flag.
+    """
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="trioqueue",
+        description="Durable background jobs for Trio: run workers, push and manage tasks.",
+        epilog="Every flag also reads TRIOQUEUE_<FLAG> and [tool.trioqueue] in pyproject.toml. "
+        "See docs/cli.md. Exit status: 0 ok, 1 refused or failed, 2 usage, 3 backend, "
+        "4 no such task, 5 task id taken, 6 timed out, 7 no store, 130 interrupted.",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"trioqueue {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    all_queues = "only this queue (default: all queues)"
+    one_queue = "queue name (default: the handler's own, module:name)"
+    _worker(sub, one_queue)
+    _push(sub, one_queue)
+    _inspect(sub, all_queues)
+    _admin(sub, all_queues)
+    add: Callable[..., Any]
+    for module in COMMAND_MODULES:
+        add = extension(module).add_parser
+        add(sub, _common)
+    if defaults:
+        apply_defaults(dict(sub.choices))
     return parser

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TextIO
 
 import trio
@@ -12,7 +15,7 @@ import trio
 from .._context import WorkerStatistics
 from .._worker import Worker
 
-__all__ = ["Progress", "ProgressLogHandler", "summary_line"]
+__all__ = ["Progress", "ProgressLogHandler", "combined", "summary_line", "terminal_width"]
 
 #: Seconds between two refreshes of the live line.
 REFRESH_INTERVAL = 0.25
@@ -22,6 +25,37 @@ RATE_WINDOW = 2.0
 
 def _finished(stats: WorkerStatistics) -> int:
     return stats.done + stats.failed + stats.killed
+
+
+def combined(workers: Sequence[Worker]) -> WorkerStatistics:
+    """Return the statistics of several workers added up (one line for them all)."""
+    each = [w.statistics() for w in workers]
+    return WorkerStatistics(
+        name=", ".join(s.name for s in each),
+        concurrency=sum(s.concurrency for s in each),
+        running=sum(s.running for s in each),
+        prefetched=sum(s.prefetched for s in each),
+        done=sum(s.done for s in each),
+        failed=sum(s.failed for s in each),
+        killed=sum(s.killed for s in each),
+        released=sum(s.released for s in each),
+        shutting_down=any(s.shutting_down for s in each),
+    )
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Return the columns of the terminal ``stream`` writes to ($COLUMNS, else 80)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):  # not a file (io.UnsupportedOperation)
+        return shutil.get_terminal_size((80, 24)).columns
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def summary_line(stats: WorkerStatistics, elapsed: float) -> str:
@@ -37,11 +71,14 @@ def summary_line(stats: WorkerStatistics, elapsed: float) -> str:
 
 
 class Progress:
-    """Draws a live status line for one worker on a terminal, and the summary.
+    """Draws a live status line for workers on a terminal, and the summary.
+
+    The line fits the terminal's width; with ``total`` (the tasks ready when
+    the run began) it shows how many of them are finished and an ETA.
 
     Example::
 
-        progress = Progress(worker, stream=sys.stderr, live=sys.stderr.isatty())
+        progress = Progress([worker], stream=sys.stderr, live=sys.stderr.isatty())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(progress.run)
             await worker.run(burst=True)
@@ -49,22 +86,31 @@ class Progress:
         progress.finish()
 
     Args:
-      worker: The worker whose ``statistics()`` are shown.
+      workers: The workers whose ``statistics()`` are shown, added up.
       stream: Where to write (a terminal for the live line).
       live: Whether to draw the live line; the summary is written either way.
+      total: The tasks to do, if known (for ``N/total`` and the ETA).
     """
 
-    def __init__(self, worker: Worker, *, stream: TextIO, live: bool) -> None:
-        self.worker = worker
+    def __init__(
+        self,
+        workers: Worker | Sequence[Worker],
+        *,
+        stream: TextIO,
+        live: bool,
+        total: int | None = None,
+    ) -> None:
+        self.workers = [workers] if isinstance(workers, Worker) else list(workers)
         self.stream = stream
         self.live = live
+        self.total = total
         self.started = time.monotonic()
         self._samples: deque[tuple[float, int]] = deque()
         self._shown = False
 
     def line(self) -> str:
-        """Return the live line for the worker's statistics now."""
-        stats = self.worker.statistics()
+        """Return the live line for the workers' statistics now, cut to the terminal's width."""
+        stats = combined(self.workers)
         now = time.monotonic()
         total = _finished(stats)
         self._samples.append((now, total))
@@ -73,11 +119,19 @@ class Progress:
         t0, n0 = self._samples[0]
         rate = (total - n0) / (now - t0) if now > t0 else 0.0
         state = " (stopping)" if stats.shutting_down else ""
-        return (
-            f"done {stats.done}, failed {stats.failed}, killed {stats.killed}, "
-            f"running {stats.running}/{stats.concurrency} | {rate:.0f} tasks/s | "
-            f"{now - self.started:.1f}s{state}"
+        ended = stats.done + stats.killed
+        head = f"{rate:.0f} tasks/s"
+        if self.total:  # what matters most comes first: the line is cut at the right
+            left = max(0, self.total - ended)
+            eta = f" | ETA {_eta(left / rate)}" if rate > 0 and left else ""
+            done = min(ended, self.total)
+            head = f"{ended}/{self.total} ({100 * done // self.total}%) | {head}{eta}"
+        text = (
+            f"{head} | done {stats.done}, failed {stats.failed}, killed {stats.killed}, "
+            f"running {stats.running}/{stats.concurrency} | {now - self.started:.1f}s{state}"
         )
+        width = terminal_width(self.stream) - 1  # the last column would wrap on some terminals
+        return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
     def clear(self) -> None:
         """Erase the live line (before other output is written)."""
@@ -105,7 +159,7 @@ class Progress:
     def finish(self) -> str:
         """Erase the live line, write the summary line and return it."""
         self.clear()
-        text = summary_line(self.worker.statistics(), time.monotonic() - self.started)
+        text = summary_line(combined(self.workers), time.monotonic() - self.started)
         self.stream.write(text + "\n")
         self.stream.flush()
         return text

@@ -73,3 +73,9 @@ async def cmd_schedules(args: argparse.Namespace) -> int:
     ]
     print(table(["name", "queue", "schedule", "tz", "last_tick", "next_tick"], rows))
     return EXIT_OK
+
+
+#: The command's name (see ``COMMAND_MODULES`` in ``_parser``).
+NAME = "schedules"
+#: The command (see ``COMMAND_MODULES`` in ``_parser``).
+run = cmd_schedules

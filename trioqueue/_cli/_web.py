@@ -9,6 +9,7 @@ import argparse
 import os
 import signal
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -98,3 +99,14 @@ async def cmd_web(args: argparse.Namespace) -> int:
                 break
         nursery.cancel_scope.cancel()
     return EXIT_OK
+
+
+#: The command's name (see ``COMMAND_MODULES`` in ``_parser``).
+NAME = "web"
+#: The command (see ``COMMAND_MODULES`` in ``_parser``).
+run = cmd_web
+
+
+def add_parser(sub: Any, common: Any) -> None:
+    """Add the ``web`` command (``common`` is the parser's ``_common``)."""
+    add_web_parser(sub, common(codec=True))

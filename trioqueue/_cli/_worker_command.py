@@ -9,21 +9,22 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
+from .._backend import Backend
 from .._builder import WorkerBuilder
 from .._context import EventKind, WorkerEvent
 from .._errors import HandlerError
-from .._metrics_server import collect_queue_depth, serve_metrics
+from .._metrics_server import WorkerInfoCollector, serve_metrics
 from .._monitor import Monitor
 from .._nursery import open_nursery
-from ..layers.metrics import MetricsLayer
-from ._backends import open_backend_of, start_wait
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError
-from ._handlers import args_type, load_handler
+from .._worker import Worker
+from ._backends import install_hint, open_backend_of, start_wait
+from ._errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, one_line
+from ._handlers import Target, load_targets
+from ._logs import BANNER, TaskLog
 from ._output import redact
 from ._progress import Progress, ProgressLogHandler
 
@@ -48,7 +49,9 @@ async def _metrics_endpoint(port: int | None, host: str) -> AsyncIterator[None]:
     try:
         server, thread = serve_metrics(port, addr=host)
     except ImportError as exc:
-        raise CliError(EXIT_USAGE, f"--metrics-port is not available: {exc}") from exc
+        raise CliError(
+            EXIT_USAGE, f"--metrics-port is not available: {exc}{install_hint(exc)}"
+        ) from exc
     except OSError as exc:
         raise CliError(EXIT_USAGE, f"cannot serve metrics on {host} port {port}: {exc}") from exc
     try:
@@ -91,63 +94,167 @@ class _Outside:
 
 
 async def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a worker until stopped by a signal (or, with --burst, until idle)."""
-    handler = load_handler(args.handler)
-    args_type(handler, args.handler)
+    """Run workers until stopped by a signal (or, with --burst, until idle)."""
+    targets = load_targets(args.handlers, args.queue)
     monitor = Monitor(shutdown_timeout=args.shutdown_timeout)
     outside = _Outside()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_nursery() as nursery:
             nursery.start_soon(outside.watch, signals)
             with outside.body:
-                await _serve(args, handler, monitor, outside)
+                await _serve(args, targets, monitor, outside)
             nursery.cancel_scope.cancel()
     if outside.interrupted or monitor.signals_received + outside.late > 1:
         return EXIT_INTERRUPTED
     return EXIT_OK
 
 
+class _Budget:
+    """Stops the monitor once ``--max-tasks`` tasks have finished (an event callback)."""
+
+    def __init__(self, monitor: Monitor, limit: int | None) -> None:
+        self.monitor = monitor
+        self.left = limit
+
+    def on_event(self, event: WorkerEvent) -> None:
+        if self.left is None or event.kind not in _ENDS:
+            return
+        self.left -= 1
+        if self.left == 0:
+            log.warning("finished --max-tasks tasks: stopping")
+            self.monitor.stop()
+
+
+_ENDS = (EventKind.TASK_DONE, EventKind.TASK_FAILED, EventKind.TASK_KILLED)
+
+
+def _layers(args: argparse.Namespace) -> list[object]:
+    """The layers the flags ask for: --metrics-port and --otel."""
+    layers: list[object] = []
+    try:
+        if args.metrics_port is not None:
+            from ..layers.metrics import MetricsLayer
+
+            layers.append(MetricsLayer())
+        if args.otel:
+            from ..layers.trace import TraceLayer
+
+            layers.append(TraceLayer())
+    except ImportError as exc:
+        raise CliError(EXIT_USAGE, f"{one_line(exc)}{install_hint(exc)}") from exc
+    return layers
+
+
+def _build(
+    args: argparse.Namespace,
+    target: Target,
+    backend: Backend,
+    budget: _Budget,
+    layers: list[object],
+) -> Worker:
+    name = f"{target.spec}@{socket.gethostname()}:{os.getpid()}"
+    builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
+    builder.shutdown_timeout(args.shutdown_timeout)
+    for name in ("lease", "prefetch", "timeout", "poll_interval"):
+        value = getattr(args, name)
+        if value is not None:
+            getattr(builder, name)(value)
+    if args.burst:  # a burst run must end: storage that keeps failing stops it
+        builder.storage_patience(start_wait(args))
+    tasklog = TaskLog(target.queue)
+    builder.layer(tasklog).on_event(tasklog.on_event).on_event(budget.on_event)
+    for layer in layers:
+        builder.layer(layer)  # type: ignore[arg-type]
+    if target.configure is not None:
+        try:
+            target.configure(builder)
+        except Exception as exc:
+            raise CliError(
+                EXIT_USAGE, f"configure_worker of {target.spec} failed: {one_line(exc)}"
+            ) from exc
+    try:
+        return builder.build(target.handler)
+    except (HandlerError, ValueError) as exc:
+        hint = ""
+        if "Data[" in str(exc) and target.configure is None:
+            hint = (
+                "; define configure_worker(builder) in its module to add it with "
+                "builder.data(...) (see docs/cli.md)"
+            )
+        raise CliError(EXIT_USAGE, f"{target.spec} is not a handler: {exc}{hint}") from exc
+
+
+async def _ready(backends: list[Backend]) -> int | None:
+    """Return the unfinished tasks of the workers' queues (the live line's total), or None."""
+    total = 0
+    try:
+        for b in backends:
+            counts = (await b.counts(queue=b.queue)).get(b.queue, {})
+            total += sum(n for status, n in counts.items() if not status.is_final)
+    except Exception as exc:  # the line goes without its total
+        log.debug("cannot count the tasks to do: %s", exc)
+        return None
+    return total
+
+
+def _banner(args: argparse.Namespace, workers: list[Worker], targets: list[Target]) -> None:
+    from .. import __version__
+
+    for worker, target in zip(workers, targets, strict=True):
+        BANNER.info(
+            "trioqueue %s worker %s (pid %d) on %s: queue %r, handler %s, concurrency %d%s",
+            __version__,
+            worker.name,
+            os.getpid(),
+            redact(args.backend),
+            target.queue,
+            target.spec,
+            worker.concurrency,
+            " (burst)" if args.burst else "",
+            extra={
+                "worker": worker.name,
+                "pid": os.getpid(),
+                "backend": redact(args.backend),
+                "queue": target.queue,
+                "handler": target.spec,
+                "concurrency": worker.concurrency,
+                "version": __version__,
+            },
+        )
+
+
 async def _serve(
-    args: argparse.Namespace, handler: Any, monitor: Monitor, outside: _Outside
+    args: argparse.Namespace, targets: list[Target], monitor: Monitor, outside: _Outside
 ) -> None:
-    metrics = args.metrics_port is not None
     live = args.progress if args.progress is not None else args.burst and sys.stderr.isatty()
-    name = f"{args.handler}@{socket.gethostname()}:{os.getpid()}"
+    budget = _Budget(monitor, args.max_tasks)
+    layers = _layers(args)
 
-    def stop_when_idle(event: WorkerEvent) -> None:
-        if event.kind is EventKind.IDLE:
-            monitor.stop()
-
-    async with _metrics_endpoint(args.metrics_port, args.metrics_host):
-        async with open_backend_of(args, queue=args.queue) as backend:
-            builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
-            builder.shutdown_timeout(args.shutdown_timeout)
-            if args.burst:
-                # A burst run must end: storage that keeps failing stops it.
-                builder.storage_patience(start_wait(args))
-            if metrics:
-                builder.layer(MetricsLayer())
-            if args.burst:
-                builder.on_event(stop_when_idle)
-            try:
-                worker = builder.build(handler)
-            except HandlerError as exc:
-                raise CliError(EXIT_USAGE, f"{args.handler} is not a handler: {exc}") from exc
+    async with _metrics_endpoint(args.metrics_port, args.metrics_host), AsyncExitStack() as stack:
+        workers: list[Worker] = []
+        backends: list[Backend] = []
+        for target in targets:
+            backend = await stack.enter_async_context(open_backend_of(args, queue=target.queue))
+            backends.append(backend)
+            worker = _build(args, target, backend, budget, layers)
             monitor.register(worker)
-            progress = Progress(worker, stream=sys.stderr, live=live)
-            for h in logging.getLogger().handlers:
-                if isinstance(h, ProgressLogHandler):
-                    h.progress = progress
-            log.info("worker %s on %s queue %r", name, redact(args.backend), backend.queue)
-            try:
-                async with open_nursery() as nursery:
-                    nursery.start_soon(progress.run)
-                    if metrics:
-                        await nursery.start(collect_queue_depth, backend)
-                    try:
-                        await monitor.run()
-                    finally:
-                        outside.stopped = True
-                    nursery.cancel_scope.cancel()
-            finally:
-                progress.finish()
+            workers.append(worker)
+        info = WorkerInfoCollector(workers) if args.metrics_port is not None else None
+        total = await _ready(backends) if live and args.burst else None
+        progress = Progress(workers, stream=sys.stderr, live=live, total=total)
+        for h in logging.getLogger().handlers:
+            if isinstance(h, ProgressLogHandler):
+                h.progress = progress
+        _banner(args, workers, targets)
+        try:
+            async with open_nursery() as nursery:
+                nursery.start_soon(progress.run)
+                try:
+                    await monitor.run(burst=args.burst)
+                finally:
+                    outside.stopped = True
+                nursery.cancel_scope.cancel()
+        finally:
+            progress.finish()
+            if info is not None:
+                info.close()

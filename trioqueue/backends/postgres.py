@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -28,7 +29,49 @@ from ._pg_runner import RUNNERS, open_runner
 from ._pg_schema import SCHEMA_VERSION as SCHEMA_VERSION
 from ._pg_schema import check_identifier, reach
 
-__all__ = ["SCHEMA_VERSION", "PostgresBackend", "PostgresDriver", "migrate"]
+__all__ = ["SCHEMA_VERSION", "PostgresBackend", "PostgresDriver", "migrate", "split_url_options"]
+
+#: trioqueue's own options that a URL's query may carry, and how to read them;
+#: they are taken out before libpq sees the URL.
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "schema": str,
+    "listen": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
+    "migrate": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
+    "pool_size": int,
+    "statement_timeout": float,
+    "connect_timeout": float,
+    "runner": str,
+    "synchronous": str,
+}
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Return ``url`` without trioqueue's own query options, and those options.
+
+    ``postgresql://db/app?schema=jobs&listen=false&sslmode=require`` gives
+    ``postgresql://db/app?sslmode=require`` and ``{"schema": "jobs", "listen": False}``:
+    libpq's own parameters stay in the URL. A libpq ``key=value`` string is
+    returned as it is.
+
+    Raises:
+      ValueError: for an option whose value does not fit (``pool_size=many``).
+    """
+    if "://" not in url:
+        return url, {}
+    parts = urlsplit(url)
+    kept, ours = [], {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        convert = _URL_OPTIONS.get(key)
+        if convert is None:
+            kept.append((key, value))
+            continue
+        try:
+            ours[key] = convert(value)
+        except ValueError:
+            raise ValueError(f"URL option {key}={value!r} is not valid") from None
+    if not ours:
+        return url, {}
+    return urlunsplit(parts._replace(query=urlencode(kept))), ours
 
 
 async def migrate(url: str, *, schema: str = "trioqueue", connect_timeout: float = 10.0) -> int:
@@ -49,8 +92,44 @@ async def migrate(url: str, *, schema: str = "trioqueue", connect_timeout: float
       ValueError: if ``schema`` is not a plain identifier.
       BackendError: if the server cannot be reached or the migration failed.
     """
+    url, ours = split_url_options(url)
+    schema = ours.get("schema", schema)
     check_identifier(schema)
     return await reach(url, schema, migrate=True, connect_timeout=connect_timeout)
+
+
+def migration_sql(*, schema: str = "trioqueue", **_: Any) -> str:
+    """Return the statements ``migrate`` runs on an empty database, as one SQL script.
+
+    For teams whose DBAs apply migrations: the script runs in one transaction
+    and records the version it reaches, so ``migrate`` and ``open`` accept it.
+
+    Raises:
+      ValueError: if ``schema`` is not a plain identifier.
+    """
+    from psycopg import sql
+
+    from ._pg_schema import MIGRATIONS
+
+    s = sql.Identifier(check_identifier(schema))
+    lines = [
+        f"-- trioqueue schema version {SCHEMA_VERSION} in schema {schema}",
+        "BEGIN;",
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {s};").format(s=s).as_string(None),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL);")
+        .format(s=s)
+        .as_string(None),
+    ]
+    for n, body in enumerate(MIGRATIONS, start=1):
+        lines.append(f"-- migration {n}")
+        lines.append(sql.SQL(body).format(s=s).as_string(None).strip().rstrip(";") + ";")
+        lines.append(
+            sql.SQL("INSERT INTO {s}.schema_version (version) VALUES ({n});")
+            .format(s=s, n=sql.Literal(n))
+            .as_string(None)
+        )
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
 
 
 class PostgresBackend(Backend):
@@ -89,7 +168,9 @@ class PostgresBackend(Backend):
 
         Args:
           url: ``postgresql://user:password@host:port/dbname`` (or ``postgres://``,
-            or a libpq key=value string).
+            or a libpq key=value string). Its query may set the options below
+            (``?schema=jobs&listen=false&pool_size=8``); they are taken out before
+            libpq sees it, and an option passed as an argument wins.
           queue: The queue pushed to and claimed from (default ``"default"``).
           codec: The codec (default ``JsonCodec()``).
           clock: A function returning POSIX seconds (tests move time by hand).
@@ -122,6 +203,18 @@ class PostgresBackend(Backend):
           asyncio runner, a trio-asyncio loop (unless one is already running
           in this task) live as long as the block.
         """
+        url, ours = split_url_options(url)
+        given = locals()  # an option given as an argument wins over the URL's
+        defaults = _OPEN_DEFAULTS
+        picked = {k: v for k, v in ours.items() if given[k] == defaults[k]}
+        schema = picked.get("schema", schema)
+        listen = picked.get("listen", listen)
+        migrate = picked.get("migrate", migrate)
+        pool_size = picked.get("pool_size", pool_size)
+        statement_timeout = picked.get("statement_timeout", statement_timeout)
+        connect_timeout = picked.get("connect_timeout", connect_timeout)
+        runner = picked.get("runner", runner)
+        synchronous = picked.get("synchronous", synchronous)
         check_identifier(schema)
         check_queue_name(queue)
         if runner not in RUNNERS:
@@ -205,6 +298,17 @@ class PostgresBackend(Backend):
         return TaskId(rec.id)
 
 
+_OPEN_DEFAULTS: dict[str, Any] = {
+    "schema": "trioqueue",
+    "listen": True,
+    "migrate": True,
+    "pool_size": 4,
+    "statement_timeout": 30.0,
+    "connect_timeout": 10.0,
+    "runner": "native",
+    "synchronous": "normal",
+}
+
 #: The backend table's row for ``postgresql://`` (and ``postgres://``): lost or
 #: refused connections, server shutdowns, statement timeouts, serialization
 #: failures and deadlocks (``OperationalError`` and its subclasses), broken
@@ -217,5 +321,6 @@ BACKEND = BackendSpec(
     transient=(psycopg.OperationalError, psycopg.InterfaceError, OSError),
     migrate=migrate,
     schema_version=SCHEMA_VERSION,
-    options=frozenset({"schema"}),
+    options=frozenset({"schema", "listen", "pool_size", "migrate"}),
+    migration_sql=migration_sql,
 )

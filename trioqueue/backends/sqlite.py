@@ -11,6 +11,7 @@ else polls. See ``docs/sqlite.md``.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._durations import seconds_option
+from .._errors import BackendError
 from .._registry import BackendSpec
 from . import _sqlite_schema as schema
 from ._sqlite_driver import SqliteDriver as SqliteDriver
@@ -61,7 +63,8 @@ class SqliteBackend(Backend):
           queue: The queue pushed to and claimed from (default ``"default"``).
           codec: The codec (default ``JsonCodec()``).
           clock: A function returning POSIX seconds (for tests that move time by hand).
-          migrate: Create or upgrade the schema (default True).
+          migrate: Create or upgrade the schema (default True). With False, a
+            database file that does not exist is an error (nothing is created).
           **options: ``busy_timeout`` (seconds, default 5), ``synchronous``
             (``"off"``, ``"normal"``, ``"full"``), ``poll_min`` and ``poll_max``
             (seconds, default 0.001 and 0.1), ``watch`` (default True: sleep on
@@ -76,7 +79,17 @@ class SqliteBackend(Backend):
         Resource handling:
           The connection is closed when the block exits.
         """
+        if isinstance(target, str) and target[:7].lower() == "sqlite:" and target[7:9] != "//":
+            raise ValueError(
+                f"a SQLite URL starts with sqlite:// (sqlite:///relative.db or "
+                f"sqlite:////abs.db), got {target!r}"
+            )
         path, url_options = schema.parse_target(target)
+        if not migrate and path != ":memory:" and not await trio.Path(path).exists():
+            missing = FileNotFoundError(errno.ENOENT, "no such file", path)
+            raise BackendError(
+                f"no SQLite database at {path!r} (nothing created; migrate=True creates it)"
+            ) from missing
 
         def option(name: str, default: float) -> float:
             return seconds_option(name, options.pop(name, url_options.pop(name, default)))
@@ -113,6 +126,21 @@ async def _migrate(url: str, **options: Any) -> int:
     return SCHEMA_VERSION
 
 
+def _migration_sql(**_: Any) -> str:
+    from ._sqlite_schema import MIGRATIONS
+
+    lines = [f"-- trioqueue SQLite schema version {SCHEMA_VERSION}", "BEGIN IMMEDIATE;"]
+    lines.append("CREATE TABLE IF NOT EXISTS trioqueue_schema (version INTEGER NOT NULL);")
+    for n, body in enumerate(MIGRATIONS, start=1):
+        lines += [f"-- migration {n}", body.strip().rstrip(";") + ";"]
+    lines += [
+        "DELETE FROM trioqueue_schema;",
+        f"INSERT INTO trioqueue_schema (version) VALUES ({SCHEMA_VERSION});",
+        "COMMIT;",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 #: The backend table's row for ``sqlite://``: a locked or busy file, a full
 #: disk or an I/O error (``OperationalError``) may pass; other errors do not.
 BACKEND = BackendSpec(
@@ -123,4 +151,6 @@ BACKEND = BackendSpec(
     transient=(sqlite3.OperationalError,),
     migrate=_migrate,
     schema_version=SCHEMA_VERSION,
+    options=frozenset({"migrate"}),
+    migration_sql=_migration_sql,
 )

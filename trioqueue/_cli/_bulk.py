@@ -1,0 +1,181 @@
+"""The commands that change many tasks at once: retry, cancel (one id or a filter) and purge.
+
+A filter (``--status``, ``--queue``) selects tasks; ``--dry-run`` counts
+them and changes nothing; on a terminal the command asks before it changes
+anything (``--yes`` skips the question). Each prints how many it changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from .._backend import Backend
+from .._task import Status, Task
+from ._backends import open_backend_of
+from ._commands import find_task
+from ._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
+
+__all__ = ["cmd_cancel", "cmd_purge", "cmd_retry", "confirm", "select"]
+
+#: Tasks read per page when a filter selects them.
+PAGE = 500
+
+_RETRYABLE = (Status.FAILED, Status.KILLED)
+_CANCELLABLE = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.FAILED)
+_FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
+
+
+_ONLY = {"retry": "only failed or killed tasks", "cancel": "only a task that has not finished"}
+
+
+def _plural(n: int, what: str = "task") -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+async def confirm(args: argparse.Namespace, question: str) -> bool:
+    """Ask ``question`` on a terminal (True without a terminal, or with ``--yes``)."""
+    if args.yes or not sys.stdin.isatty():
+        return True
+    answer = await trio.to_thread.run_sync(input, f"{question} [y/N] ", abandon_on_cancel=True)
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _statuses(args: argparse.Namespace, allowed: tuple[Status, ...], verb: str) -> list[Status]:
+    chosen: list[Status] = list(dict.fromkeys(args.status or allowed))
+    wrong = [s.value for s in chosen if s not in allowed]
+    if wrong:
+        can = ", ".join(s.value for s in allowed)
+        raise CliError(EXIT_USAGE, f"cannot {verb} {', '.join(wrong)} tasks: only {can}")
+    return chosen
+
+
+async def select(
+    backend: Backend,
+    *,
+    queue: str | None,
+    statuses: list[Status],
+    keep: Callable[[Task[Any]], bool] = lambda t: True,
+) -> list[str]:
+    """Return the ids of every task of ``queue`` (None: all) in ``statuses`` that ``keep`` keeps.
+
+    The ids are read first, page by page, so changing them after cannot
+    shift the pages.
+    """
+    ids: list[str] = []
+    for status in statuses:
+        offset = 0
+        while True:
+            page = await backend.list_tasks(queue=queue, status=status, limit=PAGE, offset=offset)
+            ids += [str(t.id) for t in page if keep(t)]
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    return ids
+
+
+async def _each(
+    args: argparse.Namespace,
+    verbs: tuple[str, str],
+    allowed: tuple[Status, ...],
+    act: Callable[[Backend, str], Awaitable[bool]],
+) -> int:
+    do, verb = verbs
+    if args.id is not None:
+        if args.status or args.queue:
+            raise CliError(EXIT_USAGE, "give a task id or a filter (--status, --queue), not both")
+        async with open_backend_of(args) as backend:
+            task = await find_task(backend, args.id)
+            if not await act(backend, str(task.id)):
+                now = await find_task(backend, str(task.id))
+                raise CliError(
+                    EXIT_FAILED, f"task {task.id} is {now.status.value}: {_ONLY[do]} can be {verb}"
+                )
+            after = await backend.get_task(str(task.id))
+        _said(verb, str(task.id), after)
+        return EXIT_OK
+    if not args.status and not args.queue:
+        raise CliError(EXIT_USAGE, "give a task id, or --status and/or --queue to select tasks")
+    statuses = _statuses(args, allowed, do)
+    async with open_backend_of(args) as backend:
+        ids = await select(backend, queue=args.queue, statuses=statuses)
+        where = f" in queue {args.queue!r}" if args.queue else ""
+        what = f"{_plural(len(ids))} ({', '.join(s.value for s in statuses)}){where}"
+        if args.dry_run:
+            print(f"would have {verb} {what}")
+            return EXIT_OK
+        if ids and not await confirm(args, f"{do} {what}?"):
+            print("nothing changed")
+            return EXIT_FAILED
+        n = 0
+        for id in ids:
+            n += bool(await act(backend, id))
+    print(f"{verb} {_plural(n)}{where}")
+    return EXIT_OK
+
+
+def _said(verb: str, id: str, now: Task[Any] | None) -> None:
+    if verb != "cancelled" or now is None or now.status is Status.CANCELLED:
+        print(f"{verb} {id}")
+    elif now.status is Status.QUEUED:
+        print(f"cancellation requested for {id} (queued): the worker that claimed it cancels it")
+    else:
+        print(
+            f"cancellation requested for {id} ({now.status.value}): the worker running it stops it"
+        )
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    """Make failed or killed tasks (one, or those a filter selects) run again now."""
+    return await _each(args, ("retry", "retried"), _RETRYABLE, lambda b, id: b.retry_task(id))
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel unfinished tasks (one, or those a filter selects)."""
+    return await _each(args, ("cancel", "cancelled"), _CANCELLABLE, lambda b, id: b.cancel_task(id))
+
+
+async def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete finished tasks (of the chosen statuses) older than ``--older-than``."""
+    statuses = _statuses(args, _FINAL, "purge")
+    async with open_backend_of(args) as backend:
+        cutoff = backend.driver.now() - args.older_than
+
+        def old(t: Task[Any]) -> bool:
+            return t.finished_at is None or t.finished_at.timestamp() <= cutoff
+
+        where = f" in queue {args.queue!r}" if args.queue else ""
+        if args.dry_run or args.queue is not None or not args.yes:
+            ids = await select(backend, queue=args.queue, statuses=statuses, keep=old)
+            what = f"{_plural(len(ids))} ({', '.join(s.value for s in statuses)}){where}"
+            if args.dry_run:
+                print(f"would purge {what}")
+                return EXIT_OK
+            if args.queue is not None:
+                raise CliError(
+                    EXIT_USAGE,
+                    f"purge --queue can only count ({what}, with --dry-run): the storage "
+                    f"drivers delete by status and age across queues",
+                )
+            if not ids:
+                print(f"purged 0 tasks{where}")
+                return EXIT_OK
+            if not await confirm(args, f"purge {what}?"):
+                print("nothing changed")
+                return EXIT_FAILED
+        if set(statuses) == set(_FINAL):
+            n = await backend.purge(older_than=args.older_than)
+        else:
+            n = 0
+            before = dict.fromkeys(statuses, cutoff)
+            while True:  # in batches, as retention does
+                got = await backend.driver.prune(before, PAGE, 0.0)  # no worker entry is that old
+                n += got
+                if got < PAGE:
+                    break
+    print(f"purged {_plural(n)}")
+    return EXIT_OK
