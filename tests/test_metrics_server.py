@@ -92,6 +92,6 @@ def test_serve_metrics_over_http() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
-    assert "# TYPE trioqueue_tasks_total counter" in body
-    assert "# TYPE trioqueue_task_duration_seconds histogram" in body
+    assert "# TYPE trioqueue_attempts_total counter" in body
+    assert "# TYPE trioqueue_attempt_duration_seconds histogram" in body
     assert "# TYPE trioqueue_queue_depth gauge" in body

@@ -441,3 +441,43 @@ async def test_unstorable_error_texts_are_made_storable(
     assert task is not None and task.status is Status.KILLED
     assert task.last_error == "ValueError: bad \\x00 byte and a lone \\udcff surrogate"
     assert other is not None and other.status is Status.KILLED
+
+
+async def test_a_task_pushed_with_another_codec_is_left_for_a_worker_with_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from trioqueue import CborCodec, JsonCodec
+    from trioqueue._accounting import OTHER_CODEC_SNOOZE
+    from trioqueue._sink import CODEC_KEY
+
+    ran: list[object] = []
+
+    async def handler(n: int) -> None:
+        ran.append(n)
+
+    async with tq.MemoryBackend.open(codec=CborCodec()) as cbor:
+        tid = await cbor.push(7)
+        plain = await cbor.push_bulk([8])
+        stored = await cbor.get_task(tid)
+        assert stored is not None and stored.meta == {CODEC_KEY: "cbor"}
+        # A JSON worker on the same store: the task is not killed, nor run.
+        json_view = tq.Backend(cbor.driver, codec=JsonCodec())
+        async with json_view.running():
+            w = WorkerBuilder("json").backend(json_view).build(handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(w.serve)
+                await trio.sleep(OTHER_CODEC_SNOOZE / 2)
+                w.stop()
+        for id in (tid, plain[0]):
+            task = await cbor.get_task(id)
+            assert task is not None and task.status is Status.PENDING and task.attempts == 0
+            assert task.run_at is not None
+        assert ran == []
+        # The CBOR worker runs them once their snooze is over.
+        w = WorkerBuilder("cbor").backend(cbor).build(handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(w.serve)
+            await cbor.wait_result(tid)
+            await cbor.wait_result(plain[0])
+            w.stop()
+        assert sorted(ran) == [7, 8]  # type: ignore[type-var]

@@ -14,7 +14,12 @@ from ._durations import seconds
 from ._errors import CodecError
 from ._task import MAX_TIMESTAMP, Status, Task, TaskId, to_timestamp
 
-__all__ = ["IfExists", "TaskSink", "check_queue_name"]
+__all__ = ["CODEC_KEY", "IfExists", "TaskSink", "check_queue_name"]
+
+#: The meta header naming the codec a payload was encoded with, when it is not
+#: JSON (absent: JSON). A worker whose codec differs leaves the task for one
+#: whose codec fits instead of taking the payload for undecodable.
+CODEC_KEY = "trioqueue.codec"
 
 Args = TypeVar("Args")
 
@@ -168,15 +173,22 @@ class TaskSink(Generic[Args]):
             max_attempts=_check_int("max_attempts", max_attempts, 1, _MAX_ATTEMPTS),
             run_at=ts,
             priority=_check_int("priority", priority, -_PRIORITY - 1, _PRIORITY),
-            meta=_check_meta(meta),
+            meta=self._with_codec(_check_meta(meta)),
             created_at=now,
         )
+
+    def _with_codec(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """Return ``meta`` naming the codec the payload was encoded with, unless JSON."""
+        name = getattr(self.codec, "name", "json")
+        if name != "json":
+            meta[CODEC_KEY] = name
+        return meta
 
     def _plain_record(self, args: Any, now: float) -> StoredTask:
         """``_record`` with every option at its default (the bulk fast path)."""
         return StoredTask(
             TaskId.new(), self.queue, self.codec.encode(args), Status.PENDING, 0, 25, now, 0,
-            {}, None, None, now,
+            self._with_codec({}), None, None, now,
         )  # fmt: skip
 
     def _task_record(self, task: Task[Any], now: float) -> StoredTask:

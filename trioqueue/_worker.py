@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from ._accounting import Accounting
 from ._backend import Backend
 from ._backoff import Backoff
 from ._consumer import Consumer
@@ -25,16 +26,13 @@ from ._nursery import open_nursery
 from ._outcome import (
     CANCELLED_VERDICT,
     DONE_VERDICT,
-    KILLED,
-    RELEASED,
-    SNOOZED,
     Verdict,
-    bounded,
     decide,
     undecodable,
 )
 from ._schedule._scheduler import Scheduler
 from ._service import Layer, Service
+from ._sink import CODEC_KEY
 from ._task import Status, Task
 
 __all__ = ["Worker", "WorkerConfig"]
@@ -96,7 +94,7 @@ class WorkerConfig:
     scheduler: Scheduler | None = None
 
 
-class Worker:
+class Worker(Accounting):
     """Runs a service over a backend's tasks; made by ``WorkerBuilder.build``.
 
     Each of its ``concurrency`` slots takes a task from the prefetch channel
@@ -135,6 +133,7 @@ class Worker:
         inner, self.args_type = resolve(handler, data=dict(config.data), context=self.context)
         self.service: Service[Task[Any], Any] = ServiceBuilder(config.layers).wrap(inner)
         self._decode = self.backend.codec.decoder(self.args_type)
+        self._codec_name = getattr(self.backend.codec, "name", "json")
         self._encode = self.backend.codec.encode
         self._reset()
         self._done = self._failed = self._killed = self._released = 0
@@ -357,11 +356,15 @@ class Worker:
         error: BaseException | None = None
         result: Any = None
         try:
-            try:
-                args = self._decode(rec.payload)
-            except Exception as exc:  # CodecError, or worse: a payload must never crash a worker
-                verdict = undecodable(exc)
+            pushed = rec.meta.get(CODEC_KEY, "json") if rec.meta else "json"
+            if pushed != self._codec_name:
+                verdict = self._other_codec(rec, pushed)
             else:
+                try:
+                    args = self._decode(rec.payload)
+                except Exception as exc:  # CodecError, or worse: never crash a worker
+                    verdict = undecodable(exc)
+            if verdict is None:
                 # The service call, inline: this is the per-task hot path.
                 try:
                     result = await self.service(to_task(rec, args, None, Status.RUNNING))
@@ -398,58 +401,6 @@ class Worker:
                 consumer.finished(outcome)
             else:  # given back, its attempt uncounted
                 consumer.give_back(rec.id)
-
-    def _result(self, rec: StoredTask, result: Any) -> tuple[bytes | None, str | None]:
-        """Return the encoded result, or None and why it was not stored (the task's note)."""
-        try:
-            return self._encode(result), None
-        except Exception as exc:  # the task did its work: DONE, without a result
-            note = bounded(f"result not stored: {exc}")
-            log.warning("%s: task %s: %s", self.name, rec.id, note)
-            return None, note
-
-    def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
-        """Count, log and emit the event of one attempt's verdict: the one place."""
-        if verdict is DONE_VERDICT:
-            self._done += 1
-            if self._callbacks:
-                self._emit(EventKind.TASK_DONE, task_id=rec.id, attempt=rec.attempts, result=result)
-            return
-        label = verdict.label
-        if label == RELEASED:
-            self._released += 1
-            return
-        if label == SNOOZED:
-            log.info("%s: task %s snoozed for %.3gs", self.name, rec.id, verdict.delay)
-            return
-        if verdict is CANCELLED_VERDICT:
-            log.info("%s: task %s cancelled while running", self.name, rec.id)
-            return
-        if label == KILLED:
-            self._killed += 1
-            log.error(
-                "%s: task %s killed at attempt %d: %s",
-                self.name,
-                rec.id,
-                rec.attempts,
-                verdict.reason,
-                extra={"traceback": verdict.traceback},
-            )
-            kind = EventKind.TASK_KILLED
-        else:
-            self._failed += 1
-            log.warning(
-                "%s: task %s attempt %d failed, retry in %.3gs: %s",
-                self.name,
-                rec.id,
-                rec.attempts,
-                verdict.delay,
-                verdict.reason,
-                extra={"traceback": verdict.traceback},
-            )
-            kind = EventKind.TASK_FAILED
-        if self._callbacks:
-            self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=verdict.error)
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self._consumer else "idle")

@@ -82,8 +82,8 @@ def test_metrics_port_serves_prometheus_metrics(cli: Cli) -> None:
     seen_first = cli.json("show", first)["result"]
     seen_second = cli.json("show", second)["result"]
     assert 'trioqueue_tasks_in_progress{queue="metered"} 1.0' in seen_first
-    assert 'trioqueue_tasks_total{outcome="done",queue="metered"} 0.0' in seen_first
-    assert 'trioqueue_tasks_total{outcome="done",queue="metered"} 1.0' in seen_second
+    assert 'trioqueue_attempts_total{outcome="done",queue="metered"} 0.0' in seen_first
+    assert 'trioqueue_attempts_total{outcome="done",queue="metered"} 1.0' in seen_second
     # The worker says it is up; the store's depth is `trioqueue metrics`' (one per store).
     assert any(line.startswith("trioqueue_worker_up{") for line in seen_second)
     assert not any(line.startswith("trioqueue_queue_depth") for line in seen_second)

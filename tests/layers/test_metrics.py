@@ -35,12 +35,12 @@ async def test_counts_outcomes_and_durations_per_queue(autojump_clock: trio.abc.
         await builder.build(handler).run(burst=True)
         counts = await backend.counts()
     assert counts["q"] == {Status.DONE: 2, Status.KILLED: 1}
-    total = "trioqueue_tasks_total"
+    total = "trioqueue_attempts_total"
     assert sample(registry, total, queue="q", outcome="done") == 2.0
     assert sample(registry, total, queue="q", outcome="retry") == 1.0
     assert sample(registry, total, queue="q", outcome="killed") == 1.0
     assert sample(registry, total, queue="q", outcome="failed") == 0.0
-    hist = "trioqueue_task_duration_seconds"
+    hist = "trioqueue_attempt_duration_seconds"
     assert sample(registry, f"{hist}_count", queue="q") == 4.0
     assert sample(registry, f"{hist}_sum", queue="q") == pytest.approx(2.0 + 3 * 0.5)
     assert sample(registry, f"{hist}_bucket", queue="q", le="0.5") == 3.0
@@ -63,7 +63,7 @@ async def test_in_progress_gauge_while_running() -> None:
         assert sample(registry, "trioqueue_tasks_in_progress", queue="a") == 1.0
         release.set()
     assert sample(registry, "trioqueue_tasks_in_progress", queue="a") == 0.0
-    assert sample(registry, "trioqueue_tasks_total", queue="a", outcome="done") == 1.0
+    assert sample(registry, "trioqueue_attempts_total", queue="a", outcome="done") == 1.0
 
 
 async def test_layers_on_one_registry_share_the_metrics() -> None:
@@ -75,7 +75,7 @@ async def test_layers_on_one_registry_share_the_metrics() -> None:
     for _ in range(2):
         svc = ServiceBuilder().layer(MetricsLayer(registry=registry)).service(handler)
         await svc(Task(1, queue="a", attempts=1))
-    assert sample(registry, "trioqueue_tasks_total", queue="a", outcome="done") == 2.0
+    assert sample(registry, "trioqueue_attempts_total", queue="a", outcome="done") == 2.0
 
 
 def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,19 +155,19 @@ async def cmd_purge(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print(f"would purge {what}")
                 return EXIT_OK
-            if args.queue is not None:
-                raise CliError(
-                    EXIT_USAGE,
-                    f"purge --queue can only count ({what}, with --dry-run): the storage "
-                    f"drivers delete by status and age across queues",
-                )
             if not ids:
                 print(f"purged 0 tasks{where}")
                 return EXIT_OK
             if not await confirm(args, f"purge {what}?"):
                 print("nothing changed")
                 return EXIT_FAILED
-        if set(statuses) == set(_FINAL):
+        if args.queue is not None:
+            # One queue: the selected ids, deleted in pages (a task retried
+            # or claimed since is no longer final and is kept).
+            n = 0
+            for start in range(0, len(ids), PAGE):
+                n += await _delete_finished(backend, ids[start : start + PAGE])
+        elif set(statuses) == set(_FINAL):
             n = await backend.purge(older_than=args.older_than)
         else:
             n = 0
@@ -179,3 +179,10 @@ async def cmd_purge(args: argparse.Namespace) -> int:
                     break
     print(f"purged {_plural(n)}")
     return EXIT_OK
+
+
+async def _delete_finished(backend: Any, ids: list[str]) -> int:
+    """Delete those of ``ids`` that are still final (read again just before)."""
+    recs = await backend.driver.get_many(ids)
+    final = [r.id for r in recs if r.status.is_final]
+    return int(await backend.driver.delete(final)) if final else 0

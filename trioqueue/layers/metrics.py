@@ -62,10 +62,10 @@ class _Family:
 
         return (
             CounterMetricFamily(
-                "trioqueue_tasks", "Task attempts by outcome.", labels=["queue", "outcome"]
+                "trioqueue_attempts", "Attempts by outcome.", labels=["queue", "outcome"]
             ),
             HistogramMetricFamily(
-                "trioqueue_task_duration_seconds", "Attempt duration.", labels=["queue"]
+                "trioqueue_attempt_duration_seconds", "Attempt duration.", labels=["queue"]
             ),
             GaugeMetricFamily(
                 "trioqueue_tasks_in_progress", "Attempts running now.", labels=["queue"]
@@ -101,8 +101,8 @@ class MetricsLayer:
     """Counts attempts by outcome, times them and gauges those in progress, per queue.
 
     Metrics (one set per registry, shared by every layer using it):
-    ``trioqueue_tasks_total{queue,outcome}`` (outcomes as ``LogLayer`` names
-    them), ``trioqueue_task_duration_seconds{queue}`` (a histogram, Trio
+    ``trioqueue_attempts_total{queue,outcome}`` (outcomes as ``LogLayer`` names
+    them), ``trioqueue_attempt_duration_seconds{queue}`` (a histogram, Trio
     clock) and ``trioqueue_tasks_in_progress{queue}``. Needs the ``metrics``
     extra (prometheus-client).
 
