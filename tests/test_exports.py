@@ -14,6 +14,7 @@ PUBLIC = {
     "TaskSinkError", "TaskTimeout", "TrioqueueError", "Worker", "WorkerBuilder", "WorkerContext",
     "WorkerEvent", "WorkerStatistics", "collect_queue_depth", "open_backend", "serve_metrics",
     "Progress", "Retention", "Snooze", "TaskCancelled", "TaskFailed", "WorkerInfo",
+    "DagFlow", "FlowError", "FlowNode", "FlowRun", "Workflow",
 }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback
 from ._durations import seconds as check_seconds
+from ._flow._define import Flow
+from ._flow._worker import FlowWorker
 from ._prefetch import adaptive_prefetch_max
 from ._service import Layer
 from ._worker import Worker, WorkerConfig
@@ -153,8 +155,11 @@ class WorkerBuilder:
     def build(self, handler: Any) -> Worker:
         """Return the ``Worker`` running ``handler`` (a function, service or stack).
 
+        A ``Workflow`` or ``DagFlow`` gives a worker running its nodes.
+
         Raises:
-          HandlerError: if the handler cannot be resolved (names the parameter).
+          HandlerError: if the handler cannot be resolved (names the parameter);
+            ``FlowError`` (one) for a flow that cannot run.
           ValueError: if no backend was set.
         """
         if self._backend is None:
@@ -175,4 +180,6 @@ class WorkerBuilder:
             timeout=self._timeout,
             callbacks=tuple(self._callbacks),
         )
+        if isinstance(handler, Flow):
+            return FlowWorker(config, handler)
         return Worker(config, handler)

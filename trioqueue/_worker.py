@@ -391,21 +391,22 @@ class Worker:
                 )
             self._account(rec, verdict, result)
             if verdict is DONE_VERDICT:
-                payload, note = (None, None) if result is None else self._result(rec, result)
-                consumer.finished(Outcome(rec.id, Status.DONE, payload, error=note))
+                consumer.finished(self._done_outcome(rec, result))
             elif (outcome := verdict.outcome(rec.id)) is not None:
                 consumer.finished(outcome)
             else:  # given back, its attempt uncounted
                 consumer.give_back(rec.id)
 
-    def _result(self, rec: StoredTask, result: Any) -> tuple[bytes | None, str | None]:
-        """Return the encoded result, or None and why it was not stored (the task's note)."""
+    def _done_outcome(self, rec: StoredTask, result: Any) -> Outcome:
+        """Return the DONE outcome of a task, its result encoded (or why it was not stored)."""
+        if result is None:
+            return Outcome(rec.id, Status.DONE)
         try:
-            return self._encode(result), None
+            return Outcome(rec.id, Status.DONE, self._encode(result))
         except Exception as exc:  # the task did its work: DONE, without a result
             note = bounded(f"result not stored: {exc}")
             log.warning("%s: task %s: %s", self.name, rec.id, note)
-            return None, note
+            return Outcome(rec.id, Status.DONE, None, error=note)
 
     def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
         """Count, log and emit the event of one attempt's verdict: the one place."""
