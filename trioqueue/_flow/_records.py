@@ -23,6 +23,8 @@ __all__ = [
     "META_ITEM",
     "META_NODE",
     "META_RUN",
+    "RUN_CANCELLED",
+    "RUN_ENDED",
     "FlowDriver",
     "Join",
     "Transition",
@@ -30,6 +32,7 @@ __all__ = [
     "join_payload",
     "node_id",
     "parse_frame",
+    "run_ended_error",
     "value_frame",
 ]
 
@@ -39,6 +42,16 @@ META_FLOW = "trioqueue_flow"
 META_RUN = "trioqueue_run"
 META_NODE = "trioqueue_node"
 META_ITEM = "trioqueue_item"
+
+#: ``last_error`` of a run cancelled by ``cancel``, and of a task its run's end cancelled.
+RUN_CANCELLED = "Cancelled: the run was cancelled"
+RUN_ENDED = "Cancelled: its run ended"
+
+
+def run_ended_error(node: str, status: str, error: str | None) -> str:
+    """Return the ``last_error`` of a run that its node ``node`` ended (the end rule)."""
+    return f"node '{node}' ended {status}: {error or 'no reason given'}"
+
 
 _MAGIC = b"\x00tqflow1"
 VALUE, TUPLE, LIST = b"v", b"t", b"l"

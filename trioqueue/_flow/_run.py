@@ -62,7 +62,8 @@ async def push_run(flow: Flow, backend: Backend, args: Any, options: dict[str, A
     rec = backend._record(args, now=backend.driver.now(), meta=meta, **options)
     if len(rec.id) + _LONGEST_SUFFIX > 255:
         raise ValueError(f"a run id must be at most {255 - _LONGEST_SUFFIX} characters")
-    rec.meta = {**rec.meta, META_FLOW: flow.name, META_RUN: rec.id, META_ATTEMPTS: rec.max_attempts}
+    run_id = str(rec.id)
+    rec.meta = {**rec.meta, META_FLOW: flow.name, META_RUN: run_id, META_ATTEMPTS: rec.max_attempts}
     try:
         first = plan.first_tasks(rec, args, backend.codec.encode)
     except TypeError as exc:

@@ -8,18 +8,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .._driver import CANCEL_REQUESTED, StoredTask, apply_outcome
-from .._flow._records import META_NODE, META_RUN, Transition, gathered
+from .._driver import StoredTask, apply_outcome
+from .._flow._records import (
+    META_NODE,
+    META_RUN,
+    RUN_CANCELLED,
+    RUN_ENDED,
+    Transition,
+    gathered,
+    run_ended_error,
+)
 from .._task import Status
 
-__all__ = ["MemoryFlows", "run_ended_error"]
+__all__ = ["MemoryFlows"]
 
 _LEASED = (Status.QUEUED, Status.RUNNING)
-
-
-def run_ended_error(node: str, status: Status, error: str | None) -> str:
-    """Return the ``last_error`` of a run ended by its node ``node`` (the end rule)."""
-    return f"node {node!r} ended {status.value}: {error or 'no reason given'}"
 
 
 class MemoryFlows:
@@ -102,7 +105,7 @@ class MemoryFlows:
         if run is None or run.status is not Status.RUNNING:
             return
         run.status = t.status
-        run.last_error = run_ended_error(str(node), t.status, t.last_error)
+        run.last_error = run_ended_error(str(node), t.status.value, t.last_error)
         run.finished_at = now
         run.cancel_requested = False
         self._end_run(run.id, now)
@@ -113,7 +116,7 @@ class MemoryFlows:
             return False
         now = self.now()
         t.status = Status.CANCELLED
-        t.last_error = "Cancelled: the run was cancelled"
+        t.last_error = RUN_CANCELLED
         t.finished_at = now
         t.cancel_requested = False
         self._end_run(t.id, now)
@@ -132,7 +135,7 @@ class MemoryFlows:
                 signal = True
             else:
                 t.status = Status.CANCELLED
-                t.last_error = CANCEL_REQUESTED
+                t.last_error = RUN_ENDED
                 t.finished_at = now
         for id in [j for j in self._flow_joins if j.startswith(prefix)]:
             del self._flow_joins[id]
