@@ -27,7 +27,7 @@ INSERT INTO trioqueue_flow_joins (id, run, remaining) VALUES (?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET remaining = remaining - 1
 RETURNING remaining
 """
-_RESULTS = f"SELECT id, result FROM trioqueue_tasks WHERE id IN (SELECT value FROM json_each(?))"
+_RESULTS = "SELECT id, result FROM trioqueue_tasks WHERE id IN (SELECT value FROM json_each(?))"
 _FINISH = """
 UPDATE trioqueue_tasks SET status = 'done', finished_at = :now,
     result = (SELECT result FROM trioqueue_tasks WHERE id = :node)
