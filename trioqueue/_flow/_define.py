@@ -63,6 +63,7 @@ class Flow:
             self._problems.append(f"node name {RESULT_NODE!r} is reserved")
         elif spec.name in self._nodes:
             self._problems.append(f"node {spec.name!r} is defined twice")
+            return
         self._nodes[spec.name] = spec
 
     def _unique(self, handler: Any, name: str | None) -> str:
@@ -141,7 +142,7 @@ class Flow:
         lines = [f"digraph {_quote(self.name)} {{", "  rankdir=LR;"]
         for spec in self._nodes.values():
             attrs = ' shape="box3d"' if spec.map else ""
-            label = spec.name if not spec.delay else f"{spec.name}\\n(after {spec.delay:g}s)"
+            label = spec.name if not spec.delay else f"{spec.name}\n(after {spec.delay:g}s)"
             lines.append(f"  {_quote(spec.name)} [label={_quote(label)}{attrs}];")
         for spec in self._nodes.values():
             for dep in spec.depends_on:
@@ -188,7 +189,8 @@ class Flow:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped + '"'
 
 
 class Workflow(Flow):
