@@ -36,6 +36,7 @@ RUNNABLE = (
     "delivery.md",
     "drivers.md",
     "lifecycle.md",
+    "workflows.md",
 )
 #: Seconds an example may take.
 TIMEOUT = 60.0

@@ -184,6 +184,17 @@ class Flow:
 
         return await read_run(self, backend, run_id)
 
+    async def __call__(self, task: Any) -> Any:
+        """Refuse to run as a service: a flow runs through ``WorkerBuilder.build(flow)``.
+
+        A flow is callable only so that whatever accepts a handler
+        (``trioqueue worker module:flow``) accepts a flow too.
+
+        Raises:
+          FlowError: always.
+        """
+        raise FlowError(f"flow {self.name!r} is not a service: give it to WorkerBuilder.build")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} nodes={list(self._nodes)}>"
 
