@@ -141,6 +141,16 @@ async def flow_end_rule(c: _Ctx) -> None:
     await c.status(b.id, Status.CANCELLED, "(flagged) after its advance")
     c.expect(await c.driver.get(spawn[0].id) is None, "a node was created after its run ended")
     c.expect(not await c.driver.cancel("r4"), "cancel of an ended run was accepted")
+    # The rule holds whatever ends the node: here a rescue of its expired lease.
+    e = _node(c, "r6", "e", max_attempts=1)
+    await c.insert(_run(c, "r6"), e)
+    c.expect(await c.claim("t6", 5, lease=10.0) == [e.id], "the node was not claimable")
+    c.clock.advance(11.0)
+    await c.driver.rescue(c.queue)
+    await c.status(e.id, Status.KILLED, "after its only lease expired")
+    run = await c.status("r6", Status.KILLED, "after a rescue killed its node")
+    want = "node 'e' ended killed: lease expired on attempt 1 of 1"
+    c.expect(run.last_error == want, f"the run's last_error is {run.last_error!r}, not {want!r}")
 
 
 async def flow_run_cancel(c: _Ctx) -> None:
