@@ -20,7 +20,7 @@ __all__ = ["SqliteFlows"]
 
 T = TypeVar("T")
 
-_RUN = "json_extract(meta, '$.trioqueue_run')"
+_RUN = "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_run') END"
 _RUN_STATUS = "SELECT status, cancel_requested FROM trioqueue_tasks WHERE id = ?"
 _ARRIVE = """
 INSERT INTO trioqueue_flow_joins (id, run, remaining) VALUES (?, ?, ?)
@@ -37,7 +37,7 @@ _CANCEL_RUN = f"""
 UPDATE trioqueue_tasks SET status = 'cancelled', finished_at = :now, cancel_requested = 0,
     last_error = 'Cancelled: the run was cancelled'
 WHERE id = :run AND status = 'running' AND {_RUN} = id
-    AND json_extract(meta, '$.trioqueue_node') IS NULL
+    AND CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_node') END IS NULL
 RETURNING id
 """
 # The end rule's cascade (the trigger's second statement), for the run cancel.
