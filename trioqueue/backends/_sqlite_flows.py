@@ -20,7 +20,7 @@ __all__ = ["SqliteFlows"]
 
 T = TypeVar("T")
 
-_RUN = "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_run') END"
+_RUN = schema.RUN_OF_META
 _RUN_STATUS = "SELECT status, cancel_requested FROM trioqueue_tasks WHERE id = ?"
 _ARRIVE = """
 INSERT INTO trioqueue_flow_joins (id, run, remaining) VALUES (?, ?, ?)
