@@ -178,3 +178,24 @@ async def test_a_flow_worker_refuses_a_driver_without_workflows() -> None:
     backend = tq.Backend(Plain())
     with pytest.raises(FlowError, match="does not implement workflows"):
         build(backend, Workflow("x").then(show))
+
+
+async def test_tasks_pushed_by_hand_to_a_flow_queue_are_killed_and_the_worker_goes_on(
+    autojump_clock: trio.abc.Clock, memory_backend: tq.MemoryBackend
+) -> None:
+    from trioqueue._flow._records import value_frame
+
+    flow = Workflow("hand").then(scale).then(show)
+    plain = await memory_backend.push(5)
+    framed = tq.StoredTask("framed", memory_backend.queue, value_frame("scale", b"5"))
+    await memory_backend.driver.insert([framed])
+    w = build(memory_backend, flow)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(w.serve)
+        with pytest.raises(tq.TaskFailed, match="not a workflow node's"):
+            await memory_backend.wait_result(plain)
+        with pytest.raises(tq.TaskFailed, match="not a node of a run of flow 'hand'"):
+            await memory_backend.wait_result("framed")
+        run_id = await flow.push(memory_backend, 2)
+        assert await memory_backend.wait_result(run_id) == "6"
+        w.stop()

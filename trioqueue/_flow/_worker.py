@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._driver import Outcome, StoredTask
-from .._task import Task
+from .._task import Status, Task
 from .._worker import Worker, WorkerConfig
 from ._define import Flow
 from ._plan import NodeCall, compile_plan
@@ -63,7 +63,11 @@ class FlowWorker(Worker):
         return await service(task)
 
     def _done_outcome(self, rec: StoredTask, result: Any) -> Outcome:
-        return self._plan.transition(rec, result, self._encode, self.backend.driver.now())
+        try:
+            return self._plan.transition(rec, result, self._encode, self.backend.driver.now())
+        except Exception as exc:  # a node task without its run's meta: never crash the worker
+            error = f"not a node of a run of flow {self.flow.name!r}: {type(exc).__name__}: {exc}"
+            return Outcome(rec.id, Status.KILLED, error=error)
 
     def __repr__(self) -> str:
         return super().__repr__().replace("<Worker", f"<FlowWorker flow={self.flow.name!r}", 1)
