@@ -51,6 +51,7 @@ RUNNABLE = (
     "lifecycle.md",
     "clients.md",
     "schedules.md",
+    "workflows.md",
 )
 #: Seconds an example may take.
 TIMEOUT = 60.0

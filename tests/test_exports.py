@@ -15,6 +15,7 @@ PUBLIC = {
     "WorkerEvent", "WorkerStatistics", "collect_queue_depth", "open_backend", "serve_metrics",
     "Progress", "Retention", "Snooze", "TaskCancelled", "TaskFailed", "WorkerInfo",
     "ScheduleStatistics", "Tick",
+    "DagFlow", "FlowError", "FlowNode", "FlowRun", "Workflow",
 }  # fmt: skip
 
 

@@ -31,6 +31,15 @@ import trio
 
 from trioqueue import Backend, Outcome, Status, StoredTask
 from trioqueue._driver import CANCEL_REQUESTED, Extended, WorkerRecord, apply_outcome
+from trioqueue._flow._records import (
+    META_NODE,
+    META_RUN,
+    RUN_CANCELLED,
+    RUN_ENDED,
+    Transition,
+    gathered,
+    run_ended_error,
+)
 from trioqueue.backends.memory import MemoryDriver
 from trioqueue.drivers import ScheduleRecord, merge_schedule
 
@@ -145,6 +154,19 @@ class RewindingScheduleDriver(MemoryDriver):
 
     async def record_schedule(self, rec: ScheduleRecord) -> None:
         self._schedule_records()[rec.name] = dataclasses.replace(rec, updated_at=self.now())
+class EndlessRunsDriver(MemoryDriver):
+    """A node that ends KILLED or CANCELLED leaves its run RUNNING (no end rule)."""
+
+    def _flow_ended(self, t: StoredTask, now: float) -> None:
+        pass
+
+
+class ForgetfulJoinsDriver(MemoryDriver):
+    """Keeps no fan-in counter: every arrival starts a fresh count, so no join is made."""
+
+    @property
+    def _flow_joins(self) -> dict[str, int]:
+        return {}
 
 
 def memory_factory(
@@ -194,6 +216,7 @@ class _Store:
     paused: set[str] = field(default_factory=set)
     workers: dict[str, WorkerRecord] = field(default_factory=dict)
     schedules: dict[str, ScheduleRecord] = field(default_factory=dict)
+    joins: dict[str, int] = field(default_factory=dict)  # workflow fan-in counters
 
     @classmethod
     def load(cls, text: str) -> _Store:
@@ -203,6 +226,7 @@ class _Store:
             set(d["paused"]),
             {w["name"]: WorkerRecord(**w) for w in d["workers"]},
             {r["name"]: ScheduleRecord(**r) for r in d.get("schedules", [])},
+            d.get("joins", {}),
         )
 
     def dump(self) -> str:
@@ -212,6 +236,7 @@ class _Store:
                 "paused": sorted(self.paused),
                 "workers": [asdict(w) for w in self.workers.values()],
                 "schedules": [asdict(r) for r in self.schedules.values()],
+                "joins": self.joins,
             }
         )
 
@@ -222,6 +247,35 @@ class _Store:
 
 
 Op = Callable[[_Store, float], Any]
+
+
+def _cancel_run_tasks(store: _Store, run: str, now: float) -> None:
+    for t in store.tasks.values():
+        if t.id == run or t.meta.get(META_RUN) != run or t.status.is_final:
+            continue
+        if t.status in _LEASED:
+            t.cancel_requested = True
+        else:
+            t.status, t.last_error, t.finished_at = Status.CANCELLED, RUN_ENDED, now
+    for id in [j for j in store.joins if j.startswith(run + "/")]:
+        del store.joins[id]
+
+
+def _end_rule(store: _Store, now: float) -> None:
+    """Workflows' end rule, kept as an invariant checked after every operation.
+
+    No run stays RUNNING with a node that ended KILLED or CANCELLED.
+    """
+    for t in list(store.tasks.values()):
+        node = t.meta.get(META_NODE)
+        if node is None or t.status not in (Status.KILLED, Status.CANCELLED):
+            continue
+        run = store.tasks.get(str(t.meta.get(META_RUN)))
+        if run is None or run.status is not Status.RUNNING:
+            continue
+        run.status, run.finished_at, run.cancel_requested = t.status, now, False
+        run.last_error = run_ended_error(str(node), t.status.value, t.last_error)
+        _cancel_run_tasks(store, run.id, now)
 
 
 class FileDriver:
@@ -269,6 +323,7 @@ class FileDriver:
                         store = _Store.load(f.read())
                 before, looks = store.dump(), store.looks()
                 out = fn(store, self.now())
+                _end_rule(store, self.now())
                 after = store.dump()
                 if after != before:
                     self._write(self.path, after)
@@ -397,6 +452,38 @@ class FileDriver:
         t.last_error = CANCEL_REQUESTED
         t.finished_at = now
         t.cancel_requested = False
+
+    async def advance(self, steps: Sequence[Transition], token: str) -> list[str]:
+        def op(store: _Store, now: float) -> list[str]:
+            applied = []
+            for s in steps:
+                t = self._held(store, s.id, token)
+                if t is None:
+                    continue
+                apply_outcome(t, s, now)
+                applied.append(s.id)
+                run = store.tasks.get(s.run)
+                if t.status is not Status.DONE or run is None or run.status is not Status.RUNNING:
+                    continue
+                if run.cancel_requested:
+                    continue
+                self._insert(store, s.spawn, now)
+                for j in s.joins:
+                    left = store.joins.get(j.task.id, len(j.inputs)) - 1
+                    store.joins[j.task.id] = left
+                    if left > 0:
+                        continue
+                    del store.joins[j.task.id]
+                    got = [store.tasks[i].result if i in store.tasks else None for i in j.inputs]
+                    task = _copy(j.task)
+                    task.payload = bytes(task.payload) + gathered(got)
+                    self._insert(store, [task], now)
+                if s.finish:
+                    run.status, run.result, run.finished_at = Status.DONE, t.result, now
+            return applied
+
+        applied: list[str] = await self._run(op)
+        return applied
 
     async def release(self, ids: Sequence[str], token: str) -> int:
         def op(store: _Store, now: float) -> int:
@@ -550,6 +637,10 @@ class FileDriver:
             t = store.tasks.get(id)
             if t is None or t.status.is_final:
                 return False
+            if t.meta.get(META_RUN) == t.id and META_NODE not in t.meta:  # a run record
+                t.status, t.last_error, t.finished_at = Status.CANCELLED, RUN_CANCELLED, now
+                _cancel_run_tasks(store, t.id, now)
+                return True
             if t.status in _LEASED:
                 t.cancel_requested = True
             else:
@@ -689,3 +780,5 @@ open_ignores_cancel_on_settle = memory_factory(IgnoresCancelOnSettleDriver)
 open_deaf_to_changes = memory_factory(DeafToChangesDriver)
 open_impatient = memory_factory(ImpatientDriver)
 open_rewinding_schedule = memory_factory(RewindingScheduleDriver)
+open_endless_runs = memory_factory(EndlessRunsDriver)
+open_forgetful_joins = memory_factory(ForgetfulJoinsDriver)

@@ -37,6 +37,11 @@ from ._errors import TaskFailed as TaskFailed
 from ._errors import TaskSinkError as TaskSinkError
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import TrioqueueError as TrioqueueError
+from ._flow._define import DagFlow as DagFlow
+from ._flow._define import FlowNode as FlowNode
+from ._flow._define import Workflow as Workflow
+from ._flow._run import FlowRun as FlowRun
+from ._flow._spec import FlowError as FlowError
 from ._handler import Data as Data
 from ._handler import ServiceBuilder as ServiceBuilder
 from ._handler import Stack as Stack

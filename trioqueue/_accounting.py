@@ -22,7 +22,8 @@ from ._outcome import (
     bounded,
     decide,
 )
-from ._records import StoredTask
+from ._records import Outcome, StoredTask
+from ._task import Status
 
 __all__ = ["OTHER_CODEC_SNOOZE", "Accounting"]
 
@@ -48,14 +49,16 @@ class Accounting:
 
         def _emit(self, kind: EventKind, **fields: Any) -> None: ...
 
-    def _result(self, rec: StoredTask, result: Any) -> tuple[bytes | None, str | None]:
-        """Return the encoded result, or None and why it was not stored (the task's note)."""
+    def _done_outcome(self, rec: StoredTask, result: Any) -> Outcome:
+        """Return the DONE outcome of a task, its result encoded (or why it was not stored)."""
+        if result is None:
+            return Outcome(rec.id, Status.DONE)
         try:
-            return self._encode(result), None
+            return Outcome(rec.id, Status.DONE, self._encode(result))
         except Exception as exc:  # the task did its work: DONE, without a result
             note = bounded(f"result not stored: {exc}")
             log.warning("%s: task %s: %s", self.name, rec.id, note)
-            return None, note
+            return Outcome(rec.id, Status.DONE, None, error=note)
 
     def _account(self, rec: StoredTask, verdict: Verdict, result: Any) -> None:
         """Count, log and emit the event of one attempt's verdict: the one place."""

@@ -10,6 +10,8 @@ from ._backend import Backend
 from ._backoff import Backoff, Exponential, backoff_from
 from ._context import EventCallback
 from ._durations import seconds as check_seconds
+from ._flow._define import Flow
+from ._flow._worker import FlowWorker
 from ._prefetch import adaptive_prefetch_max
 from ._schedule._policy import Schedule
 from ._schedule._scheduler import Scheduler
@@ -209,8 +211,11 @@ class WorkerBuilder:
     def build(self, handler: Any) -> Worker:
         """Return the ``Worker`` running ``handler`` (a function, service or stack).
 
+        A ``Workflow`` or ``DagFlow`` gives a worker running its nodes.
+
         Raises:
-          HandlerError: if the handler cannot be resolved (names the parameter).
+          HandlerError: if the handler cannot be resolved (names the parameter);
+            ``FlowError`` (one) for a flow that cannot run.
           ValueError: if no backend was set, or two schedules share a name.
           CodecError: if a schedule's args cannot be encoded.
         """
@@ -233,4 +238,6 @@ class WorkerBuilder:
             callbacks=tuple(self._callbacks),
             scheduler=Scheduler(self._backend, tuple(self._schedules)),
         )
+        if isinstance(handler, Flow):
+            return FlowWorker(config, handler)
         return Worker(config, handler)

@@ -43,6 +43,9 @@ class Driver(Protocol):
     backoff and translates them at its edge. Each method is atomic: it applies
     to every item or to none.
 
+    Workflows: a driver that runs them also implements ``advance`` and keeps
+    the end rule (``FlowDriver`` in ``trioqueue.drivers``, ``docs/drivers.md``).
+
     Leases: a claim gives each task the caller's ``token`` and an expiry
     ``lease_seconds`` from now. Every later call that names a token
     (``start``, ``extend``, ``settle``, ``release``) applies only to tasks that

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import trio
 
 from ._driver import Driver, Outcome, StoredTask
+
+if TYPE_CHECKING:
+    from ._flow._records import FlowDriver
 
 __all__ = ["Settling"]
 
@@ -91,7 +94,7 @@ class Settling:
             ids = [o.id for o in outcomes]
             self._settling.update(ids)
             try:
-                applied = await self._retry("settle tasks", driver.settle, outcomes, token)
+                applied = await self._settle(outcomes, token)
             except BaseException:
                 self._outcomes[:0] = outcomes
                 raise
@@ -118,6 +121,17 @@ class Settling:
             finally:
                 self._settling.difference_update(released)
             self._held.difference_update(released)
+
+    async def _settle(self, outcomes: list[Outcome], token: str) -> list[str]:
+        # A workflow node's DONE goes through the driver's ``advance``, with
+        # what follows it, in one transaction; every other outcome through ``settle``.
+        steps = [o for o in outcomes if type(o) is not Outcome]
+        if not steps:
+            return await self._retry("settle tasks", self.driver.settle, outcomes, token)
+        plain = [o for o in outcomes if type(o) is Outcome]
+        done = await self._retry("settle tasks", self.driver.settle, plain, token) if plain else []
+        advance = cast("FlowDriver", self.driver).advance
+        return done + await self._retry("settle workflow steps", advance, steps, token)
 
     def _deliver_reclaimed(self) -> None:
         # Records claimed again while their previous outcome was being settled:

@@ -20,7 +20,7 @@ from ._backend import Backend
 from ._backoff import Backoff
 from ._consumer import Consumer
 from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
-from ._driver import Outcome, StoredTask, to_task
+from ._driver import StoredTask, to_task
 from ._handler import ServiceBuilder, resolve
 from ._nursery import open_nursery
 from ._outcome import (
@@ -395,8 +395,7 @@ class Worker(Accounting):
                 )
             self._account(rec, verdict, result)
             if verdict is DONE_VERDICT:
-                payload, note = (None, None) if result is None else self._result(rec, result)
-                consumer.finished(Outcome(rec.id, Status.DONE, payload, error=note))
+                consumer.finished(self._done_outcome(rec, result))
             elif (outcome := verdict.outcome(rec.id)) is not None:
                 consumer.finished(outcome)
             else:  # given back, its attempt uncounted

@@ -17,6 +17,10 @@ from ._driver import Outcome as Outcome
 from ._driver import StoredTask as StoredTask
 from ._driver import WorkerRecord as WorkerRecord
 from ._driver import apply_outcome as apply_outcome
+from ._flow._records import FlowDriver as FlowDriver
+from ._flow._records import Join as Join
+from ._flow._records import Transition as Transition
+from ._flow._records import gathered as gathered
 from ._registry import BackendSpec as BackendSpec
 from ._registry import backend_spec as backend_spec
 from ._registry import redact_url as redact_url
@@ -33,13 +37,17 @@ __all__ = [
     "BackendSpec",
     "Driver",
     "Extended",
+    "FlowDriver",
+    "Join",
     "Outcome",
     "ScheduleRecord",
     "Status",
     "StoredTask",
+    "Transition",
     "WorkerRecord",
     "apply_outcome",
     "backend_spec",
+    "gathered",
     "merge_schedule",
     "redact_url",
     "register_backend",

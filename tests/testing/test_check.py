@@ -58,6 +58,8 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
             marks=pytest.mark.seconds,  # it waits out each of its rounds
         ),
         (toy_driver.open_impatient, "signal.change", "returned at once 4 times in a row"),
+        (toy_driver.open_endless_runs, "flow.end_rule", "task r4 is running after its node a"),
+        (toy_driver.open_forgetful_joins, "flow.fan_in", "task r2/j was lost"),
     ],
     ids=[
         "forgets-release",
@@ -68,6 +70,8 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
         "ignores-cancel-on-settle",
         "deaf-to-changes",
         "never-waits",
+        "endless-runs",
+        "forgetful-joins",
     ],
 )
 async def test_broken_drivers_fail_naming_the_promise(

@@ -22,6 +22,7 @@ from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask
 from .._task import Status
 from ._pg_admin import PostgresAdministration
 from ._pg_admin_sql import AdminStatements
+from ._pg_flows import PostgresFlows
 from ._pg_listen import Listener
 from ._pg_native import Row
 from ._pg_runner import Runner
@@ -58,7 +59,7 @@ def written(rec: StoredTask, outcome: Outcome) -> bool:
     return rec.status is outcome.status and rec.last_error == outcome.error
 
 
-class PostgresDriver(PostgresAdministration, PostgresSchedules):
+class PostgresDriver(PostgresFlows, PostgresAdministration, PostgresSchedules):
     """A storage driver on PostgreSQL: one statement per batch operation.
 
     Made by ``PostgresBackend.open``; it needs a ``Runner`` and, when

@@ -109,6 +109,153 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at double precision NOT NULL
     );
     """,
+    # 6: workflows. The tasks of a run by its id (meta trioqueue_run), the
+    # fan-in counters, ``flow_end_run`` (cancel a run's unfinished tasks) and
+    # the end rule: a node that ends KILLED or CANCELLED ends its run in the
+    # statement that ended it (settle, release, rescue or cancel).
+    """
+    CREATE INDEX IF NOT EXISTS tasks_run ON {s}.tasks ((meta->>'trioqueue_run'))
+        WHERE meta ? 'trioqueue_run';
+    CREATE TABLE IF NOT EXISTS {s}.flow_joins (
+        id text COLLATE "C" PRIMARY KEY,
+        run text COLLATE "C" NOT NULL,
+        remaining integer NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS flow_joins_run ON {s}.flow_joins (run);
+    CREATE OR REPLACE FUNCTION {s}.flow_end_run(
+        rid text, skip text, at double precision, chan text
+    ) RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        flagged integer;
+    BEGIN
+        WITH u AS (
+            UPDATE {s}.tasks SET
+                status = CASE WHEN status IN ('queued', 'running') THEN status
+                              ELSE 'cancelled' END,
+                cancel_requested = status IN ('queued', 'running'),
+                last_error = CASE WHEN status IN ('queued', 'running') THEN last_error
+                                  ELSE 'Cancelled: its run ended' END,
+                finished_at = CASE WHEN status IN ('queued', 'running') THEN finished_at
+                                   ELSE at END
+            WHERE meta->>'trioqueue_run' = rid AND meta ? 'trioqueue_run'
+              AND id <> rid AND id <> skip
+              AND status NOT IN ('done', 'killed', 'cancelled')
+            RETURNING cancel_requested)
+        SELECT count(*) FILTER (WHERE cancel_requested) INTO flagged FROM u;
+        DELETE FROM {s}.flow_joins WHERE run = rid;
+        IF flagged > 0 AND chan IS NOT NULL AND octet_length(chan) <= 63 THEN
+            PERFORM pg_notify(chan, '');
+        END IF;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.flow_node_ended() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        rid text := NEW.meta->>'trioqueue_run';
+    BEGIN
+        UPDATE {s}.tasks SET
+            status = NEW.status,
+            last_error = 'node ''' || (NEW.meta->>'trioqueue_node') || ''' ended '
+                || NEW.status || ': ' || coalesce(NEW.last_error, 'no reason given'),
+            finished_at = NEW.finished_at,
+            cancel_requested = false
+        WHERE id = rid AND status = 'running';
+        IF FOUND THEN
+            PERFORM {s}.flow_end_run(
+                rid, NEW.id, NEW.finished_at, 'trioqueue.' || TG_TABLE_SCHEMA || '.cancel');
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.flow_advance(
+        steps jsonb, tok text, at double precision, chan text, change text
+    ) RETURNS text[] LANGUAGE plpgsql AS $$
+    DECLARE
+        st jsonb;
+        j jsonb;
+        node_status text;
+        run_status text;
+        run_flag boolean;
+        remaining_ integer;
+        settled text[] := ARRAY[]::text[];
+        new_tasks jsonb;
+    BEGIN
+        FOR st IN SELECT x FROM jsonb_array_elements(steps) AS x LOOP
+            UPDATE {s}.tasks SET
+                status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'done' END,
+                result = CASE WHEN cancel_requested THEN result
+                              ELSE decode(st->>'result', 'hex') END,
+                last_error = CASE
+                    WHEN cancel_requested THEN coalesce(st->>'error',
+                        'Cancelled: cancellation requested while it was claimed')
+                    ELSE coalesce(st->>'error', last_error) END,
+                traceback = CASE WHEN cancel_requested THEN NULL ELSE traceback END,
+                finished_at = at,
+                started_at = coalesce((st->>'started_at')::double precision, started_at),
+                progress = coalesce(st->>'progress', progress),
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
+            WHERE id = st->>'id' AND lease_token = tok AND status IN ('queued', 'running')
+            RETURNING status INTO node_status;
+            IF NOT FOUND THEN
+                CONTINUE;
+            END IF;
+            settled := settled || (st->>'id');
+            IF node_status <> 'done' THEN
+                CONTINUE;
+            END IF;
+            -- A share lock: a cancel or an end of the run waits for this
+            -- transaction, then sees (and cancels) what it created.
+            SELECT status, cancel_requested INTO run_status, run_flag
+            FROM {s}.tasks WHERE id = st->>'run' FOR SHARE;
+            IF run_status IS DISTINCT FROM 'running' OR run_flag THEN
+                CONTINUE;
+            END IF;
+            new_tasks := coalesce(st->'spawn', '[]'::jsonb);
+            FOR j IN SELECT x FROM jsonb_array_elements(coalesce(st->'joins', '[]'::jsonb)) AS x
+            LOOP
+                INSERT INTO {s}.flow_joins (id, run, remaining)
+                VALUES (j->'task'->>'id', st->>'run', jsonb_array_length(j->'inputs') - 1)
+                ON CONFLICT (id) DO UPDATE SET remaining = {s}.flow_joins.remaining - 1
+                RETURNING remaining INTO remaining_;
+                IF remaining_ > 0 THEN
+                    CONTINUE;
+                END IF;
+                DELETE FROM {s}.flow_joins WHERE id = j->'task'->>'id';
+                new_tasks := new_tasks || jsonb_build_array(jsonb_set(j->'task', '{{payload}}',
+                    to_jsonb(encode(decode(j->'task'->>'payload', 'hex')
+                        || int4send(jsonb_array_length(j->'inputs'))
+                        || (SELECT string_agg(coalesce(int4send(length(t.result)) || t.result,
+                                                       int4send(-1)), ''::bytea ORDER BY x.n)
+                            FROM jsonb_array_elements_text(j->'inputs') WITH ORDINALITY
+                                 AS x(id, n)
+                            LEFT JOIN {s}.tasks t ON t.id = x.id), 'hex'))));
+            END LOOP;
+            INSERT INTO {s}.tasks (id, queue, payload, status, max_attempts, run_at, priority,
+                                   meta, created_at)
+            SELECT x->>'id', x->>'queue', decode(x->>'payload', 'hex'), 'pending',
+                   (x->>'max_attempts')::integer, (x->>'run_at')::double precision,
+                   (x->>'priority')::bigint, x->'meta', at
+            FROM jsonb_array_elements(new_tasks) AS x
+            ON CONFLICT (id) DO NOTHING;
+            PERFORM pg_notify(chan, q)
+            FROM (SELECT DISTINCT x->>'queue' AS q FROM jsonb_array_elements(new_tasks) AS x) d;
+            IF (st->>'finish')::boolean THEN
+                UPDATE {s}.tasks SET status = 'done', finished_at = at,
+                    result = decode(st->>'result', 'hex')
+                WHERE id = st->>'run' AND status = 'running';
+                PERFORM pg_notify(change, json_build_array(st->>'run')::text);
+            END IF;
+        END LOOP;
+        IF cardinality(settled) > 0 THEN
+            PERFORM pg_notify(change, '');
+        END IF;
+        RETURN settled;
+    END $$;
+    CREATE TRIGGER flow_node_ended AFTER UPDATE OF status ON {s}.tasks
+        FOR EACH ROW
+        WHEN (NEW.status IN ('killed', 'cancelled')
+              AND OLD.status NOT IN ('killed', 'cancelled', 'done')
+              AND NEW.meta ? 'trioqueue_node')
+        EXECUTE FUNCTION {s}.flow_node_ended();
+    """,
 )
 
 #: The schema version this code writes and understands.

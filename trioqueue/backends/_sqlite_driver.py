@@ -28,6 +28,7 @@ from . import _sqlite_schema as schema
 from . import _sqlite_statements as sql
 from ._columns import status_of
 from ._sqlite_admin import SqliteAdministration
+from ._sqlite_flows import SqliteFlows
 from ._sqlite_schedules import SqliteSchedules
 from ._sqlite_thread import DIRECT_ROWS, Connection
 from ._sqlite_wake import FileWatch, Waker
@@ -45,7 +46,7 @@ _RESCHEDULED = (Status.FAILED, Status.PENDING)
 CHECKPOINT_EVERY = 64
 
 
-class SqliteDriver(SqliteAdministration, SqliteSchedules):
+class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
     """A storage driver on one SQLite file, safe to share between processes.
 
     Make one with ``await SqliteDriver.connect(path)`` and close it with

@@ -21,6 +21,10 @@ log = logging.getLogger("trioqueue.backends.sqlite")
 
 Conn = sqlite3.Connection
 
+#: A task's run id (meta ``trioqueue_run``), NULL when its meta is not valid JSON:
+#: the expression of the index ``trioqueue_tasks_run``, so queries must spell it so.
+RUN_OF_META = "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_run') END"
+
 #: The migrations, in order; the schema's version is how many were applied.
 #: Each is a script of statements run in one transaction. Never edit one that
 #: shipped: append a new one.
@@ -95,6 +99,48 @@ CREATE TABLE trioqueue_schedules (
             next_tick REAL,
             updated_at REAL NOT NULL
         );
+""",
+    # 5: workflows. The tasks of a run by its id (meta trioqueue_run), the
+    # fan-in counters, and the end rule: a node that ends KILLED or CANCELLED
+    # ends its run and cancels the run's other unfinished tasks, in the
+    # statement that ended it (settle, release, rescue or cancel). Meta is read
+    # only where it is valid JSON: an unreadable row must not fail a statement.
+    f"""\
+CREATE INDEX trioqueue_tasks_run ON trioqueue_tasks ({RUN_OF_META})
+            WHERE {RUN_OF_META} IS NOT NULL;
+CREATE TABLE trioqueue_flow_joins (
+            id TEXT PRIMARY KEY NOT NULL,
+            run TEXT NOT NULL,
+            remaining INTEGER NOT NULL
+        ) WITHOUT ROWID;
+CREATE INDEX trioqueue_flow_joins_run ON trioqueue_flow_joins (run);
+CREATE TRIGGER trioqueue_flow_node_ended
+AFTER UPDATE OF status ON trioqueue_tasks
+WHEN new.status IN ('killed', 'cancelled') AND old.status NOT IN ('killed', 'cancelled', 'done')
+    AND CASE WHEN json_valid(new.meta)
+             THEN json_extract(new.meta, '$.trioqueue_node') END IS NOT NULL
+BEGIN
+    UPDATE trioqueue_tasks SET
+        status = new.status,
+        last_error = 'node ''' || json_extract(new.meta, '$.trioqueue_node') || ''' ended '
+            || new.status || ': ' || coalesce(new.last_error, 'no reason given'),
+        finished_at = new.finished_at,
+        cancel_requested = 0
+    WHERE id = json_extract(new.meta, '$.trioqueue_run') AND status = 'running';
+    UPDATE trioqueue_tasks SET
+        status = CASE WHEN status IN ('queued', 'running') THEN status ELSE 'cancelled' END,
+        cancel_requested = status IN ('queued', 'running'),
+        last_error = CASE WHEN status IN ('queued', 'running') THEN last_error
+            ELSE 'Cancelled: its run ended' END,
+        finished_at = CASE WHEN status IN ('queued', 'running') THEN finished_at
+            ELSE new.finished_at END
+    WHERE {RUN_OF_META} = json_extract(new.meta, '$.trioqueue_run')
+        AND id <> json_extract(new.meta, '$.trioqueue_run') AND id <> new.id
+        AND status NOT IN ('done', 'killed', 'cancelled')
+        AND (SELECT r.status FROM trioqueue_tasks r
+             WHERE r.id = json_extract(new.meta, '$.trioqueue_run')) IN ('killed', 'cancelled');
+    DELETE FROM trioqueue_flow_joins WHERE run = json_extract(new.meta, '$.trioqueue_run');
+END;
 """,
 )
 

@@ -20,6 +20,7 @@ from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask, apply_out
 from .._registry import BackendSpec
 from .._task import Status
 from ._memory_admin import MemoryAdministration
+from ._memory_flows import MemoryFlows
 from ._memory_schedules import MemorySchedules
 
 __all__ = ["MemoryBackend", "MemoryDriver"]
@@ -65,7 +66,7 @@ class _Queue:
         self.wake = trio.Event()
 
 
-class MemoryDriver(MemoryAdministration, MemorySchedules):
+class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
     """A storage driver that keeps tasks in dicts and heaps, on the Trio clock.
 
     Nothing is durable: the tasks live as long as the driver object.
@@ -217,6 +218,8 @@ class MemoryDriver(MemoryAdministration, MemorySchedules):
             apply_outcome(t, o, now)
             if t.status in _READY:
                 self._schedule(t, now)
+            elif t.status is not Status.DONE:
+                self._flow_ended(t, now)
             applied.append(o.id)
         if applied:
             self._changed()
@@ -259,6 +262,7 @@ class MemoryDriver(MemoryAdministration, MemorySchedules):
                 t.status = Status.KILLED
                 t.last_error = f"lease expired on attempt {t.attempts} of {t.max_attempts}"
                 t.finished_at = now
+                self._flow_ended(t, now)
             else:
                 t.status = Status.FAILED
                 t.last_error = f"lease expired on attempt {t.attempts}"
@@ -274,6 +278,7 @@ class MemoryDriver(MemoryAdministration, MemorySchedules):
         t.last_error = CANCEL_REQUESTED
         t.finished_at = now
         t.cancel_requested = False
+        self._flow_ended(t, now)
 
     async def next_run_at(self, queue: str) -> float | None:
         """Return the earliest run_at of a waiting task of ``queue`` (None while it is paused)."""
@@ -364,12 +369,15 @@ class MemoryDriver(MemoryAdministration, MemorySchedules):
         t = self._tasks.get(id)
         if t is None or t.status.is_final:
             return False
+        if t.meta and self._cancel_run(t):
+            return True
         if t.status in _LEASED:
             t.cancel_requested = True
             self._signal_cancel()
         else:
             t.status = Status.CANCELLED
             t.finished_at = self.now()
+            self._flow_ended(t, t.finished_at)
         self._changed()
         return True
 

@@ -5,7 +5,8 @@ Each check opens a fresh backend through the caller's factory, drives its
 on a clock it moves by hand, and names the promise it holds the driver to.
 The checks of a task's life beyond its status sit in ``_check_lifecycle``,
 cancellation and the change and cancel signals in ``_check_cancel``,
-administration in ``_check_admin``, stored texts in ``_check_texts``.
+administration in ``_check_admin``, stored texts in ``_check_texts``, workflows
+in ``_check_flows``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ._check_cancel import (
     signal_cancel,
     signal_change,
 )
+from ._check_flows import flow_end_rule, flow_fan_in, flow_run_cancel, flow_transition
 from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
 from ._check_schedules import schedules_record
 from ._check_texts import failure_texts, store_wide_ids
@@ -323,6 +325,10 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("signal.change", signal_change),
     ("signal.cancel", signal_cancel),
     ("schedules.record", schedules_record),
+    ("flow.transition", flow_transition),
+    ("flow.fan_in", flow_fan_in),
+    ("flow.end_rule", flow_end_rule),
+    ("flow.run_cancel", flow_run_cancel),
 )
 
 

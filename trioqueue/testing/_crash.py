@@ -15,6 +15,10 @@ the queue is drained. Then:
 - with ``cancels``, a task whose ``cancel_task`` returned True ends
   CANCELLED, one for which it returned False (already finished) DONE; with
   ``pauses``, the queue is paused across a kill and resumed after it;
+- with ``flows``, workflow runs (``_crash_flows``) on a queue of their own
+  each end DONE with their whole result, every node DONE once in storage and
+  nothing more created; a node, like a task, ran more than once only if a
+  process it ran in was SIGKILLed or stopped;
 - no task was started under a lease it no longer held: each attempt counts
   a claim, so the attempts a task was started with grow in ledger order (a
   stalled worker starting the task it had prefetched, after another worker
@@ -39,6 +43,7 @@ import trio
 from .._backend import Backend
 from .._open import open_backend
 from .._task import Status, Task, TaskId
+from ._crash_flows import check_runs, expected_nodes, flow_queue, push_runs
 from ._crash_worker import load_opener
 
 __all__ = ["CrashReport", "CrashTestFailure", "run_crash_test", "stale_starts"]
@@ -63,6 +68,7 @@ class CrashReport:
       stalls: Worker processes stopped (SIGSTOP) past the lease, then resumed.
       cancelled: Tasks ``cancel_task`` cancelled (or flagged) during the rounds.
       pauses: Times the queue was paused across a kill.
+      flows: Workflow runs started (each with its nodes in the ledger).
     """
 
     tasks: int
@@ -77,6 +83,7 @@ class CrashReport:
     stalls: int = 0
     cancelled: int = 0
     pauses: int = 0
+    flows: int = 0
 
 
 class CrashTestFailure(AssertionError):
@@ -163,6 +170,7 @@ async def run_crash_test(
     stall_seconds: float | None = None,
     cancels: int = 0,
     pauses: int = 0,
+    flows: int = 0,
     seed: int | None = None,
     workdir: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -195,6 +203,8 @@ async def run_crash_test(
         of the rounds: pending, running or finished ones alike.
       pauses: How many rounds pause the queue before the kill and resume it
         after the replacement started.
+      flows: How many workflow runs to start (``_crash_flows``: a DAG with a
+        fan-out, a map and a join) beside the tasks; the workers serve them too.
       seed: Seed of the random kill schedule.
       workdir: Folder for the ledger and logs (default: a new temporary one).
       env: Environment of the worker processes (default: this one's), e.g.
@@ -222,6 +232,9 @@ async def run_crash_test(
         ids = [str(TaskId.new()) for _ in range(tasks)]
         batch = [Task({"n": i}, TaskId(id), max_attempts=10_000) for i, id in enumerate(ids)]
         await backend.push_all(batch)
+    async with open_it(url, queue=flow_queue(queue)) as backend:
+        flow_runs = await push_runs(backend, flows)
+    nodes = [id for run in flow_runs for id in expected_nodes(run)]
 
     def command(burst: bool) -> list[str]:
         cmd = [sys.executable, "-m", "trioqueue.testing._crash_worker", "--url", url]
@@ -229,6 +242,8 @@ async def run_crash_test(
         cmd += ["--concurrency", str(concurrency), "--sleep-max", str(sleep_max)]
         if opener:
             cmd += ["--opener", opener]
+        if flows:
+            cmd += ["--flows"]
         return cmd + (["--burst"] if burst else ["--ready-dir", workdir])
 
     async def spawn(burst: bool = False) -> trio.Process:
@@ -328,9 +343,12 @@ async def run_crash_test(
                     break
                 if p.returncode != 0:
                     problems.append(f"burst worker {p.pid} exited with code {p.returncode}")
-                counts = await backend.counts(queue=queue)
+                counts = await backend.counts()
                 per = counts.get(queue, {})
-                if not any(n for s, n in per.items() if not Status(s).is_final):
+                flow_per = counts.get(flow_queue(queue), {})
+                if not any(
+                    n for s, n in [*per.items(), *flow_per.items()] if not Status(s).is_final
+                ):
                     break
                 if trio.current_time() > deadline:
                     problems.append(f"queue not drained after {drain_timeout}s: {per}")
@@ -338,6 +356,8 @@ async def run_crash_test(
                 await trio.sleep(lease_seconds / 2)
             stored = {id: await backend.driver.get(id) for id in ids}
             counts = await backend.counts(queue=queue)
+        async with open_it(url, queue=flow_queue(queue)) as backend:
+            problems += await check_runs(backend, flow_runs)
     finally:
         logfile.close()
 
@@ -357,7 +377,7 @@ async def run_crash_test(
     per_task: dict[str, list[int]] = {}
     for id, pid, _ in runs:
         per_task.setdefault(id, []).append(pid)
-    for id in ids:
+    for id in ids + nodes:
         pids = per_task.get(id)
         if not pids:
             if not cancelled.get(id):
@@ -385,6 +405,7 @@ async def run_crash_test(
         stalls=stops,
         cancelled=sum(cancelled.values()),
         pauses=paused,
+        flows=len(flow_runs),
     )
     if problems:
         raise CrashTestFailure(problems, report)

@@ -14,7 +14,8 @@ import logging
 import os
 import random
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from functools import partial
 from typing import Any
 
 import trio
@@ -24,6 +25,7 @@ from .._builder import WorkerBuilder
 from .._monitor import Monitor
 from .._open import open_backend
 from .._task import Attempt, TaskId
+from ._crash_flows import CRASH_FLOW, Ledger, flow_queue
 
 log = logging.getLogger("trioqueue.testing.crash")
 
@@ -55,6 +57,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sleep-max", type=float, default=0.05)
     p.add_argument("--burst", action="store_true")
     p.add_argument("--ready-dir", default=None)
+    p.add_argument("--flows", action="store_true", help="also serve the workflow queue")
     return p.parse_args(argv)
 
 
@@ -70,22 +73,35 @@ async def _serve(args: argparse.Namespace) -> None:
         await trio.sleep(random.uniform(0.0, sleep_max))
         return "ok"
 
+    def builder(name: str, backend: Backend) -> WorkerBuilder:
+        return (
+            WorkerBuilder(name)
+            .backend(backend)
+            .concurrency(args.concurrency)
+            .lease(args.lease)
+            .poll_interval(min(0.2, args.lease / 4))
+            .shutdown_timeout(10.0)
+        )
+
     try:
-        async with opener(args.url, queue=args.queue) as backend:
-            worker = (
-                WorkerBuilder(f"crash-{pid}")
-                .backend(backend)
-                .concurrency(args.concurrency)
-                .lease(args.lease)
-                .poll_interval(min(0.2, args.lease / 4))
-                .shutdown_timeout(10.0)
-                .build(handler)
-            )
+        async with AsyncExitStack() as stack:
+            backend = await stack.enter_async_context(opener(args.url, queue=args.queue))
+            workers = [builder(f"crash-{pid}", backend).build(handler)]
+            if args.flows:  # the workflow runs' nodes, on a queue of their own
+                queue = flow_queue(args.queue)
+                flows = await stack.enter_async_context(opener(args.url, queue=queue))
+                ledger = Ledger(fd, pid, sleep_max)
+                workers.append(builder(f"flows-{pid}", flows).data(ledger).build(CRASH_FLOW))
             if args.burst:
-                await worker.run(burst=True)
-            else:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(Monitor().register(worker).run)
+                    for w in workers:
+                        nursery.start_soon(partial(w.run, burst=True))
+            else:
+                monitor = Monitor()
+                for w in workers:
+                    monitor.register(w)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(monitor.run)
                     if args.ready_dir:  # an empty marker: signals are handled from now on
                         with open(os.path.join(args.ready_dir, f"ready.{pid}"), "w"):  # noqa: ASYNC230
                             pass

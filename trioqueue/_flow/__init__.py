@@ -1,0 +1,1 @@
+"""Workflows: ``Workflow`` (sequential steps) and ``DagFlow`` (a DAG), run as tasks."""
