@@ -481,3 +481,16 @@ async def test_a_task_pushed_with_another_codec_is_left_for_a_worker_with_it(
             await cbor.wait_result(plain[0])
             w.stop()
         assert sorted(ran) == [7, 8]  # type: ignore[type-var]
+        # And the other way: a JSON task (no codec named) is left by the CBOR worker.
+        json_view = tq.Backend(cbor.driver, codec=JsonCodec())
+        async with json_view.running():
+            jid = await json_view.push(9)
+        ran.clear()
+        w = WorkerBuilder("cbor").backend(cbor).build(handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(w.serve)
+            await trio.sleep(OTHER_CODEC_SNOOZE / 2)
+            w.stop()
+        task = await cbor.get_task(jid)
+        assert task is not None and task.status is Status.PENDING and task.attempts == 0
+        assert ran == []

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ._context import EventKind
 from ._errors import Snooze
 from ._outcome import (
@@ -21,6 +23,7 @@ from ._outcome import (
     Verdict,
     bounded,
     decide,
+    undecodable,
 )
 from ._records import Outcome, StoredTask
 from ._task import Status
@@ -103,6 +106,17 @@ class Accounting:
         if self._callbacks:
             self._emit(kind, task_id=rec.id, attempt=rec.attempts, error=verdict.error)
 
+    def _undecodable(self, rec: StoredTask, exc: Exception, pushed: str | None) -> Verdict:
+        """The verdict on a payload this worker's codec does not decode.
+
+        A payload with no codec named was pushed with JSON (or before codecs
+        were named): if this worker's codec is another and the payload is
+        JSON, it is left for a JSON worker; otherwise it is undecodable.
+        """
+        if pushed is None and self._codec_name != "json" and _is_json(rec.payload):
+            return self._other_codec(rec, "json")
+        return undecodable(exc)
+
     def _other_codec(self, rec: StoredTask, pushed: str) -> Verdict:
         """The verdict on a task pushed with another codec: left for a worker that has it.
 
@@ -125,3 +139,11 @@ class Accounting:
             Snooze(OTHER_CODEC_SNOOZE, reason),
             snoozes=rec.snoozes,
         )
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        msgspec.json.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    return True

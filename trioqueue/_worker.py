@@ -28,7 +28,6 @@ from ._outcome import (
     DONE_VERDICT,
     Verdict,
     decide,
-    undecodable,
 )
 from ._schedule._scheduler import Scheduler
 from ._service import Layer, Service
@@ -356,14 +355,14 @@ class Worker(Accounting):
         error: BaseException | None = None
         result: Any = None
         try:
-            pushed = rec.meta.get(CODEC_KEY, "json") if rec.meta else "json"
-            if pushed != self._codec_name:
+            pushed = rec.meta.get(CODEC_KEY) if rec.meta else None
+            if pushed is not None and pushed != self._codec_name:
                 verdict = self._other_codec(rec, pushed)
             else:
                 try:
                     args = self._decode(rec.payload)
                 except Exception as exc:  # CodecError, or worse: never crash a worker
-                    verdict = undecodable(exc)
+                    verdict = self._undecodable(rec, exc, pushed)
             if verdict is None:
                 # The service call, inline: this is the per-task hot path.
                 try:
