@@ -75,6 +75,10 @@ async def write_manifest(hashes: list[FileHash], task: trioqueue.Task[list[FileH
     return str(path)
 
 
+#: The queue the runs' nodes go to (a flow's nodes go to the queue of the
+#: backend that pushed the run; the worker command is told the same one).
+QUEUE = "manifests"
+
 #: The workflow; ``trioqueue worker manifest_flow:flow`` runs its nodes.
 flow = Workflow("manifest").then(list_files).map(hash_file).then(write_manifest)
 
@@ -89,13 +93,13 @@ def make_files(folder: Path, count: int) -> None:
 
 async def start(url: str, folder: Path) -> str:
     """Push a run of ``flow`` over ``folder``; return its id."""
-    async with trioqueue.open_backend(url) as backend:
+    async with trioqueue.open_backend(url, queue=QUEUE) as backend:
         return await flow.push(backend, str(folder), meta={"folder": str(folder)})
 
 
 async def check(url: str, run_id: str, folder: Path) -> bool:
     """Print the run's result and check the manifest against the files."""
-    async with trioqueue.open_backend(url) as backend:
+    async with trioqueue.open_backend(url, queue=QUEUE) as backend:
         with trio.fail_after(30):
             path = await backend.wait_result(run_id)
         run = await flow.get_run(backend, run_id)
@@ -123,7 +127,7 @@ def run(folder: Path, files: int) -> int:
     print(f"pushed run {run_id} of flow {flow.name!r} to {url}")
     argv = [
         sys.executable, "-m", "trioqueue", "worker", "manifest_flow:flow",
-        "--backend", url, "--burst", "--concurrency", "8",
+        "--backend", url, "--queue", QUEUE, "--burst", "--concurrency", "8",
     ]  # fmt: skip
     print("$ trioqueue " + " ".join(argv[3:]), flush=True)
     code = subprocess.run(argv, cwd=HERE, check=False).returncode
