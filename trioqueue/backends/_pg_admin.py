@@ -89,7 +89,8 @@ class PostgresAdministration:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        rows = await self._fetch(self._admin.list_tasks, params, shield=False)
+        query = self._admin.list_tasks if status is None else self._admin.list_tasks_of_status
+        rows = await self._fetch(query, params, shield=False)
         return [COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:

@@ -50,9 +50,17 @@ class AdminStatements:
         self.list_tasks = q(
             "SELECT {cols} FROM {s}.tasks "
             "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
-            "AND (%(status)s::text IS NULL OR status = %(status)s::text) "
             "AND (%(before)s::text IS NULL OR id < %(before)s::text) "
             "ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        )
+        # One status: ``status = ...`` spelled out, so that the (status, id)
+        # index serves it in id order.
+        self.list_tasks_of_status = q(
+            "SELECT {cols} FROM {s}.tasks "
+            "WHERE status = %(status)s::text "
+            "AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) "
+            "AND (%(before)s::text IS NULL OR id < %(before)s::text) "
+            "ORDER BY status DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"
         )
         self.get = q("SELECT {cols} FROM {s}.tasks WHERE id = %(id)s")
         self.get_many = q("SELECT {cols} FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])")

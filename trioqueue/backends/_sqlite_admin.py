@@ -124,9 +124,8 @@ class SqliteAdministration:
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        rows = await self.db.call(
-            lambda c: c.execute(sql.LIST_TASKS, params).fetchall(), offload=True
-        )
+        query = sql.LIST_TASKS if status is None else sql.LIST_TASKS_OF_STATUS
+        rows = await self.db.call(lambda c: c.execute(query, params).fetchall(), offload=True)
         return [sql.COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:

@@ -142,6 +142,9 @@ BEGIN
     DELETE FROM trioqueue_flow_joins WHERE run = json_extract(new.meta, '$.trioqueue_run');
 END;
 """,
+    # 6: listings by status, newest first, without walking every task (a
+    # status few or no tasks have, in a store of millions).
+    "CREATE INDEX trioqueue_tasks_status ON trioqueue_tasks (status, id);",
 )
 
 #: The schema version this code writes and understands.

@@ -150,7 +150,15 @@ GROUP BY queue, status
 """
 LIST_TASKS = f"""
 SELECT {_COLS} FROM trioqueue_tasks
-WHERE (:queue IS NULL OR queue = :queue) AND (:status IS NULL OR status = :status)
+WHERE (:queue IS NULL OR queue = :queue)
+  AND (:before IS NULL OR id < :before)
+ORDER BY id DESC LIMIT :limit OFFSET :offset
+"""
+#: A listing of one status: ``status = :status`` spelled out, so that the
+#: (status, id) index serves it in id order.
+LIST_TASKS_OF_STATUS = f"""
+SELECT {_COLS} FROM trioqueue_tasks
+WHERE status = :status AND (:queue IS NULL OR queue = :queue)
   AND (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
