@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -71,6 +72,30 @@ def pg_url() -> Iterator[str]:
     """A URL to a fresh database, shared by one test module and dropped after it."""
     with fresh_database() as url:
         yield url
+
+
+@contextmanager
+def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """Yield the URL of an empty store of ``kind``: a SQLite file, or a fresh database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/tasks.db"
+    else:
+        with fresh_database() as url:
+            yield url
+
+
+@pytest.fixture(
+    name="store_url",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty store: a new SQLite file, or a fresh schema in the module's database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/tasks.db"
+    url: str = request.getfixturevalue("pg_url")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS trioqueue CASCADE")
+    return url
 
 
 class FakeClock:

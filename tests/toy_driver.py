@@ -154,6 +154,8 @@ class RewindingScheduleDriver(MemoryDriver):
 
     async def record_schedule(self, rec: ScheduleRecord) -> None:
         self._schedule_records()[rec.name] = dataclasses.replace(rec, updated_at=self.now())
+
+
 class EndlessRunsDriver(MemoryDriver):
     """A node that ends KILLED or CANCELLED leaves its run RUNNING (no end rule)."""
 

@@ -11,13 +11,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from pg_support import store_url
 
 import trioqueue as tq
 from trioqueue import Status
@@ -25,17 +26,6 @@ from trioqueue import Status
 CHILD = str(Path(__file__).with_name("lifecycle_child.py"))
 
 pytestmark = pytest.mark.seconds
-
-
-@contextmanager
-def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/tasks.db"
-    else:
-        from pg_support import fresh_database
-
-        with fresh_database() as url:
-            yield url
 
 
 class Child:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import trio
+from pg_support import store_url
 
 import trioqueue as tq
 
@@ -22,17 +23,6 @@ CHILD = str(Path(__file__).with_name("schedule_child.py"))
 PREFIX = "sched:tick:"
 
 pytestmark = pytest.mark.seconds
-
-
-@contextmanager
-def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/tasks.db"
-    else:
-        from pg_support import fresh_database
-
-        with fresh_database() as url:
-            yield url
 
 
 class Children:

@@ -8,22 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pg_support import pg_url  # noqa: F401  (the fixture)
+from pg_support import pg_url, store_url_fixture  # noqa: F401  (the fixtures)
 
 CHILD = Path(__file__).parent.parent / "clients" / "worker_child.py"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL of an empty store: a new SQLite file, or a fresh schema in the module's database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/tasks.db"
-    url: str = request.getfixturevalue("pg_url")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS trioqueue CASCADE")
-    return url
 
 
 @pytest.fixture
