@@ -24,7 +24,8 @@ Args = TypeVar("Args")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
-_prefix = ""
+_head = ""  # the first 22 characters of the last id
+_head_of = -1  # the random bits above the last 20 that ``_head`` encodes
 _RAND_MASK = (1 << 80) - 1
 _last_ms = 0
 _last_rand = 0
@@ -33,8 +34,9 @@ _last_rand = 0
 def _forget_last_id() -> None:
     # A forked child must not continue the parent's sequence within the same
     # millisecond: it would make the ids its siblings make.
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _head_of
     _last_ms = _last_rand = 0
+    _head_of = -1
 
 
 os.register_at_fork(after_in_child=_forget_last_id)
@@ -66,31 +68,25 @@ class TaskId(str):
     @classmethod
     def new(cls) -> TaskId:
         """Return a fresh, time-sortable id (a monotonic ULID)."""
-        global _last_ms, _last_rand, _prefix
+        global _last_ms, _last_rand, _head, _head_of
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
             rand = (_last_rand + 1) & _RAND_MASK
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1
             _last_ms = ms
-            # 48 bits of time = 10 characters (the top two bits zero).
-            _prefix = _PAIRS[ms >> 40] + "".join(
-                _PAIRS[(ms >> shift) & 1023] for shift in (30, 20, 10, 0)
-            )
+            _head_of = -1
         _last_rand = rand
-        # 80 random bits = 16 characters, two at a time.
-        return str.__new__(
-            cls,
-            _prefix
-            + _PAIRS[rand >> 70]
-            + _PAIRS[(rand >> 60) & 1023]
-            + _PAIRS[(rand >> 50) & 1023]
-            + _PAIRS[(rand >> 40) & 1023]
-            + _PAIRS[(rand >> 30) & 1023]
-            + _PAIRS[(rand >> 20) & 1023]
-            + _PAIRS[(rand >> 10) & 1023]
-            + _PAIRS[rand & 1023],
-        )
+        # 48 bits of time (10 characters, the top two bits zero) and the upper
+        # 60 random bits (12 characters) change rarely within a millisecond:
+        # they are kept, and only the last 20 bits are encoded for each id.
+        if rand >> 20 != _head_of:
+            _head_of = rand >> 20
+            _head = "".join(
+                [_PAIRS[(_last_ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)]
+                + [_PAIRS[(rand >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20)]
+            )
+        return str.__new__(cls, _head + _PAIRS[(rand >> 10) & 1023] + _PAIRS[rand & 1023])
 
 
 class Status(enum.StrEnum):
