@@ -6,6 +6,7 @@ constraint or a full disk would, and the tests look at what was stored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,9 @@ from pg_support import pg_url, random_name
 from psycopg import sql
 
 from trioqueue import PushError, Task
+from trioqueue._driver import StoredTask
+from trioqueue._task import Status
+from trioqueue.backends._pg_copy import binary_copy
 from trioqueue.backends._pg_driver import COPY_MIN
 from trioqueue.backends._pg_pool import NativeRunner
 from trioqueue.backends.postgres import PostgresBackend
@@ -156,12 +160,12 @@ async def test_copy_cancelled_midway_leaves_no_row_and_no_connection(
     async with PostgresBackend.open(pg_url, schema=schema) as b:
         s = b.driver._sql
         records = [b._record("x" * 200, now=b._now(), queue=b.queue) for _ in range(50_000)]
-        rows = list(s.copy_rows(records))
+        data = list(binary_copy(records))
         runner = NativeRunner(pg_url, pool_size=1, statement_timeout=30, connect_timeout=10)
         try:
             await runner.fetch("SELECT 1", None)  # one pooled, idle connection
             with trio.move_on_after(0.02) as scope:
-                await runner.copy_in(s.copy, rows, s.notify([b.queue]))
+                await runner.copy_in(s.copy, data, s.notify([b.queue]))
             assert scope.cancelled_caught
             # the connection in an unknown state was closed, never pooled again
             assert repr(runner) == "<NativeRunner open idle=0 busy=0 pool_size=1>"
@@ -174,3 +178,45 @@ async def test_copy_cancelled_midway_leaves_no_row_and_no_connection(
 async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
+
+
+def varied_records(n: int) -> list[StoredTask]:
+    """Records whose every copied column takes values at its edges."""
+    out = []
+    for i in range(n):
+        out.append(
+            StoredTask(
+                id=f"v{i:04d}-é\t\\",
+                queue=("q-ü\n" if i % 2 else "plain"),
+                payload=bytes(range(256))[i % 256 :] + b"\\x00\n\t",
+                status=Status.PENDING if i % 3 else Status.FAILED,
+                attempts=i % 3,
+                max_attempts=1 + i,
+                run_at=1_700_000_000.123456 + i / 7,
+                priority=(-1) ** i * (2**40 + i),
+                meta={"k": "väl\u2603", "n": i, "nested": [1, {"x": None}]} if i % 2 else {},
+                created_at=1_600_000_000.5 + i,
+            )
+        )
+    return out
+
+
+async def test_binary_copy_round_trips_every_column(pg_url: str, schema: str) -> None:
+    async with PostgresBackend.open(pg_url, schema=schema) as b:
+        records = varied_records(COPY_MIN * 2)
+        assert await b.driver.insert(records) == len(records)
+        got = {t.id: t for t in await b.driver.get_many([r.id for r in records])}
+        for r in records:
+            assert dataclasses.asdict(got[r.id]) == dataclasses.asdict(r)
+
+
+async def test_binary_copy_of_a_value_out_of_range_stores_nothing(
+    pg_url: str, schema: str
+) -> None:
+    async with PostgresBackend.open(pg_url, schema=schema) as b:
+        records = varied_records(COPY_MIN * 2)
+        records[-1].priority = 2**70  # no bigint holds it
+        with pytest.raises(psycopg.DataError, match="cannot be copied"):
+            await b.driver.insert(records)
+        assert await b.counts() == {}
+        assert await b.driver.insert(records[:-1]) == len(records) - 1  # the connection is fine

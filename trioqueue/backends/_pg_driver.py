@@ -22,6 +22,7 @@ from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask
 from .._task import Status
 from ._pg_admin import PostgresAdministration
 from ._pg_admin_sql import AdminStatements
+from ._pg_copy import binary_copy
 from ._pg_flows import PostgresFlows
 from ._pg_listen import Listener
 from ._pg_native import Row
@@ -195,10 +196,9 @@ class PostgresDriver(PostgresFlows, PostgresAdministration, PostgresSchedules):
             # Many new ids at once (a bulk push): COPY them in. An id that
             # exists already fails the COPY, and the statement below skips it.
             try:
-                rows = self._sql.copy_rows(tasks)
-                await self._shielded(
-                    self._runner.copy_in, self._sql.copy, rows, self._sql.notify(queues)
-                )
+                data = binary_copy(tasks)
+                notify = self._sql.notify(queues)
+                await self._shielded(self._runner.copy_in, self._sql.copy, data, notify)
                 n = len(tasks)
             except psycopg.errors.UniqueViolation:
                 pass

@@ -8,8 +8,8 @@ on one more connection of its own. See ``_pg_native`` for the connection itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import psycopg
 import trio
@@ -181,12 +181,12 @@ class NativeRunner:
 
         return await self._with(durable, run)
 
-    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
         """COPY ``rows`` in, run ``after`` and commit, in one durable transaction.
 
         See ``PreparedConnection.copy_in``; errors and cancellation as in ``fetch``.
         """
-        await self._with(True, lambda pc: pc.copy_in(copy, rows, after))
+        await self._with(True, lambda pc: pc.copy_in(copy, data, after))
 
     async def fetch_on(self, conn: object, query: Query, params: Params) -> list[Row]:
         """Run one statement on the caller's psycopg connection, as ``ThreadRunner`` does."""

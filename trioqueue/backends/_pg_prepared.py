@@ -8,20 +8,17 @@ reads the rows back. Skipping the cursor (its description, its prepare
 bookkeeping) halves the Python cost of a statement here.
 
 psycopg internals used, hence the pinned psycopg versions:
-``psycopg._queries.PostgresQuery``, ``psycopg._copy_base.TextFormatter`` and
-``psycopg._encodings.conn_encoding``.
+``psycopg._queries.PostgresQuery`` and ``psycopg._encodings.conn_encoding``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 import msgspec
 import psycopg
 from psycopg import errors, generators, pq
-from psycopg._copy_base import TextFormatter
 from psycopg._encodings import conn_encoding
 from psycopg._queries import PostgresQuery
 from psycopg.adapt import Transformer
@@ -98,12 +95,13 @@ class PreparedConnection:
         pgconn.send_query_prepared(name, pgq.params, param_formats=pgq.formats)
         return self._rows(await wait(generators.execute(pgconn), pgconn.socket))
 
-    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
         """In one transaction: ``COPY ... FROM STDIN`` the ``rows``, run ``after``, commit.
 
         Args:
-          copy: The ``COPY table (columns) FROM STDIN`` statement (text format).
-          rows: The rows, each a sequence of column values (dumped by psycopg).
+          copy: The ``COPY table (columns) FROM STDIN`` statement.
+          data: The COPY data in the statement's format, in pieces (a lazy
+            iterable: the server works on a piece while the next is made).
           after: Statements (simple protocol, no parameters) run before the commit.
 
         Raises:
@@ -123,17 +121,13 @@ class PreparedConnection:
                 self._check([res])
                 raise errors.ProgrammingError(f"not a COPY FROM STDIN: {copy[:60]!r}")
             copying = True
-            formatter = TextFormatter(Transformer(self.conn))
-            for row in rows:
-                if data := formatter.write_row(row):
-                    await wait(generators.copy_to(pgconn, data, True), fd)
-            if data := formatter.end():
-                await wait(generators.copy_to(pgconn, data, True), fd)
+            for piece in data:
+                await wait(generators.copy_to(pgconn, piece, True), fd)
             copying = False
             await wait(generators.copy_end(pgconn, None), fd)
             await self._simple(after.encode() + b"; COMMIT")
         except Exception:
-            if copying:  # a row psycopg could not dump: abort the COPY on the server
+            if copying:  # a row that could not be made: abort the COPY on the server
                 with contextlib.suppress(psycopg.Error):
                     await wait(generators.copy_end(pgconn, b"aborted by the client"), fd)
             if pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status in _IN_TX:

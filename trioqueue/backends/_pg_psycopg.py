@@ -12,7 +12,7 @@ call. They commit every statement durably.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -153,14 +153,14 @@ class AsyncioRunner:
             self._pool.give(conn)
             return rows
 
-    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
         """COPY in one transaction (see ``Runner.copy_in``)."""
 
         async def run(conn: psycopg.AsyncConnection[Row]) -> None:
             async with conn.transaction():
                 async with conn.cursor().copy(copy.encode()) as cp:
-                    for row in rows:
-                        await cp.write_row(row)
+                    for piece in data:
+                        await cp.write(piece)
                 await conn.execute(after.encode())
 
         async with self._pool._slots:
@@ -304,7 +304,7 @@ class ThreadRunner:
             self._pool.give(conn)
             return rows
 
-    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
+    async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
         """COPY in one transaction, in a worker thread (see ``Runner.copy_in``)."""
         async with self._pool._slots:
             taken = self._pool.take()
@@ -316,8 +316,8 @@ class ThreadRunner:
                 try:
                     with conn.transaction():
                         with conn.cursor().copy(copy.encode()) as cp:
-                            for row in rows:
-                                cp.write_row(row)
+                            for piece in data:
+                                cp.write(piece)
                         conn.execute(after.encode())
                 except BaseException:
                     self._pool.drop(conn)

@@ -19,9 +19,9 @@ restart or ``pg_terminate_backend``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._pg_listen import Channels, OnNotify, OnReady
 from ._pg_native import (
@@ -53,8 +53,8 @@ class Runner(Protocol):
         """
         ...
 
-    async def copy_in(self, copy: str, rows: Iterable[Sequence[Any]], after: str) -> None:
-        """In one durable transaction: ``COPY ... FROM STDIN`` the ``rows``, run ``after``.
+    async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
+        """In one durable transaction: ``COPY ... FROM STDIN`` the ``data``, run ``after``.
 
         ``after`` is one or more statements without parameters (the wake-up
         NOTIFYs). Nothing is committed if any part fails.

@@ -11,7 +11,7 @@ import hashlib
 import operator
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ from psycopg import sql
 from .._driver import CANCEL_REQUESTED, Outcome, StoredTask
 from .._task import Status
 from ._columns import FIELDS
+from ._pg_copy import COPIED
 from ._pg_schema import COLUMNS, check_identifier
 
 __all__ = ["INSERTED", "PAYLOAD", "Statements", "channel_name", "composer"]
@@ -159,8 +160,8 @@ class Statements:
         )
         # ``= ANY(ARRAY(...))``: the claimed ids are looked up by primary key;
         # a join with ``c`` lets the planner hash the whole table instead.
-        # Params: the rows of ``copy_rows(tasks)``, through ``Runner.copy_in``.
-        self.copy = q("COPY {s}.tasks ({icols}) FROM STDIN")
+        # Data: ``binary_copy(tasks)``, through ``Runner.copy_in``.
+        self.copy = q(f"COPY {{s}}.tasks ({', '.join(COPIED)}) FROM STDIN (FORMAT binary)")
         # A paused queue gives nothing: the uncorrelated NOT EXISTS is a
         # one-time filter, one probe of a tiny table per claim.
         self.claim = q(
@@ -377,16 +378,12 @@ class Statements:
             "change": self.change_channel,
         }
 
-    def copy_rows(self, tasks: Iterable[StoredTask]) -> Iterator[list[Any]]:
-        """Yield the rows ``copy`` takes for ``tasks``: the inserted columns, converted.
-
-        Lazily: the COPY sends the first rows while the next are converted.
-        """
-        for t in tasks:
-            values = list(_ONE(t))
-            for i, convert in _ONE_CONVERT:
-                values[i] = convert(values[i])
-            yield values
+    def insert_one_values(self, task: StoredTask) -> list[Any]:
+        """Return the inserted columns of ``task``, converted as ``COLUMNS`` converts them."""
+        values = list(_ONE(task))
+        for i, convert in _ONE_CONVERT:
+            values[i] = convert(values[i])
+        return values
 
     def notify(self, queues: Iterable[str]) -> str:
         """Return the statement that wakes the workers of ``queues`` (values inlined)."""
@@ -398,6 +395,6 @@ class Statements:
 
     def insert_one_params(self, task: StoredTask) -> list[Any]:
         """Return the parameters of ``insert_one`` for ``task``, in column order."""
-        (values,) = self.copy_rows((task,))
+        values = self.insert_one_values(task)
         values.append(self.channel)
         return values
