@@ -11,10 +11,16 @@ psycopg, one autocommit connection) or ``sqlite:////abs/path.db`` (sqlite3, WAL,
   those done, until none is left: two statements, two commits per batch.
 - bare (``--url memory://``): no storage at all; a bounded trio channel into
   ``--concurrency`` consumer tasks, the ceiling of the memory backend.
+- schema-bulk, schema-claim (SQLite): ``bulk`` and ``claim`` on trioqueue's own
+  table (made by its migrations, with its indexes and trigger), through sqlite3
+  alone: the driver's insert and claim statements, and a set-based "done"
+  update per batch. What the database does with the table trioqueue needs,
+  next to what it does with the plain table above.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import time
@@ -22,6 +28,7 @@ from typing import Any
 
 import psycopg
 from _compare_protocol import (
+    NAME,
     WARMUP_PUSHES,
     chunks,
     encode,
@@ -140,6 +147,56 @@ def sqlite(figure: str, path: str, n: int, k: int) -> None:
         conn.close()
 
 
+SCHEMA_DONE = """
+UPDATE trioqueue_tasks SET status = 'done', finished_at = ?, lease_token = NULL,
+    lease_expires_at = NULL
+WHERE id IN (SELECT value FROM json_each(?))
+"""
+
+
+def sqlite_schema(figure: str, path: str, n: int, k: int) -> None:
+    """``bulk`` and ``claim`` on trioqueue's own table, without trioqueue's Python."""
+    from trioqueue.backends._sqlite_schema import MIGRATIONS
+    from trioqueue.backends._sqlite_statements import CLAIM, INSERT_FRESH
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        for script in MIGRATIONS:
+            conn.executescript(script)
+        now = time.time()
+        t0 = time.perf_counter()
+        for c, batch in enumerate(chunks(n)):
+            rows = [
+                (f"{c:08d}{i:018d}", NAME, encode(p), 25, now, 0, "{}", now)
+                for i, p in enumerate(batch)
+            ]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT_FRESH, rows)
+            conn.execute("COMMIT")
+        if figure == "schema-bulk":
+            report(jobs=n, per_s=n / (time.perf_counter() - t0))
+            return
+        done = 0
+        t0 = time.perf_counter()
+        while True:
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(CLAIM, ("token", now + 60, "floor", NAME, now, k)).fetchall()
+            conn.execute("COMMIT")
+            if not rows:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(SCHEMA_DONE, (now, json.dumps([r[0] for r in rows])))
+            conn.execute("COMMIT")
+            done += len(rows)
+        total = time.perf_counter() - t0
+        report(jobs=n, batch=k, seconds=total, per_s=done / total, left=n - done)
+    finally:
+        conn.close()
+
+
 def bare(n: int, concurrency: int) -> None:
     """The memory backend's ceiling: items through a bounded channel into consumer tasks."""
     import trio
@@ -150,9 +207,11 @@ def bare(n: int, concurrency: int) -> None:
 
 
 def main() -> None:
-    a = parse_args(["single", "bulk", "claim", "bare"])
+    a = parse_args(["single", "bulk", "claim", "bare", "schema-bulk", "schema-claim"])
     if a.figure == "bare":
         bare(a.jobs, a.concurrency)
+    elif a.figure.startswith("schema-"):
+        sqlite_schema(a.figure, a.url.removeprefix("sqlite:///"), a.jobs, a.batch)
     elif a.url.startswith("sqlite:///"):
         sqlite(a.figure, a.url.removeprefix("sqlite:///"), a.jobs, a.batch)
     else:

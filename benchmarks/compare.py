@@ -14,7 +14,8 @@ database (or SQLite file) that is dropped afterwards:
    the last job done, at concurrency 10 and 100.
 4. ``enqueue_to_start``: 200 jobs pushed one at a time, 20 ms apart, to an idle
    worker in another process; handler start minus push time (``time.time()``).
-5. trioqueue on SQLite for 1-4, and the raw-SQL floor (``_compare_floor.py``).
+5. trioqueue on SQLite for 1-4, and the raw-SQL floor (``_compare_floor.py``):
+   on a plain table, and the same statements on trioqueue's own table.
    ``push_single`` also for the blocking and the asyncio clients (``_compare_clients.py``),
    on PostgreSQL (next to pgqueuer's enqueue, an asyncio client too) and SQLite.
 6. trioqueue end to end on the memory backend (100,000 tasks), and the bare
@@ -156,6 +157,12 @@ def plan(s: Sizes) -> dict[str, list[Figure]]:
                 _fig("floor", be, f"claim_complete_b{k}", "claim", "--jobs", s.e2e,
                      "--batch", k, batch=k)
             )  # fmt: skip
+    # The same work on trioqueue's own SQLite table: what its indexes cost the database.
+    fl.append(_fig("floor", "sqlite", "schema_insert_bulk", "schema-bulk", "--jobs", s.bulk))
+    fl.append(
+        _fig("floor", "sqlite", "schema_claim_complete_b100", "schema-claim", "--jobs", s.e2e,
+             "--batch", 100, batch=100)
+    )  # fmt: skip
     return {"trioqueue": tq, "pgqueuer": pq, "floor": fl}
 
 
