@@ -116,6 +116,7 @@ class Consumer(LeaseUpkeep, Settling):
         self.claimed_total = 0
         self._settles = 0  # outcome batches written, so a claim knows what it may have missed
         self._reclaimed: list[tuple[StoredTask, float]] = []  # with their start-by time
+        self._admitted_at = 0.0  # when the last task received was admitted
 
     # -- what the worker calls --
 
@@ -156,7 +157,8 @@ class Consumer(LeaseUpkeep, Settling):
             self._start_by.pop(rec.id, None)
             self.give_back(rec.id)
             return False
-        if self.driver.now() < self._start_by.pop(rec.id, _NEVER):
+        now = self._admitted_at = self.driver.now()
+        if now < self._start_by.pop(rec.id, _NEVER):
             return True
         # The loop stalled past the lease (a stopped process, a blocked thread)
         # before a slot took it: another worker may have run it meanwhile. Not
@@ -171,9 +173,13 @@ class Consumer(LeaseUpkeep, Settling):
             self._claim_wake.set()
 
     def started(self, id: str) -> None:
-        """Report that the task ``id`` began running (flushed in a batch)."""
+        """Report that the task ``id``, just received, began running (flushed in a batch).
+
+        Its start time is the time it was received: the worker calls this
+        right after ``receive``, with no checkpoint between.
+        """
         self._started.append(id)
-        self._started_at[id] = self.driver.now()
+        self._started_at[id] = self._admitted_at
         if self._settler_waiting:
             self._settler_waiting = False
             self._settle_wake.set()

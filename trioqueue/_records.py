@@ -111,7 +111,7 @@ def to_task(
         rec.queue,
         rec.attempts,
         rec.max_attempts,
-        from_timestamp(run_at),
+        _datetime(run_at),
         rec.priority,
         Meta(rec.meta),
         rec.status if status is None else status,
@@ -130,7 +130,23 @@ def to_task(
 def _when(ts: float | None) -> datetime | None:
     if ts is None or not 0.0 < ts <= MAX_TIMESTAMP:  # 0: never stored (an old record)
         return None
-    return from_timestamp(ts)
+    return _datetime(ts)
+
+
+#: Datetimes of recent timestamps: the tasks of one bulk push share their
+#: creation time and run_at, and a worker makes a ``Task`` of each. A
+#: datetime is immutable, so one object serves them all.
+_DATETIMES: dict[float, datetime] = {}
+_DATETIMES_MAX = 256
+
+
+def _datetime(ts: float) -> datetime:
+    dt = _DATETIMES.get(ts)
+    if dt is None:
+        if len(_DATETIMES) >= _DATETIMES_MAX:
+            _DATETIMES.clear()
+        dt = _DATETIMES[ts] = from_timestamp(ts)
+    return dt
 
 
 def _progress(text: str | None) -> Any:
