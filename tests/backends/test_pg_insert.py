@@ -201,8 +201,9 @@ def varied_records(n: int) -> list[StoredTask]:
     return out
 
 
-async def test_binary_copy_round_trips_every_column(pg_url: str, schema: str) -> None:
-    async with PostgresBackend.open(pg_url, schema=schema) as b:
+@pytest.mark.parametrize("runner", ["native", "asyncio", "thread"])
+async def test_binary_copy_round_trips_every_column(pg_url: str, schema: str, runner: str) -> None:
+    async with PostgresBackend.open(pg_url, schema=schema, runner=runner) as b:
         records = varied_records(COPY_MIN * 2)
         assert await b.driver.insert(records) == len(records)
         got = {t.id: t for t in await b.driver.get_many([r.id for r in records])}
@@ -210,9 +211,7 @@ async def test_binary_copy_round_trips_every_column(pg_url: str, schema: str) ->
             assert dataclasses.asdict(got[r.id]) == dataclasses.asdict(r)
 
 
-async def test_binary_copy_of_a_value_out_of_range_stores_nothing(
-    pg_url: str, schema: str
-) -> None:
+async def test_binary_copy_of_a_value_out_of_range_stores_nothing(pg_url: str, schema: str) -> None:
     async with PostgresBackend.open(pg_url, schema=schema) as b:
         records = varied_records(COPY_MIN * 2)
         records[-1].priority = 2**70  # no bigint holds it
