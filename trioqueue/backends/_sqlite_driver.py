@@ -313,7 +313,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         again = {o.id for o in outcomes if o.status in _RESCHEDULED}
         if again:
             self._waker.wake(q for id, q in held.items() if id in again)
-        return [o.id for o in outcomes if o.id in held]
+        return [id for id in dict.fromkeys(o.id for o in outcomes) if id in held]
 
     async def release(self, ids: Sequence[str], token: str) -> int:
         """Give leased tasks back as PENDING, uncounting their attempt (or end them CANCELLED).
