@@ -166,10 +166,24 @@ WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
   AND (:queue IS NULL OR queue = :queue)
 RETURNING queue, status
 """
-# NULL when none waits, or the queue is paused.
-NEXT_RUN_AT = """
-SELECT min(run_at) FROM trioqueue_tasks
-WHERE queue = ?1 AND status IN ('pending', 'failed')
+# NULL when none waits, or the queue is paused. Read from the claim index, in
+# (queue, priority DESC, run_at) order: a loose scan over the queue's waiting
+# priorities (each the next one below), and the earliest run_at of each, every
+# step one search of the index.
+_WAITING = (
+    "FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim "
+    "WHERE queue = ?1 AND status IN ('pending', 'failed')"
+)
+NEXT_RUN_AT = f"""
+WITH RECURSIVE levels (priority) AS (
+    SELECT max(priority) {_WAITING}
+    UNION ALL
+    SELECT (SELECT max(priority) {_WAITING} AND priority < levels.priority)
+    FROM levels WHERE levels.priority IS NOT NULL
+)
+SELECT min((SELECT min(run_at) {_WAITING} AND priority = levels.priority))
+FROM levels
+WHERE levels.priority IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM trioqueue_paused AS p WHERE p.queue = ?1)
 """
 COUNTS = """
