@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sqlite3
 from dataclasses import asdict
 from pathlib import Path
@@ -57,6 +58,7 @@ CASES: list[tuple[StoredTask, Outcome]] = [
     (held("snooze"), Outcome("snooze", Status.PENDING, delay=3.25, progress='{"p": 1}')),
     (held("snooze-first", attempts=0), Outcome("snooze-first", Status.PENDING, delay=-2.0)),
     (held("negative-delay", attempts=1), Outcome("negative-delay", Status.FAILED, delay=-5)),
+    (held("never-again", attempts=1), Outcome("never-again", Status.FAILED, delay=math.inf)),
     (held("asked", cancel_requested=True), Outcome("asked", Status.DONE, result=b"1")),
     (
         held("asked-failed", cancel_requested=True),

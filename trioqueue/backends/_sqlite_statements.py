@@ -10,6 +10,7 @@ import dataclasses
 import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
+from math import isfinite
 from typing import Any
 
 import msgspec
@@ -313,9 +314,9 @@ _encode = msgspec.json.Encoder(enc_hook=_plain).encode
 def settle_rows(outcomes: Iterable[Outcome]) -> tuple[str, list[dict[str, Any]]]:
     """Return the ``SETTLE_BATCH`` JSON of ``outcomes`` and the ``SETTLE_ONE`` rows of the rest.
 
-    An outcome goes to the batch when JSON carries its texts intact: its
-    result, if any, is UTF-8 text and no text holds a NUL character (SQLite's
-    JSON functions end a text there). Of several outcomes for one id, the
+    An outcome goes to the batch when JSON carries it intact: its result, if
+    any, is UTF-8 text, no text holds a NUL character (SQLite's JSON functions
+    end a text there) and its times are finite numbers. Of several outcomes for one id, the
     first is applied, as when each ran in turn.
     """
     batch: list[tuple[Any, ...]] = []
@@ -325,14 +326,16 @@ def settle_rows(outcomes: Iterable[Outcome]) -> tuple[str, list[dict[str, Any]]]
         if o.id in seen:
             continue
         seen.add(o.id)
-        result = o.result
-        try:
-            text = None if result is None else bytes(result).decode("utf-8")
-        except UnicodeDecodeError:
-            text = _NUL
-        status, delay = status_text(o.status), max(0.0, o.delay)
-        texts = (o.id, text, o.error, o.traceback, o.progress)
-        if any(t is not None and _NUL in t for t in texts):
+        status, delay, result, text = status_text(o.status), max(0.0, o.delay), o.result, None
+        intact = isfinite(delay) and (o.started_at is None or isfinite(o.started_at))
+        if result is not None:
+            try:
+                text = bytes(result).decode("utf-8")
+            except UnicodeDecodeError:
+                intact = False
+        if not intact or any(
+            t is not None and _NUL in t for t in (o.id, text, o.error, o.traceback, o.progress)
+        ):
             single.append(
                 {
                     "id": o.id,
