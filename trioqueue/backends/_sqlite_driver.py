@@ -290,43 +290,30 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
     async def settle(self, outcomes: Sequence[Outcome], token: str) -> list[str]:
         """Apply outcomes whose lease is still held (compare-and-set on token and status).
 
-        One statement per outcome applies ``apply_outcome``'s rules, a
-        requested cancellation and a snooze included.
+        One statement applies ``apply_outcome``'s rules, a requested
+        cancellation and a snooze included, to the whole batch; an outcome
+        whose texts JSON cannot carry intact (a result that is not UTF-8
+        text, a NUL character) has a statement of its own, with the same rules.
         """
         if not outcomes:
             return []
         now = self.now()
+        batch, single = sql.settle_rows(outcomes)
 
         def run(conn: schema.Conn) -> list[tuple[str, str]]:
-            held = dict(
-                conn.execute(sql.SETTLE_HELD, (sql.ids_json(o.id for o in outcomes), token))
-            )
-            params: list[dict[str, Any]] = [
-                {
-                    "id": o.id,
-                    "token": token,
-                    "status": o.status.value,
-                    "result": o.result,
-                    "error": o.error,
-                    "traceback": o.traceback,
-                    "now": now,
-                    "delay": max(0.0, o.delay),
-                    "started_at": o.started_at,
-                    "progress": o.progress,
-                }
-                for o in outcomes
-                if o.id in held
-            ]
-            conn.executemany(sql.SETTLE, params)
-            return [(o.id, held[o.id]) for o in outcomes if o.id in held]
+            args = {"now": now, "token": token}
+            applied = conn.execute(sql.SETTLE_BATCH, {**args, "outcomes": batch}).fetchall()
+            for params in single:
+                applied += conn.execute(sql.SETTLE_ONE, {**args, **params}).fetchall()
+            return [(id, queue) for id, queue, _ in applied]
 
-        applied = await self._tx(run, rows=len(outcomes))
-        if applied:
+        held = dict(await self._tx(run, rows=len(outcomes)))
+        if held:
             self._waker.changed()
         again = {o.id for o in outcomes if o.status in _RESCHEDULED}
         if again:
-            self._waker.wake(q for id, q in applied if id in again)
-        return [id for id, _ in applied]
+            self._waker.wake(q for id, q in held.items() if id in again)
+        return [id for id in dict.fromkeys(o.id for o in outcomes) if id in held]
 
     async def release(self, ids: Sequence[str], token: str) -> int:
         """Give leased tasks back as PENDING, uncounting their attempt (or end them CANCELLED).

@@ -10,15 +10,18 @@ import dataclasses
 import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
+from math import isfinite
 from typing import Any
 
 import msgspec
 
-from .._driver import CANCEL_REQUESTED, StoredTask, WorkerRecord
+from .._driver import CANCEL_REQUESTED, Outcome, StoredTask, WorkerRecord
 from .._task import Status
-from ._columns import TEXT_COLUMNS, meta_json
+from ._columns import TEXT_COLUMNS, meta_json, status_text
 
 Conn = sqlite3.Connection
+
+_NUL = "\x00"
 
 #: The table's columns and how each differs from the record's field.
 COLUMNS = TEXT_COLUMNS
@@ -75,35 +78,62 @@ WHERE {_IDS} AND {_HELD}
 RETURNING id, cancel_requested
 """
 SETTLE_HELD = f"SELECT id, queue FROM trioqueue_tasks WHERE {_IDS} AND {_HELD}"
-# The rules of ``apply_outcome``, one row per outcome. A task is scheduled
-# again when it failed with attempts left or snoozed (PENDING), unless its
-# cancellation was requested: then it ends CANCELLED whatever the outcome.
+# The rules of ``apply_outcome``, written once over the outcome rows ``o``
+# (a column ``o_<name>`` per name of ``_OUTCOME``) and the parameters :now and
+# :token; ``+status``: the task is found by its id, not by its status. A task is
+# scheduled again when it failed with attempts left or snoozed (PENDING),
+# unless its cancellation was requested: then it ends CANCELLED whatever the
+# outcome. Unqualified names are the task's own columns, before the update.
 _AGAIN = (
     "NOT cancel_requested AND "
-    "(:status = 'pending' OR (:status = 'failed' AND attempts < max_attempts))"
+    "(o.o_status = 'pending' OR (o.o_status = 'failed' AND attempts < max_attempts))"
 )
-_SNOOZE = "NOT cancel_requested AND :status = 'pending'"
-SETTLE = f"""
+_SNOOZE = "NOT cancel_requested AND o.o_status = 'pending'"
+_APPLY = f"""
+WITH o AS {{outcomes}}
 UPDATE trioqueue_tasks SET
     status = CASE WHEN cancel_requested THEN 'cancelled'
-                  WHEN :status = 'failed' AND attempts >= max_attempts THEN 'killed'
-                  ELSE :status END,
-    result = CASE WHEN :status = 'done' AND NOT cancel_requested THEN :result ELSE result END,
+                  WHEN o.o_status = 'failed' AND attempts >= max_attempts THEN 'killed'
+                  ELSE o.o_status END,
+    result = CASE WHEN o.o_status = 'done' AND NOT cancel_requested THEN o.o_result
+                  ELSE result END,
     last_error = CASE
-        WHEN cancel_requested THEN coalesce(nullif(:error, ''), {_CANCELLED})
-        WHEN :status = 'pending' OR (:status = 'done' AND :error IS NULL) THEN last_error
-        ELSE :error END,
-    traceback = CASE WHEN NOT cancel_requested AND :status IN ('done', 'pending')
-                     THEN traceback ELSE :traceback END,
+        WHEN cancel_requested THEN coalesce(nullif(o.o_error, ''), {_CANCELLED})
+        WHEN o.o_status = 'pending' OR (o.o_status = 'done' AND o.o_error IS NULL)
+        THEN last_error
+        ELSE o.o_error END,
+    traceback = CASE WHEN NOT cancel_requested AND o.o_status IN ('done', 'pending')
+                     THEN traceback ELSE o.o_traceback END,
     attempts = CASE WHEN {_SNOOZE} THEN max(0, attempts - 1) ELSE attempts END,
     snoozes = CASE WHEN {_SNOOZE} THEN snoozes + 1 ELSE snoozes END,
-    run_at = CASE WHEN {_AGAIN} THEN :now + :delay ELSE run_at END,
+    run_at = CASE WHEN {_AGAIN} THEN :now + o.o_delay ELSE run_at END,
     finished_at = CASE WHEN {_AGAIN} THEN finished_at ELSE :now END,
-    started_at = coalesce(:started_at, started_at),
-    progress = coalesce(:progress, progress),
+    started_at = coalesce(o.o_started_at, started_at),
+    progress = coalesce(o.o_progress, progress),
     cancel_requested = 0, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND status IN ('queued', 'running')
+FROM o
+WHERE trioqueue_tasks.id = o.o_id AND lease_token = :token AND +status IN ('queued', 'running')
 """
+# The outcome row's columns, in the order of a ``settle_rows`` row.
+_OUTCOME = ("id", "status", "result", "error", "traceback", "delay", "started_at", "progress")
+#: One outcome, bound by name: the fields of ``_OUTCOME``, now and token.
+SETTLE = _APPLY.format(
+    outcomes="(SELECT " + ", ".join(f":{name} AS o_{name}" for name in _OUTCOME) + ")"
+)
+SETTLE_ONE = SETTLE + "RETURNING id, queue, status\n"
+# The batch's rows, each read once from the JSON text (MATERIALIZED: not once
+# per use in the rules). A result travels as JSON text, stored as its UTF-8 bytes.
+_ROWS = ", ".join(
+    f"CAST(value ->> {i} AS BLOB) AS o_result" if name == "result" else f"value ->> {i} AS o_{name}"
+    for i, name in enumerate(_OUTCOME)
+)
+#: A batch of outcomes in one statement, bound by name: now, token and
+#: outcomes (the JSON array of ``settle_rows``). Gives the id, queue and new
+#: status of each task it settled.
+SETTLE_BATCH = (
+    _APPLY.format(outcomes=f"MATERIALIZED (SELECT {_ROWS} FROM json_each(:outcomes))")
+    + "RETURNING id, queue, status\n"
+)
 # Binds (now, ids, token).
 RELEASE = f"""
 UPDATE trioqueue_tasks SET
@@ -137,10 +167,24 @@ WHERE status IN ('queued', 'running') AND lease_expires_at <= :now
   AND (:queue IS NULL OR queue = :queue)
 RETURNING queue, status
 """
-# NULL when none waits, or the queue is paused.
-NEXT_RUN_AT = """
-SELECT min(run_at) FROM trioqueue_tasks
-WHERE queue = ?1 AND status IN ('pending', 'failed')
+# NULL when none waits, or the queue is paused. Read from the claim index, in
+# (queue, priority DESC, run_at) order: a loose scan over the queue's waiting
+# priorities (each the next one below), and the earliest run_at of each, every
+# step one search of the index.
+_WAITING = (
+    "FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim "
+    "WHERE queue = ?1 AND status IN ('pending', 'failed')"
+)
+NEXT_RUN_AT = f"""
+WITH RECURSIVE levels (priority) AS (
+    SELECT max(priority) {_WAITING}
+    UNION ALL
+    SELECT (SELECT max(priority) {_WAITING} AND priority < levels.priority)
+    FROM levels WHERE levels.priority IS NOT NULL
+)
+SELECT min((SELECT min(run_at) {_WAITING} AND priority = levels.priority))
+FROM levels
+WHERE levels.priority IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM trioqueue_paused AS p WHERE p.queue = ?1)
 """
 COUNTS = """
@@ -255,6 +299,60 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
         meta = t.meta
         append((*head(t), meta_json(meta), t.created_at))
     return INSERT_FRESH, rows
+
+
+def _plain(value: Any) -> str:
+    # A ``str`` subclass (a ``TaskId``) as its text; anything else is an error.
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in an outcome")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_plain).encode
+
+
+def settle_rows(outcomes: Iterable[Outcome]) -> tuple[str, list[dict[str, Any]]]:
+    """Return the ``SETTLE_BATCH`` JSON of ``outcomes`` and the ``SETTLE_ONE`` rows of the rest.
+
+    An outcome goes to the batch when JSON carries it intact: its result, if
+    any, is UTF-8 text, no text holds a NUL character (SQLite's JSON functions
+    end a text there) and its times are finite numbers. Of several outcomes for one id, the
+    first is applied, as when each ran in turn.
+    """
+    batch: list[tuple[Any, ...]] = []
+    single: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for o in outcomes:
+        if o.id in seen:
+            continue
+        seen.add(o.id)
+        status, delay, result, text = status_text(o.status), max(0.0, o.delay), o.result, None
+        intact = isfinite(delay) and (o.started_at is None or isfinite(o.started_at))
+        if result is not None:
+            try:
+                text = bytes(result).decode("utf-8")
+            except UnicodeDecodeError:
+                intact = False
+        if not intact or any(
+            t is not None and _NUL in t for t in (o.id, text, o.error, o.traceback, o.progress)
+        ):
+            single.append(
+                {
+                    "id": o.id,
+                    "status": status,
+                    "result": result,
+                    "error": o.error,
+                    "traceback": o.traceback,
+                    "delay": delay,
+                    "started_at": o.started_at,
+                    "progress": o.progress,
+                }
+            )
+        else:
+            batch.append(
+                (o.id, status, text, o.error, o.traceback, delay, o.started_at, o.progress)
+            )
+    return _encode(batch).decode(), single
 
 
 def ids_json(ids: Iterable[str]) -> str:
