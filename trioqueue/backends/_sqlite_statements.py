@@ -123,8 +123,11 @@ SETTLE = _APPLY.format(
 SETTLE_ONE = SETTLE + "RETURNING id, queue, status\n"
 # The batch's rows, each read once from the JSON text (MATERIALIZED: not once
 # per use in the rules). A result travels as JSON text, stored as its UTF-8 bytes.
+# json_extract, not the ->> operator: SQLite 3.35 (the oldest supported) lacks it.
 _ROWS = ", ".join(
-    f"CAST(value ->> {i} AS BLOB) AS o_result" if name == "result" else f"value ->> {i} AS o_{name}"
+    f"CAST(json_extract(value, '$[{i}]') AS BLOB) AS o_result"
+    if name == "result"
+    else f"json_extract(value, '$[{i}]') AS o_{name}"
     for i, name in enumerate(_OUTCOME)
 )
 #: A batch of outcomes in one statement, bound by name: now, token and
