@@ -319,42 +319,32 @@ def settle_rows(outcomes: Iterable[Outcome]) -> tuple[str, list[dict[str, Any]]]
 
     An outcome goes to the batch when JSON carries it intact: its result, if
     any, is UTF-8 text, no text holds a NUL character (SQLite's JSON functions
-    end a text there) and its times are finite numbers. Of several outcomes for one id, the
-    first is applied, as when each ran in turn.
+    end a text there) and its times are finite numbers. Of several outcomes
+    for one id, the first is applied, as when each ran in turn.
     """
-    batch: list[tuple[Any, ...]] = []
+    batch: list[list[Any]] = []
     single: list[dict[str, Any]] = []
     seen: set[str] = set()
     for o in outcomes:
         if o.id in seen:
             continue
         seen.add(o.id)
-        status, delay, result, text = status_text(o.status), max(0.0, o.delay), o.result, None
+        delay, result = max(0.0, o.delay), o.result
+        row = [  # in the order of _OUTCOME
+            o.id, status_text(o.status), result, o.error, o.traceback, delay, o.started_at,
+            o.progress,
+        ]  # fmt: skip
         intact = isfinite(delay) and (o.started_at is None or isfinite(o.started_at))
         if result is not None:
             try:
-                text = bytes(result).decode("utf-8")
+                row[2] = bytes(result).decode("utf-8")  # JSON text, stored back as bytes
             except UnicodeDecodeError:
                 intact = False
-        if not intact or any(
-            t is not None and _NUL in t for t in (o.id, text, o.error, o.traceback, o.progress)
-        ):
-            single.append(
-                {
-                    "id": o.id,
-                    "status": status,
-                    "result": result,
-                    "error": o.error,
-                    "traceback": o.traceback,
-                    "delay": delay,
-                    "started_at": o.started_at,
-                    "progress": o.progress,
-                }
-            )
+        if intact and not any(isinstance(v, str) and _NUL in v for v in row):
+            batch.append(row)
         else:
-            batch.append(
-                (o.id, status, text, o.error, o.traceback, delay, o.started_at, o.progress)
-            )
+            row[2] = result
+            single.append(dict(zip(_OUTCOME, row, strict=True)))
     return _encode(batch).decode(), single
 
 
