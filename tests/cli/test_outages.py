@@ -135,5 +135,7 @@ def test_a_burst_worker_gives_up_on_storage_that_keeps_failing(cli: Cli, tmp_pat
     assert "for 1s" in last and "giving up" in last and "database is locked" in last
     assert took < 20, took
     assert "Traceback" not in log
-    # The task is not lost: its lease runs out and the next run takes it again.
-    assert cli.status("--backend", f"sqlite:///{db}") == {"queued": 1}
+    # The task is not lost: it is still leased (QUEUED, or RUNNING if the start
+    # mark was written before the lock was taken: the two processes race for
+    # it), its lease runs out and the next run takes it again.
+    assert cli.status("--backend", f"sqlite:///{db}") in ({"queued": 1}, {"running": 1})
