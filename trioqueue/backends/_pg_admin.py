@@ -85,11 +85,12 @@ class PostgresAdministration:
         params = {
             "queue": queue,
             "before": before,
-            "status": None if status is None else str(status),
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        query = self._admin.list_tasks if status is None else self._admin.list_tasks_of_status
+        query = (
+            self._admin.list_tasks if status is None else self._admin.list_tasks_of_status[status]
+        )
         rows = await self._fetch(query, params, shield=False)
         return [COLUMNS.shown(r) for r in rows]
 

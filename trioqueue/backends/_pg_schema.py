@@ -259,6 +259,15 @@ MIGRATIONS: tuple[str, ...] = (
     # 7: listings by status, newest first, without walking every task (a
     # status few or no tasks have, in a store of millions).
     "CREATE INDEX IF NOT EXISTS tasks_status ON {s}.tasks (status, id)",
+    # 8: the (status, id) index only for the statuses few tasks have, so that
+    # a push, a claim, a start and a done add no entry to it. A listing of
+    # another status reads the index that status already has (claim order,
+    # leases, finish time) or walks the key; see ``list_tasks_of_status``.
+    """
+    DROP INDEX IF EXISTS {s}.tasks_status;
+    CREATE INDEX IF NOT EXISTS tasks_status_rare ON {s}.tasks (status, id)
+        WHERE status IN ('failed', 'killed', 'cancelled');
+    """,
 )
 
 #: The schema version this code writes and understands.

@@ -120,12 +120,18 @@ class SqliteAdministration:
         params = {
             "queue": queue,
             "before": before,
-            "status": None if status is None else status.value,
             "limit": max(0, limit),
             "offset": max(0, offset),
         }
-        query = sql.LIST_TASKS if status is None else sql.LIST_TASKS_OF_STATUS
-        rows = await self.db.call(lambda c: c.execute(query, params).fetchall(), offload=True)
+
+        def listing(c: sql.Conn) -> list[Any]:
+            query = sql.LIST_TASKS if status is None else sql.LIST_TASKS_OF_STATUS[status]
+            probe = sql.LIST_PROBES.get(status) if status is not None else None
+            if probe is not None and c.execute(probe).fetchone()[0] > sql.LIST_PROBE:
+                query = sql.LIST_TASKS_OF_STATUS_BY_ID[status]  # type: ignore[index]
+            return c.execute(query, params).fetchall()
+
+        rows = await self.db.call(listing, offload=True)
         return [sql.COLUMNS.shown(r) for r in rows]
 
     async def get(self, id: str) -> StoredTask | None:

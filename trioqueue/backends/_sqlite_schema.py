@@ -148,6 +148,15 @@ END;
     # 7: the earliest waiting task of a queue is read from the claim index
     # (NEXT_RUN_AT): one index fewer to keep up on every push, claim and settle.
     "DROP INDEX IF EXISTS trioqueue_tasks_schedule;",
+    # 8: the (status, id) index only for the statuses few tasks have, so that
+    # a push, a claim, a start and a done add no entry to it. A listing of
+    # another status reads the index that status already has or walks the
+    # ids (LIST_TASKS_OF_STATUS).
+    """\
+DROP INDEX IF EXISTS trioqueue_tasks_status;
+CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id)
+            WHERE status IN ('failed', 'killed', 'cancelled');
+""",
 )
 
 #: The schema version this code writes and understands.

@@ -201,14 +201,50 @@ WHERE (:queue IS NULL OR queue = :queue)
   AND (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
-#: A listing of one status: ``status = :status`` spelled out, so that the
-#: (status, id) index serves it in id order.
-LIST_TASKS_OF_STATUS = f"""
-SELECT {_COLS} FROM trioqueue_tasks
-WHERE status = :status AND (:queue IS NULL OR queue = :queue)
+
+#: Up to this many tasks in a status's own index, a listing of PENDING or
+#: DONE tasks reads that index and sorts; past it, it walks the ids from the
+#: newest (those tasks are then likely among the newest).
+LIST_PROBE = 10_000
+#: The index each status is listed by, and the predicate that allows it. The
+#: statuses few tasks have share a (status, id) index (in id order); QUEUED and
+#: RUNNING tasks are few (at most what workers hold) and read the lease index.
+_STATUS_INDEX = {
+    Status.PENDING: ("trioqueue_tasks_claim", "('pending', 'failed')"),
+    Status.QUEUED: ("trioqueue_tasks_lease", "('queued', 'running')"),
+    Status.RUNNING: ("trioqueue_tasks_lease", "('queued', 'running')"),
+    Status.DONE: ("trioqueue_tasks_finished", "('done', 'killed', 'cancelled')"),
+    Status.FAILED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
+    Status.KILLED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
+    Status.CANCELLED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
+}
+
+
+def _list_of(status: Status, index: str) -> str:
+    # SQLite uses a partial index only for a WHERE holding its predicate's terms.
+    among = _STATUS_INDEX[status][1]
+    return f"""
+SELECT {_COLS} FROM trioqueue_tasks INDEXED BY {index}
+WHERE status IN {among} AND status = '{status.value}' AND (:queue IS NULL OR queue = :queue)
   AND (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
+
+
+#: A listing of one status by its own index (the status is written in the text:
+#: a partial index serves only a query whose WHERE implies its own).
+LIST_TASKS_OF_STATUS = {st: _list_of(st, index) for st, (index, _) in _STATUS_INDEX.items()}
+#: The same, walking the ids from the newest (PENDING and DONE past ``LIST_PROBE``).
+LIST_TASKS_OF_STATUS_BY_ID = {
+    st: _list_of(st, "sqlite_autoindex_trioqueue_tasks_1") for st in (Status.PENDING, Status.DONE)
+}
+#: How many entries (up to ``LIST_PROBE`` + 1) the index of PENDING or DONE holds.
+LIST_PROBES = {
+    st: f"SELECT count(*) FROM (SELECT 1 FROM trioqueue_tasks INDEXED BY {index} "
+    f"WHERE status IN {among} LIMIT {LIST_PROBE + 1})"
+    for st, (index, among) in _STATUS_INDEX.items()
+    if st in LIST_TASKS_OF_STATUS_BY_ID
+}
 GET = f"SELECT {_COLS} FROM trioqueue_tasks WHERE id = ?"
 GET_MANY = f"SELECT {_COLS} FROM trioqueue_tasks WHERE {_IDS}"
 QUEUES_OF = f"SELECT id, queue, status FROM trioqueue_tasks WHERE {_IDS}"
