@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -114,6 +114,10 @@ class TaskSink(Generic[Args]):
 
     Pushing a task whose ``id`` already exists stores nothing new.
     """
+
+    #: Tasks of a ``push_bulk`` per insert (one transaction each); a backend
+    #: whose large inserts are cheap raises it.
+    _bulk_chunk: ClassVar[int] = CHUNK
 
     queue: str
     codec: Codec
@@ -284,8 +288,9 @@ class TaskSink(Generic[Args]):
             raise TypeError("push_bulk takes an iterable of task args, not a single value")
         now = self._now()
         records = [self._plain_record(a, now) for a in items]
-        for start in range(0, len(records), CHUNK):
-            await self._store(records[start : start + CHUNK])
+        step = self._bulk_chunk
+        for start in range(0, len(records), step):
+            await self._store(records[start : start + step])
         return [r.id for r in records]  # type: ignore[misc]
 
     async def push_stream(self, items: AsyncIterable[Args]) -> int:

@@ -91,6 +91,13 @@ class PgOps:
             return self.st.insert_one, self.st.insert_one_params(records[0])
         return self.st.insert, self.st.insert_params(records)
 
+    @staticmethod
+    def stored(records: list[StoredTask], if_exists: IfExists, rows: list[Row]) -> int:
+        """How many of ``records`` the statement of ``insert`` stored, read from its rows."""
+        if len(records) == 1 and if_exists != "replace_finished":
+            return len(rows)  # insert_one: a row for a task stored, none for an id taken
+        return int(str(rows[0][0]))
+
     def queues_of(self, records: list[StoredTask]) -> tuple[Query, Any]:
         return self.admin.queues_of, {"ids": [r.id for r in records]}
 
@@ -208,7 +215,8 @@ class PgStore:
 
     def insert(self, records: list[StoredTask], if_exists: IfExists) -> tuple[int, Held]:
         """Store ``records`` in one statement; return how many and the ids found taken."""
-        n = int(self.fetch("push", self.ops.insert(records, if_exists))[0][0])
+        rows = self.fetch("push", self.ops.insert(records, if_exists))
+        n = self.ops.stored(records, if_exists, rows)
         if n >= len(records):
             return n, {}
         return n, self.ops.held(self.fetch("push", self.ops.queues_of(records)))

@@ -100,7 +100,8 @@ class AsyncPgStore:
 
     async def insert(self, records: list[StoredTask], if_exists: IfExists) -> tuple[int, Held]:
         """Store ``records`` in one statement; return how many and the ids found taken."""
-        n = int((await self.fetch("push", self.ops.insert(records, if_exists)))[0][0])
+        rows = await self.fetch("push", self.ops.insert(records, if_exists))
+        n = self.ops.stored(records, if_exists, rows)
         if n >= len(records):
             return n, {}
         return n, self.ops.held(await self.fetch("push", self.ops.queues_of(records)))

@@ -204,12 +204,12 @@ class PostgresDriver(PostgresFlows, PostgresAdministration, PostgresSchedules):
             except psycopg.errors.UniqueViolation:
                 pass
         if n < 0:
-            params: Any
             if len(tasks) == 1:
-                query, params = self._sql.insert_one, self._sql.insert_one_params(tasks[0])
+                one = self._sql.insert_one_params(tasks[0])
+                n = len(await self._fetch(self._sql.insert_one, one, shield=True))
             else:
-                query, params = self._sql.insert, self._sql.insert_params(tasks)
-            n = int((await self._fetch(query, params, shield=True))[0][0])
+                many = self._sql.insert_params(tasks)
+                n = int((await self._fetch(self._sql.insert, many, shield=True))[0][0])
         for q in queues:
             self._notified(q)  # wake local waiters without waiting for the round trip
         return n

@@ -96,13 +96,18 @@ class PreparedConnection:
         return self._rows(await wait(generators.execute(pgconn), pgconn.socket))
 
     async def copy_in(self, copy: str, data: Iterable[bytes], after: str) -> None:
-        """In one transaction: ``COPY ... FROM STDIN`` the ``rows``, run ``after``, commit.
+        """In one transaction: ``COPY ... FROM STDIN`` the ``rows`` and run ``after``; commit.
+
+        One query of two statements, ``after`` then the COPY: the server runs
+        them as one implicit transaction and commits when the COPY ends, so
+        the whole call is two round trips (the COPY's start, its end).
 
         Args:
           copy: The ``COPY table (columns) FROM STDIN`` statement.
           data: The COPY data in the statement's format, in pieces (a lazy
             iterable: the server works on a piece while the next is made).
-          after: Statements (simple protocol, no parameters) run before the commit.
+          after: Statements (simple protocol, no parameters) whose effect
+            comes with the commit (a NOTIFY); nothing if the COPY fails.
 
         Raises:
           psycopg.Error: the server refused a row, the statement or the commit;
@@ -112,20 +117,18 @@ class PreparedConnection:
         fd = pgconn.socket
         if not self.durable:
             await self.set_durable(True)
-        await self._simple(b"BEGIN")
         copying = False
         try:
-            pgconn.send_query(copy.encode())
-            (res,) = await wait(generators.execute(pgconn), fd)
-            if res.status != _COPY_IN:
-                self._check([res])
+            pgconn.send_query(after.encode() + b"; " + copy.encode())
+            results = await wait(generators.execute(pgconn), fd)
+            if results[-1].status != _COPY_IN:
+                self._check(results)
                 raise errors.ProgrammingError(f"not a COPY FROM STDIN: {copy[:60]!r}")
             copying = True
             for piece in data:
                 await wait(generators.copy_to(pgconn, piece, True), fd)
             copying = False
             await wait(generators.copy_end(pgconn, None), fd)
-            await self._simple(after.encode() + b"; COMMIT")
         except Exception:
             if copying:  # a row that could not be made: abort the COPY on the server
                 with contextlib.suppress(psycopg.Error):

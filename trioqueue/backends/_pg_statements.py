@@ -150,13 +150,13 @@ class Statements:
             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)"""
         )
         # One record (a lone push): scalar parameters cost far less to send than
-        # one-element arrays. Params: ``insert_one_params(task)``.
+        # one-element arrays, and a plain INSERT less than one in a CTE. One
+        # row back if it was stored (its NOTIFY sent), none if the id was
+        # taken. Params: ``insert_one_params(task)``.
         self.insert_one = q(
-            """WITH ins AS (
-                INSERT INTO {s}.tasks ({icols}) VALUES ({placeholders})
-                ON CONFLICT (id) DO NOTHING
-                RETURNING queue)
-            SELECT count(*), count(pg_notify(%s, queue)) FROM ins"""
+            """INSERT INTO {s}.tasks ({icols}) VALUES ({placeholders})
+            ON CONFLICT (id) DO NOTHING
+            RETURNING pg_notify(%s, queue)"""
         )
         # ``= ANY(ARRAY(...))``: the claimed ids are looked up by primary key;
         # a join with ``c`` lets the planner hash the whole table instead.

@@ -145,6 +145,10 @@ class PostgresBackend(Backend):
 
     driver: PostgresDriver
 
+    # One COPY of up to 1,024 rows per transaction: a commit for every 256
+    # rows made a bulk push about 15% slower (measured).
+    _bulk_chunk = 1024
+
     @classmethod
     @asynccontextmanager
     async def open(
