@@ -183,7 +183,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
             conn.executemany(statement, rows)
             return conn.total_changes - before
 
-        n = await self._tx(run, durable=True, rows=len(rows))
+        n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
         return n
 
@@ -204,7 +204,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
             conn.executemany(statement, rows)
             return conn.total_changes - before
 
-        n = await self._tx(run, durable=True, rows=len(rows))
+        n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
         return n
 
