@@ -366,16 +366,15 @@ def fresh_json(rows: Sequence[Sequence[Any]]) -> str | None:
     UTF-8 text, a NUL character anywhere (SQLite's JSON functions end a text
     there) or a time that is not a finite number.
     """
-    try:
-        items = [
-            (i, q, str(payload, "utf-8"), m, run_at, p, meta, created)
-            for i, q, payload, m, run_at, p, meta, created in rows
-            if isfinite(run_at) and isfinite(created)
-        ]
-    except (UnicodeDecodeError, TypeError):
-        return None
-    if len(items) < len(rows) or any(_NUL in v for r in items for v in r[:3] + r[6:7]):
-        return None
+    items = []
+    for i, q, payload, m, run_at, p, meta, created in rows:
+        try:  # a value of the wrong type is left for the bound rows to refuse
+            text = str(payload, "utf-8")
+            if not (isfinite(run_at) and isfinite(created)) or _NUL in i + q + text + meta:
+                return None
+        except (UnicodeDecodeError, TypeError):
+            return None
+        items.append((i, q, text, m, run_at, p, meta, created))
     return _encode(items).decode()
 
 
