@@ -19,6 +19,7 @@ from psycopg import sql as pgsql
 
 from trioqueue import Status, StoredTask
 from trioqueue.backends import _sqlite_statements as sql
+from trioqueue.backends._sqlite_schema import RARE
 from trioqueue.backends.postgres import PostgresBackend
 from trioqueue.backends.sqlite import SqliteDriver
 
@@ -116,7 +117,7 @@ async def test_sqlite_listings_read_an_index_and_pushes_add_no_status_entry(
         # The (status, id) index holds the rare statuses only.
         rare = conn.execute(
             "SELECT count(*) FROM trioqueue_tasks INDEXED BY trioqueue_tasks_status_rare "
-            "WHERE status IN ('failed', 'killed', 'cancelled')"
+            f"WHERE {RARE}"
         ).fetchone()[0]
         names = {"failed", "killed", "cancelled"}
         assert rare == sum(t.status.value in names for t in tasks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import asdict
 from pathlib import Path
@@ -52,6 +53,19 @@ def _schema_of(path: str) -> list[tuple[str, str]]:
         conn.close()
 
 
+def _definitions(path: str) -> dict[str, str]:
+    """Each index and trigger of the file and its SQL, whitespace folded."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master "
+            "WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {name: " ".join(text.split()) for name, text in rows}
+
+
 def _make_version(path: str, version: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -99,6 +113,21 @@ async def test_a_version_6_file_with_tasks_migrates(tmp_path: Path) -> None:
     await (await SqliteDriver.connect(new)).aclose()
     assert ("index", "trioqueue_tasks_schedule") not in _schema_of(old)
     assert _schema_of(old) == _schema_of(new)  # migrated as a new file is made
+    assert _definitions(old) == _definitions(new)
+
+
+def test_no_index_tests_a_status_against_a_list_of_three(tmp_path: Path) -> None:
+    """A partial index's ``IN`` list of three or more is a temporary table SQLite
+    builds and probes on every row it writes; two values or ORs are comparisons."""
+    path = str(tmp_path / "tasks.db")
+    conn, _ = schema.open_connection(path, 1.0, "normal", True)
+    conn.close()
+    definitions = _definitions(path)
+    assert definitions["trioqueue_tasks_finished"].endswith(f"WHERE {schema.FINISHED[1:-1]}")
+    assert definitions["trioqueue_tasks_status_rare"].endswith(f"WHERE {schema.RARE[1:-1]}")
+    for name, text in definitions.items():
+        for listed in re.findall(r"IN \(([^()]*)\)", text):
+            assert listed.count(",") < 2 or name == "trioqueue_flow_node_ended", (name, text)
 
 
 @pytest.fixture

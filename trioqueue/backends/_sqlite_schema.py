@@ -157,7 +157,26 @@ DROP INDEX IF EXISTS trioqueue_tasks_status;
 CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id)
             WHERE status IN ('failed', 'killed', 'cancelled');
 """,
+    # 9: the two partial indexes of three statuses each say so with ORs of
+    # equalities (FINISHED, RARE), which SQLite tests with comparisons. An
+    # IN list of three or more is a lookup in a temporary table, built once
+    # per statement run and probed for every row written: about 1 µs a single
+    # insert and 0.4 µs a row of a bulk insert, claim or settle, per index.
+    """\
+DROP INDEX IF EXISTS trioqueue_tasks_finished;
+CREATE INDEX trioqueue_tasks_finished ON trioqueue_tasks (finished_at)
+            WHERE status = 'done' OR status = 'killed' OR status = 'cancelled';
+DROP INDEX IF EXISTS trioqueue_tasks_status_rare;
+CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id)
+            WHERE status = 'failed' OR status = 'killed' OR status = 'cancelled';
+""",
 )
+
+#: The predicates of the partial indexes ``trioqueue_tasks_finished`` and
+#: ``trioqueue_tasks_status_rare`` as migration 9 wrote them: a query can use
+#: either index only if its WHERE holds the same expression (or implies it).
+FINISHED = "(status = 'done' OR status = 'killed' OR status = 'cancelled')"
+RARE = "(status = 'failed' OR status = 'killed' OR status = 'cancelled')"
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(MIGRATIONS)

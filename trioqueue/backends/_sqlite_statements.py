@@ -18,6 +18,7 @@ import msgspec
 from .._driver import CANCEL_REQUESTED, Outcome, StoredTask, WorkerRecord
 from .._task import Status
 from ._columns import TEXT_COLUMNS, meta_json, status_text
+from ._sqlite_schema import FINISHED, RARE
 
 Conn = sqlite3.Connection
 
@@ -70,7 +71,6 @@ RETURNING {_COLS}
 """
 # Batches of ids travel as one JSON array parameter: one cached statement for any size.
 _IDS = "id IN (SELECT value FROM json_each(?))"
-_FINAL = "('done', 'killed', 'cancelled')"
 _HELD = "lease_token = ? AND status IN ('queued', 'running')"
 # ``last_error`` of a task whose cancellation was requested, as a SQL literal.
 _CANCELLED = "'" + CANCEL_REQUESTED.replace("'", "''") + "'"
@@ -224,13 +224,13 @@ LIST_PROBE = 10_000
 #: statuses few tasks have share a (status, id) index (in id order); QUEUED and
 #: RUNNING tasks are few (at most what workers hold) and read the lease index.
 _STATUS_INDEX = {
-    Status.PENDING: ("trioqueue_tasks_claim", "('pending', 'failed')"),
-    Status.QUEUED: ("trioqueue_tasks_lease", "('queued', 'running')"),
-    Status.RUNNING: ("trioqueue_tasks_lease", "('queued', 'running')"),
-    Status.DONE: ("trioqueue_tasks_finished", "('done', 'killed', 'cancelled')"),
-    Status.FAILED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
-    Status.KILLED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
-    Status.CANCELLED: ("trioqueue_tasks_status_rare", "('failed', 'killed', 'cancelled')"),
+    Status.PENDING: ("trioqueue_tasks_claim", "status IN ('pending', 'failed')"),
+    Status.QUEUED: ("trioqueue_tasks_lease", "status IN ('queued', 'running')"),
+    Status.RUNNING: ("trioqueue_tasks_lease", "status IN ('queued', 'running')"),
+    Status.DONE: ("trioqueue_tasks_finished", FINISHED),
+    Status.FAILED: ("trioqueue_tasks_status_rare", RARE),
+    Status.KILLED: ("trioqueue_tasks_status_rare", RARE),
+    Status.CANCELLED: ("trioqueue_tasks_status_rare", RARE),
 }
 
 
@@ -239,7 +239,7 @@ def _list_of(status: Status, index: str) -> str:
     among = _STATUS_INDEX[status][1]
     return f"""
 SELECT {_COLS} FROM trioqueue_tasks INDEXED BY {index}
-WHERE status IN {among} AND status = '{status.value}' AND (:queue IS NULL OR queue = :queue)
+WHERE {among} AND status = '{status.value}' AND (:queue IS NULL OR queue = :queue)
   AND (:before IS NULL OR id < :before)
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
@@ -255,7 +255,7 @@ LIST_TASKS_OF_STATUS_BY_ID = {
 #: How many entries (up to ``LIST_PROBE`` + 1) the index of PENDING or DONE holds.
 LIST_PROBES = {
     st: f"SELECT count(*) FROM (SELECT 1 FROM trioqueue_tasks INDEXED BY {index} "
-    f"WHERE status IN {among} LIMIT {LIST_PROBE + 1})"
+    f"WHERE {among} LIMIT {LIST_PROBE + 1})"
     for st, (index, among) in _STATUS_INDEX.items()
     if st in LIST_TASKS_OF_STATUS_BY_ID
 }
@@ -277,24 +277,24 @@ WHERE id = ? AND status IN ('pending', 'failed', 'queued', 'running')
 RETURNING status
 """
 # ``replace``: the final tasks among the ids go, in the insert's transaction.
-DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status IN {_FINAL}"
+DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND {FINISHED}"
 DELETE = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status NOT IN ('queued', 'running')"
 HISTOGRAM = f"""
 SELECT CAST((finished_at - :since) / :step AS INTEGER) AS bucket, status, count(*)
 FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
-WHERE status IN {_FINAL} AND finished_at >= :since
+WHERE {FINISHED} AND finished_at >= :since
 GROUP BY bucket, status ORDER BY bucket
 """
 PURGE = f"""
 DELETE FROM trioqueue_tasks
-WHERE status IN {_FINAL} AND finished_at < ?
+WHERE {FINISHED} AND finished_at < ?
 """
 # Retention: at most :limit rows, each past its status's cutoff (NULL: kept),
 # found through the index of finished tasks (below :oldest, the latest cutoff).
 PRUNE = f"""
 DELETE FROM trioqueue_tasks WHERE rowid IN (
     SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
-    WHERE status IN {_FINAL} AND finished_at < :oldest
+    WHERE {FINISHED} AND finished_at < :oldest
       AND ((status = 'done' AND finished_at < :done)
            OR (status = 'killed' AND finished_at < :killed)
            OR (status = 'cancelled' AND finished_at < :cancelled))
