@@ -1,4 +1,4 @@
-"""SQLite: new tasks inserted as one JSON array are stored as binding each row stores them."""
+"""SQLite: new tasks inserted with their eight own columns are stored exactly."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from trioqueue.backends.sqlite import SqliteDriver
 
 T0 = 1_700_000_000.123456789
 
-# Values JSON must carry intact: escapes, astral characters, quotes, edges of
-# the integer columns, times with every bit of their mantissa used.
+# Payloads and values to keep intact: escapes, astral characters, quotes, NULs,
+# bytes that are not UTF-8, edges of the integer columns, times with every bit
+# of their mantissa used.
 PAYLOADS = [
     b'{"a":1}',
     b'"\\u00e9\\n\\t \\" \\\\ /"',
@@ -24,6 +25,8 @@ PAYLOADS = [
     b"",
     b"[" + b"1," * 500 + b"1]",
     b'"\\\\u0000"',  # the six characters \u0000 in a JSON text: not a NUL
+    b"\xff\xfe not UTF-8",
+    b"a NUL \x00 inside",
 ]
 
 
@@ -54,15 +57,13 @@ async def driver(tmp_path: Path) -> AsyncIterator[SqliteDriver]:
         await d.aclose()
 
 
-def stored_as(tmp_path: Path, tasks: list[StoredTask], json_min: int) -> list[tuple[Any, ...]]:
-    """The rows an insert of ``tasks`` leaves in a new file, read raw (types included)."""
+def stored_as(tmp_path: Path, statement: str, rows: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows ``statement`` leaves in a new file, read raw (types included)."""
     from trioqueue.backends import _sqlite_schema as schema
 
-    path = str(tmp_path / f"raw-{json_min}.db")
+    path = str(tmp_path / f"raw-{len(statement)}.db")
     conn, _ = schema.open_connection(path, 1.0, "normal", True)
     try:
-        statement, rows = sql.insert_rows(tasks)
-        assert (statement == sql.INSERT_FRESH_JSON) == (len(tasks) >= json_min)
         conn.executemany(statement, rows)
         return conn.execute(
             "SELECT *, typeof(payload), typeof(run_at), typeof(priority) FROM trioqueue_tasks "
@@ -72,46 +73,27 @@ def stored_as(tmp_path: Path, tasks: list[StoredTask], json_min: int) -> list[tu
         conn.close()
 
 
-def test_the_json_array_stores_what_bound_rows_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_new_tasks_store_what_binding_every_column_stores(tmp_path: Path) -> None:
     tasks = batch(PAYLOADS)
-    by_json = stored_as(tmp_path, tasks, sql.JSON_MIN)
-    monkeypatch.setattr(sql, "JSON_MIN", len(tasks) + 1)
-    by_rows = stored_as(tmp_path, tasks, len(tasks) + 1)
-    assert len(by_json) == len(tasks)
-    assert by_json == by_rows
-    assert {r[-3:] for r in by_json} == {("blob", "real", "integer")}
+    statement, rows = sql.insert_rows(tasks)
+    assert statement == sql.INSERT_FRESH
+    fresh = stored_as(tmp_path, statement, rows)
+    every = stored_as(tmp_path, sql.INSERT, sql.COLUMNS.rows(tasks))
+    assert len(fresh) == len(tasks)
+    assert fresh == every
+    assert {r[-3:] for r in fresh} == {("blob", "real", "integer")}
 
 
-@pytest.mark.parametrize(
-    "odd",
-    [b"\xff\xfe not UTF-8", b'"\x00"', b"a NUL \x00 inside"],
-    ids=["not-utf8", "nul-in-json", "nul-in-text"],
-)
-async def test_a_value_json_cannot_carry_goes_as_bound_rows(
-    driver: SqliteDriver, odd: bytes
-) -> None:
-    tasks = batch([*PAYLOADS, odd])
-    assert sql.insert_rows(tasks)[0] == sql.INSERT_FRESH
-    assert await driver.insert(tasks) == len(tasks)
-    got = {t.id: t for t in await driver.get_many([t.id for t in tasks])}
-    for t in tasks:
-        assert asdict(got[t.id]) == asdict(t)
-
-
-async def test_a_json_batch_round_trips_and_skips_taken_ids(driver: SqliteDriver) -> None:
+def test_a_task_that_is_not_new_binds_every_column() -> None:
     tasks = batch(PAYLOADS)
-    assert sql.insert_rows(tasks)[0] == sql.INSERT_FRESH_JSON
+    tasks[3].attempts = 1
+    assert sql.insert_rows(tasks)[0] == sql.INSERT
+
+
+async def test_a_batch_round_trips_and_skips_taken_ids(driver: SqliteDriver) -> None:
+    tasks = batch(PAYLOADS)
     assert await driver.insert(tasks[:10]) == 10
     assert await driver.insert(tasks) == len(tasks) - 10  # the first ten are taken
     got = {t.id: t for t in await driver.get_many([t.id for t in tasks])}
     for t in tasks:
         assert asdict(got[t.id]) == asdict(t)
-
-
-def test_a_time_that_is_not_finite_goes_as_bound_rows() -> None:
-    tasks = batch(PAYLOADS)
-    tasks[3].run_at = float("inf")
-    assert sql.insert_rows(tasks)[0] == sql.INSERT_FRESH
-    assert sql.fresh_json([("i", "q", b"x", 1, float("nan"), 0, "{}", 0.0)]) is None

@@ -40,20 +40,6 @@ INSERT_FRESH = (
     f"INSERT OR IGNORE INTO trioqueue_tasks ({', '.join(_FRESH)}, status) "
     f"VALUES ({', '.join('?' * len(_FRESH))}, 'pending')"
 )
-#: A batch of at least this many new tasks goes as one JSON array of rows
-#: (``INSERT_FRESH_JSON``, one bound value) when JSON carries every value
-#: intact: about 1.6 µs a row less than binding each row (measured).
-JSON_MIN = 16
-# ``json_extract`` (not ``->>``: SQLite 3.35); the payload travels as JSON
-# text and is stored back as its UTF-8 bytes.
-INSERT_FRESH_JSON = f"""
-INSERT OR IGNORE INTO trioqueue_tasks ({", ".join(_FRESH)}, status)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-    CAST(json_extract(value, '$[2]') AS BLOB), json_extract(value, '$[3]'),
-    json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'),
-    json_extract(value, '$[7]'), 'pending'
-FROM json_each(?)
-"""
 # Binds (token, lease expiry, worker, queue, now, limit). A paused queue gives
 # nothing: its row in trioqueue_paused is looked up once, in the same statement.
 CLAIM = f"""
@@ -342,10 +328,8 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
     """Return the insert statement for ``tasks`` and its rows.
 
     ``INSERT_FRESH`` when every task is new (PENDING, no attempt, no outcome,
-    no lease, never started), else ``INSERT`` with every column. A batch of
-    ``JSON_MIN`` new tasks or more is ``INSERT_FRESH_JSON`` with one row (the
-    JSON array) when ``fresh_json`` can make it. Either way ``executemany``
-    runs it.
+    no lease, never started), else ``INSERT`` with every column; for
+    ``executemany``.
     """
     rows: list[Sequence[Any]] = []
     append, head, tail, fresh = rows.append, _fresh_head, _fresh_tail, _FRESH_TAIL
@@ -354,28 +338,7 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
             return INSERT, COLUMNS.rows(tasks)
         meta = t.meta
         append((*head(t), meta_json(meta), t.created_at))
-    if len(rows) >= JSON_MIN and (text := fresh_json(rows)) is not None:
-        return INSERT_FRESH_JSON, [(text,)]
     return INSERT_FRESH, rows
-
-
-def fresh_json(rows: Sequence[Sequence[Any]]) -> str | None:
-    """Return ``INSERT_FRESH`` rows as the JSON array ``INSERT_FRESH_JSON`` reads, or None.
-
-    None when JSON would not carry a value intact: a payload that is not
-    UTF-8 text, a NUL character anywhere (SQLite's JSON functions end a text
-    there) or a time that is not a finite number.
-    """
-    items = []
-    for i, q, payload, m, run_at, p, meta, created in rows:
-        try:  # a value of the wrong type is left for the bound rows to refuse
-            text = str(payload, "utf-8")
-            if not (isfinite(run_at) and isfinite(created)) or _NUL in i + q + text + meta:
-                return None
-        except (UnicodeDecodeError, TypeError):
-            return None
-        items.append((i, q, text, m, run_at, p, meta, created))
-    return _encode(items).decode()
 
 
 def _plain(value: Any) -> str:
