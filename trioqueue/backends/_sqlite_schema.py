@@ -25,6 +25,12 @@ Conn = sqlite3.Connection
 #: the expression of the index ``trioqueue_tasks_run``, so queries must spell it so.
 RUN_OF_META = "CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_run') END"
 
+#: The predicates of the partial indexes ``trioqueue_tasks_finished`` and
+#: ``trioqueue_tasks_status_rare`` as migration 9 wrote them: a query can use
+#: either index only if its WHERE holds the same expression (or implies it).
+FINISHED = "(status = 'done' OR status = 'killed' OR status = 'cancelled')"
+RARE = "(status = 'failed' OR status = 'killed' OR status = 'cancelled')"
+
 #: The migrations, in order; the schema's version is how many were applied.
 #: Each is a script of statements run in one transaction. Never edit one that
 #: shipped: append a new one.
@@ -162,21 +168,13 @@ CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id)
     # IN list of three or more is a lookup in a temporary table, built once
     # per statement run and probed for every row written: about 1 µs a single
     # insert and 0.4 µs a row of a bulk insert, claim or settle, per index.
-    """\
+    f"""\
 DROP INDEX IF EXISTS trioqueue_tasks_finished;
-CREATE INDEX trioqueue_tasks_finished ON trioqueue_tasks (finished_at)
-            WHERE status = 'done' OR status = 'killed' OR status = 'cancelled';
+CREATE INDEX trioqueue_tasks_finished ON trioqueue_tasks (finished_at) WHERE {FINISHED};
 DROP INDEX IF EXISTS trioqueue_tasks_status_rare;
-CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id)
-            WHERE status = 'failed' OR status = 'killed' OR status = 'cancelled';
+CREATE INDEX trioqueue_tasks_status_rare ON trioqueue_tasks (status, id) WHERE {RARE};
 """,
 )
-
-#: The predicates of the partial indexes ``trioqueue_tasks_finished`` and
-#: ``trioqueue_tasks_status_rare`` as migration 9 wrote them: a query can use
-#: either index only if its WHERE holds the same expression (or implies it).
-FINISHED = "(status = 'done' OR status = 'killed' OR status = 'cancelled')"
-RARE = "(status = 'failed' OR status = 'killed' OR status = 'cancelled')"
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = len(MIGRATIONS)
