@@ -177,3 +177,50 @@ def test_next_run_at_searches_the_claim_index(tmp_path: Path) -> None:
     assert all(
         s.startswith("SEARCH trioqueue_tasks USING INDEX trioqueue_tasks_claim") for s in reads
     )
+
+
+def test_the_searches_by_run_read_the_run_index(tmp_path: Path) -> None:
+    """The run cancel's cascade and the end rule's (the trigger's second statement)
+    find a run's tasks through the run index, which holds exactly the tasks of a run."""
+    from trioqueue.backends import _sqlite_flows as flows
+
+    path = str(tmp_path / "runs.db")
+    conn, _ = schema.open_connection(path, 1.0, "normal", True)
+    try:
+        conn.executemany(
+            f"INSERT INTO trioqueue_tasks ({sql.COLUMNS.select}) "
+            f"VALUES ({', '.join('?' * len(sql.COLUMNS.names))})",
+            sql.COLUMNS.rows(
+                [
+                    waiting("plain", T0),
+                    waiting("other-meta", T0, meta={"k": "v"}),
+                    waiting("node", T0, meta={"trioqueue_run": "r", "trioqueue_node": "a"}),
+                    waiting("r", T0, meta={"trioqueue_run": "r"}),
+                    waiting("elsewhere", T0, meta={"trioqueue_run": "s"}),
+                ]
+            ),
+        )
+        (trigger,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'trioqueue_flow_node_ended'"
+        ).fetchone()
+        end_rule = trigger.split("BEGIN", 1)[1].split(";")[1]
+        for old, new in (("new.meta", ":meta"), ("new.id", ":id"), ("new.finished_at", ":at")):
+            end_rule = end_rule.replace(old, new)
+        searches = [
+            (end_rule, {"meta": '{"trioqueue_run": "r"}', "id": "node", "at": T0}),
+            (flows._CASCADE, {"run": "r", "now": T0}),
+        ]
+        for statement, params in searches:
+            steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
+            assert any(
+                s.startswith("SEARCH trioqueue_tasks USING INDEX trioqueue_tasks_run")
+                for s in steps
+            ), steps
+            assert not any(s.startswith("SCAN trioqueue_tasks") for s in steps), steps
+        indexed = conn.execute(
+            "SELECT id FROM trioqueue_tasks INDEXED BY trioqueue_tasks_run "
+            f"WHERE {schema.RUN_SEARCH} IS NOT NULL ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert indexed == [("elsewhere",), ("node",), ("r",)]

@@ -48,7 +48,7 @@ UPDATE trioqueue_tasks SET
     last_error = CASE WHEN status IN ('queued', 'running') THEN last_error
         ELSE 'Cancelled: its run ended' END,
     finished_at = CASE WHEN status IN ('queued', 'running') THEN finished_at ELSE :now END
-WHERE {_RUN} = :run AND id <> :run AND status NOT IN ('done', 'killed', 'cancelled')
+WHERE {schema.RUN_SEARCH} = :run AND id <> :run AND status NOT IN ('done', 'killed', 'cancelled')
 """
 _DROP_JOINS = "DELETE FROM trioqueue_flow_joins WHERE run = :run"
 
