@@ -4,8 +4,9 @@ For each schedule it reads the last tick pushed by any instance from storage,
 asks the policy (``_policy.plan``) which due ticks to push, pushes them with
 ids derived from the schedule's name and the tick (so a tick pushed by several
 instances is stored once), records the last tick in storage, then sleeps
-until the next tick. Beside them, it deletes now and then the records of its
-queue that no worker runs any more (``_policy.to_forget``).
+until the next tick. At its first look, then at most every ``PRUNE_EVERY``
+seconds, it also deletes the records of its queue that no worker runs any
+more (``_policy.to_forget``), from the records that look read.
 """
 
 from __future__ import annotations
