@@ -171,8 +171,13 @@ def test_what_a_worker_prunes_is_of_its_queue_and_not_its_own() -> None:
     elsewhere = dataclasses.replace(old_default, queue="other")
     own = record(mine.name)
     live = record("jobs@host:4243:every:10s", next_tick=now + 5)
-    records = [old_default, other_spec, ancient, elsewhere, own, live]
+    other_args = record("jobs:every:10s#0123456789ab")  # another schedule, stale: kept a while
+    records = [old_default, other_spec, ancient, elsewhere, own, live, other_args]
     assert to_forget(records, "jobs", (mine,), now) == [old_default, ancient]
+    later = 1000 + PRUNE_AFTER + 1000  # a week on, all but its own and the other queue's go
+    assert to_forget(records, "jobs", (mine,), later) == [
+        old_default, other_spec, ancient, live, other_args,
+    ]  # fmt: skip
 
 
 async def test_workers_prune_stale_records_of_their_queue(

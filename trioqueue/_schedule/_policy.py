@@ -110,6 +110,7 @@ class Schedule:
     catch_up: CatchUp
     zone: tzinfo
     pinned: bool = False  # cron at fixed hours in a zone with DST: cronsim's Debian rules
+    spec: str = ""  # ``cron:<expr>[@<tz>]`` or ``every:<seconds>s``: the default name's middle
     given_name: bool = True  # False: ``name`` is the spec until ``identified`` makes it the default
 
     @classmethod
@@ -138,9 +139,9 @@ class Schedule:
         up: CatchUp = catch_up  # type: ignore[assignment]
         parts = fields.split()
         pinned = zone is not UTC and len(parts) == 5 and "*" not in parts[0][:1] + parts[1][:1]
-        given = name is not None
-        name = _check_name(name) if given else f"cron:{text}{where}"
-        return cls(name, args, fields, None, tz, up, zone, pinned, given)
+        given, spec = name is not None, f"cron:{text}{where}"
+        name = _check_name(name) if given else spec
+        return cls(name, args, fields, None, tz, up, zone, pinned, spec, given)
 
     @classmethod
     def every(cls, seconds: float, *, args: Any, name: str | None) -> Schedule:
@@ -154,9 +155,9 @@ class Schedule:
         interval = round(value * _SECOND)
         if interval < 1000:
             raise ValueError(f"every must be at least 0.001 seconds, got {seconds!r}")
-        given = name is not None
-        name = _check_name(name) if given else f"every:{value:g}s"
-        return cls(name, args, None, interval, "UTC", "latest", UTC, False, given)
+        given, spec = name is not None, f"every:{value:g}s"
+        name = _check_name(name) if given else spec
+        return cls(name, args, None, interval, "UTC", "latest", UTC, False, spec, given)
 
     def identified(self, queue: str, encoded_args: bytes | None) -> Schedule:
         """Return this schedule with its identity in a store: its given name, else the default.
@@ -167,7 +168,7 @@ class Schedule:
         """
         if self.given_name:
             return self
-        return dataclasses.replace(self, name=default_name(queue, self.name, encoded_args))
+        return dataclasses.replace(self, name=default_name(queue, self.spec, encoded_args))
 
     def describe(self) -> str:
         """Return the schedule as a person reads it (``cron '0 3 * * *' UTC``, ``every 1s``)."""
@@ -284,15 +285,26 @@ def to_forget(
 
     Only records of the worker's own queue, never one of its schedules' own:
     a stale record with the spec (expression or interval, and zone) of one of
-    them under another name is superseded (an old default name, a rename)
-    and goes at once; any other goes once ``prunable``.
+    them under a name that is not a default name of that spec (an old default
+    made from a worker's name, a rename) is superseded and goes at once; any
+    other goes once ``prunable``. A stale default of the same spec with other
+    args is another schedule, left until it is prunable.
     """
     names = {s.name for s in schedules}
-    specs = {(r.expr, r.interval, r.tz) for r in (s.record(queue, None, None) for s in schedules)}
     return [
         r
         for r in records
         if r.queue == queue
         and r.name not in names
-        and (prunable(r, now) or (is_stale(r, now) and (r.expr, r.interval, r.tz) in specs))
+        and (prunable(r, now) or (is_stale(r, now) and _superseded(r, queue, schedules)))
     ]
+
+
+def _superseded(rec: ScheduleRecord, queue: str, schedules: tuple[Schedule, ...]) -> bool:
+    for s in schedules:
+        mine = s.record(queue, None, None)
+        if (rec.expr, rec.interval, rec.tz) == (mine.expr, mine.interval, mine.tz):
+            base = default_name(queue, s.spec, None)
+            if rec.name != base and not rec.name.startswith(base + "#"):
+                return True
+    return False
