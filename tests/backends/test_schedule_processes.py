@@ -168,6 +168,14 @@ class CliWorkers:
         nursery.start_soon(self._drain, proc.stdout, self.out[-1])
         nursery.start_soon(self._drain, proc.stderr, self.err[-1])
 
+    async def wait_serving(self) -> None:
+        """Poll (bounded) until every process logged its banner: its workers are starting."""
+        with trio.fail_after(60):
+            while True:
+                if all(b"trioqueue.cli.banner" in err for err in self.err):
+                    return
+                await trio.sleep(0.1)
+
     async def _drain(self, stream: trio.abc.ReceiveStream | None, into: bytearray) -> None:
         assert stream is not None
         while chunk := await stream.receive_some(4096):
@@ -222,7 +230,8 @@ async def test_cli_workers_share_one_schedule_across_processes_and_restarts(
                 first = CliWorkers(tmp_path, url)
                 await first.start(nursery)
                 await first.start(nursery)
-                await wait_ticks(backend, EVERY, now, 4)
+                await first.wait_serving()
+                await wait_ticks(backend, EVERY, backend.driver.now(), 3)  # both pushing
                 await first.stop()
                 together = await ticks_of(backend, EVERY)
                 # Down for three ticks and more: the downtime is the point here.
