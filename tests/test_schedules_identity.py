@@ -172,11 +172,14 @@ def test_what_a_worker_prunes_is_of_its_queue_and_not_its_own() -> None:
     own = record(mine.name)
     live = record("jobs@host:4243:every:10s", next_tick=now + 5)
     other_args = record("jobs:every:10s#0123456789ab")  # another schedule, stale: kept a while
-    records = [old_default, other_spec, ancient, elsewhere, own, live, other_args]
+    by_hand = record("cleanup")  # a name given by hand, stale: kept a while
+    records = [old_default, other_spec, ancient, elsewhere, own, live, other_args, by_hand]
     assert to_forget(records, "jobs", (mine,), now) == [old_default, ancient]
+    named = Schedule.every(10, args=None, name="beat").identified("jobs", None)
+    assert to_forget(records, "jobs", (named,), now) == [old_default, ancient]
     later = 1000 + PRUNE_AFTER + 1000  # a week on, all but its own and the other queue's go
     assert to_forget(records, "jobs", (mine,), later) == [
-        old_default, other_spec, ancient, live, other_args,
+        old_default, other_spec, ancient, live, other_args, by_hand,
     ]  # fmt: skip
 
 

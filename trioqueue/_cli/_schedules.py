@@ -33,8 +33,8 @@ def add_parser(sub: Any, common: Callable[..., argparse.ArgumentParser]) -> None
         "and .every): the expression or interval, its zone, the last tick pushed by any "
         "worker and the next tick due, as the last worker to write it computed it. A "
         "schedule whose next tick is over 5 minutes overdue is stale: no worker runs it; "
-        "workers of its queue delete it (at once if they run its spec under another name, "
-        "else after 7 days and 3 of its periods).",
+        "workers of its queue delete it (at once if it has an old default name of a spec "
+        "they run, else after 7 days and 3 of its periods).",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
 

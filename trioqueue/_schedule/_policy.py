@@ -283,12 +283,13 @@ def to_forget(
 ) -> list[ScheduleRecord]:
     """Return the records of ``queue`` that a worker running ``schedules`` deletes.
 
-    Only records of the worker's own queue, never one of its schedules' own:
-    a stale record with the spec (expression or interval, and zone) of one of
-    them under a name that is not a default name of that spec (an old default
-    made from a worker's name, a rename) is superseded and goes at once; any
-    other goes once ``prunable``. A stale default of the same spec with other
-    args is another schedule, left until it is prunable.
+    Only records of the worker's own queue, never one of its schedules' own.
+    A stale record of the spec (expression or interval, and zone) of one of
+    them, named ``<something>:<spec>`` as releases that took the worker's
+    name for the default named it (with the host and pid, under ``trioqueue
+    worker``), is superseded and goes at once; any other stale record (a
+    default of the same spec with other args, a name given by hand) goes
+    once ``prunable``.
     """
     names = {s.name for s in schedules}
     return [
@@ -303,8 +304,11 @@ def to_forget(
 def _superseded(rec: ScheduleRecord, queue: str, schedules: tuple[Schedule, ...]) -> bool:
     for s in schedules:
         mine = s.record(queue, None, None)
-        if (rec.expr, rec.interval, rec.tz) == (mine.expr, mine.interval, mine.tz):
-            base = default_name(queue, s.spec, None)
-            if rec.name != base and not rec.name.startswith(base + "#"):
-                return True
+        if (rec.expr, rec.interval, rec.tz) != (mine.expr, mine.interval, mine.tz):
+            continue
+        base = default_name(queue, s.spec, None)
+        if rec.name == base or rec.name.startswith(base + "#"):
+            continue  # a default of today: this schedule, or one with other args
+        if rec.name.endswith(":" + s.spec):
+            return True  # an old default, made from a worker's name
     return False
