@@ -3,7 +3,9 @@
 Run ``python examples/schedule_heartbeat.py [--seconds N]``: three workers share
 a SQLite file and the same schedule for N seconds (default 5), then the
 script lists what was stored: one task per second, whichever worker pushed it,
-and the schedule's record, as ``trioqueue schedules`` shows it.
+and the schedule's record, as ``trioqueue schedules`` shows it. The workers
+have other names but the schedule needs none: its default name comes from the
+queue, the interval and the args, so they all run the same one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ async def main(seconds: float, folder: Path) -> None:
         workers = [
             tq.WorkerBuilder(f"worker-{n}")
             .backend(backend)
-            .every(1, args={"service": "api"}, name="heartbeat")
+            .every(1, args={"service": "api"})
             .build(beat)
             for n in range(3)
         ]

@@ -67,16 +67,19 @@ async def test_hourly_ticks_run_at_their_exact_times(
         want = [utc(2024, 1, 1, h) for h in (1, 2, 3)]
         assert runs.ticks == want
         assert [when for _, when, _ in runs.seen] == want  # each ran at its tick, not later
+        # The default name: the queue, the spec, and a digest of the encoded args
+        # (sha256 of b'{"k":1}'): the same in every process and after a restart.
+        name = "default:cron:0 * * * *#a0da1fce57d0"
         assert [i for _, _, i in runs.seen] == [
-            f"sched:sched:cron:0 * * * *:2024-01-01T0{h}:00:00Z" for h in (1, 2, 3)
+            f"sched:{name}:2024-01-01T0{h}:00:00Z" for h in (1, 2, 3)
         ]
         task = await backend.get_task(runs.seen[0][2])
         assert task is not None and task.args == {"k": 1}
-        assert task.meta == {"schedule": "sched:cron:0 * * * *", "tick": "2024-01-01T01:00:00Z"}
+        assert task.meta == {"schedule": name, "tick": "2024-01-01T01:00:00Z"}
         assert task.run_at == want[0]
         (stats,) = worker.statistics().schedules
         assert (stats.name, stats.schedule, stats.catch_up) == (
-            "sched:cron:0 * * * *", "cron '0 * * * *' UTC", "latest",
+            name, "cron '0 * * * *' UTC", "latest",
         )  # fmt: skip
         assert (stats.last_tick, stats.next_tick, stats.pushed, stats.skipped) == (
             utc(2024, 1, 1, 3), utc(2024, 1, 1, 4), 3, 0,

@@ -36,17 +36,21 @@ def test_schedules_lists_each_schedule_with_its_ticks(
     )  # fmt: skip
     assert main(["schedules", "--backend", url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "queue", "schedule", "tz", "last_tick", "next_tick"]
+    assert lines[0].split() == [
+        "name", "queue", "state", "schedule", "tz", "last_tick", "next_tick",
+    ]  # fmt: skip
     assert [line.split() for line in lines[1:]] == [
-        ["beat", "default", "every", "2.5s", "UTC", "-", "2024-03-31T01:30:02.500Z"],
-        ["nightly", "reports", "30", "2", "*", "*", "*", "Europe/Berlin",
+        ["beat", "default", "stale", "every", "2.5s", "UTC", "-", "2024-03-31T01:30:02.500Z"],
+        ["nightly", "reports", "stale", "30", "2", "*", "*", "*", "Europe/Berlin",
          "2024-03-31T01:30:00.000Z", "2024-04-01T00:30:00.000Z"],
     ]  # fmt: skip
     assert main(["schedules", "--backend", url, "--queue", "reports", "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert list(listed) == [
-        "name", "queue", "expr", "interval", "tz", "last_tick", "next_tick", "updated_at",
+        "name", "queue", "stale", "expr", "interval", "tz", "last_tick", "next_tick",
+        "updated_at",
     ]  # fmt: skip
+    assert listed["stale"] is True
     assert (listed["name"], listed["expr"], listed["interval"], listed["tz"]) == (
         "nightly", "30 2 * * *", None, "Europe/Berlin",
     )  # fmt: skip

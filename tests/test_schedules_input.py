@@ -70,14 +70,14 @@ async def test_build_refuses_twin_names_and_args_the_codec_cannot_encode() -> No
         worker = WorkerBuilder("w").backend(backend).cron("@daily").every(90).build(handler)
         names = [(s.name, s.schedule) for s in worker.statistics().schedules]
         assert names == [
-            ("w:cron:@daily", "cron '0 0 * * *' UTC"),
-            ("w:every:90s", "every 90s"),
+            ("default:cron:@daily", "cron '0 0 * * *' UTC"),
+            ("default:every:90s", "every 90s"),
         ]
 
 
 def test_the_longest_name_still_makes_a_valid_task_id() -> None:
     from trioqueue._schedule._policy import Schedule
 
-    s = Schedule.every("w", 0.001, args=None, name="n" * 200)
+    s = Schedule.every(0.001, args=None, name="n" * 200)
     tid = tq.TaskId(s.tick_id(1_700_000_000_123_000))
     assert tid.endswith(":2023-11-14T22:13:20.123000Z") and len(tid) <= 255

@@ -744,6 +744,17 @@ class FileDriver:
         out: list[ScheduleRecord] = await self._run(op)
         return out
 
+    async def forget_schedule(self, name: str, updated_at: float) -> bool:
+        def op(store: _Store, now: float) -> bool:
+            rec = store.schedules.get(name)
+            if rec is None or rec.updated_at > updated_at:
+                return False
+            del store.schedules[name]
+            return True
+
+        out: bool = await self._run(op)
+        return out
+
     async def aclose(self) -> None:
         pass
 

@@ -41,12 +41,19 @@ class WorkerBuilder:
 
     Each method returns the builder; ``build`` resolves the handler and fails
     at once (with ``HandlerError``) if a parameter cannot be provided.
+
+    Args:
+      name: The worker's name (in logs, statistics and the workers' registry).
+      handler: The handler ``build()`` runs, if known before the builder is
+        configured; code that configures builders (``configure_worker`` of the
+        command line) reads it as ``builder.handler``.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, handler: Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("a worker name must be a non-empty str")
         self._name = name
+        self._handler = handler
         self._backend: Backend | None = None
         self._data: dict[type, object] = {}
         self._layers: list[Layer] = []
@@ -60,6 +67,20 @@ class WorkerBuilder:
         self._timeout: float | None = None
         self._callbacks: list[EventCallback] = []
         self._schedules: list[Schedule] = []
+
+    @property
+    def name(self) -> str:
+        """The worker's name, as given to ``WorkerBuilder(name)``."""
+        return self._name
+
+    @property
+    def handler(self) -> Any:
+        """The handler given as ``WorkerBuilder(name, handler=...)``, or None.
+
+        ``trioqueue worker`` gives it, so that a module's
+        ``configure_worker(builder)`` knows which of its handlers it configures.
+        """
+        return self._handler
 
     def backend(self, backend: Backend) -> WorkerBuilder:
         """Set the backend whose queue the worker consumes."""
@@ -168,8 +189,9 @@ class WorkerBuilder:
 
         Any number of workers (on any hosts) may run the same schedule: each
         tick's task id is ``sched:<name>:<tick in UTC>``, so a tick is stored
-        once. The handler reads the tick's time with a parameter annotated
-        ``Tick``. See ``docs/schedules.md``.
+        once, and a worker that starts or restarts catches up from the last
+        tick any of them recorded. The handler reads the tick's time with a
+        parameter annotated ``Tick``. See ``docs/schedules.md``.
 
         Args:
           expr: Five fields (minute hour day-of-month month day-of-week), an
@@ -182,15 +204,15 @@ class WorkerBuilder:
           catch_up: What the first look after downtime pushes of the missed
             ticks: ``"latest"`` (the last one), ``"all"`` (each, at most
             ``MAX_CATCH_UP`` = 100, the latest ones) or ``"none"``.
-          name: The schedule's name in storage (default
-            ``<worker>:cron:<expr>[@<tz>]``); rename it and it starts afresh.
+          name: The schedule's name in storage, its identity. By default
+            ``<queue>:cron:<expr>[@<tz>][#<digest of args>]``, from the
+            backend's queue, never from the worker's name or process; a new
+            name starts afresh.
 
         Raises:
           ValueError: for a bad expression, an unknown zone or catch-up mode.
         """
-        self._schedules.append(
-            Schedule.cron(self._name, expr, args=args, tz=tz, catch_up=catch_up, name=name)
-        )
+        self._schedules.append(Schedule.cron(expr, args=args, tz=tz, catch_up=catch_up, name=name))
         return self
 
     def every(self, seconds: float, *, args: Any = None, name: str | None = None) -> WorkerBuilder:
@@ -203,24 +225,38 @@ class WorkerBuilder:
         Args:
           seconds: The interval (at least 0.001).
           args: The args of every tick's task.
-          name: The schedule's name (default ``<worker>:every:<seconds>s``).
+          name: The schedule's name (default
+            ``<queue>:every:<seconds>s[#<digest of args>]``, as for ``cron``).
         """
-        self._schedules.append(Schedule.every(self._name, seconds, args=args, name=name))
+        self._schedules.append(Schedule.every(seconds, args=args, name=name))
         return self
 
-    def build(self, handler: Any) -> Worker:
+    def build(self, handler: Any = None) -> Worker:
         """Return the ``Worker`` running ``handler`` (a function, service or stack).
 
         A ``Workflow`` or ``DagFlow`` gives a worker running its nodes.
 
+        Args:
+          handler: What the worker runs; by default the builder's ``handler``.
+
         Raises:
           HandlerError: if the handler cannot be resolved (names the parameter);
             ``FlowError`` (one) for a flow that cannot run.
-          ValueError: if no backend was set, or two schedules share a name.
+          ValueError: if no backend was set, no handler given, ``handler``
+            is not the one the builder was made for, or two schedules share a
+            name (given, or by default: the same spec and args).
           CodecError: if a schedule's args cannot be encoded.
         """
         if self._backend is None:
             raise ValueError(f"worker {self._name!r} has no backend: call .backend(b) first")
+        if handler is None:
+            handler = self._handler
+            if handler is None:
+                raise ValueError(f"worker {self._name!r} has no handler: pass it to build()")
+        elif self._handler is not None and handler is not self._handler:
+            raise ValueError(
+                f"worker {self._name!r} was made for the handler {self._handler!r}, not {handler!r}"
+            )
         config = WorkerConfig(
             name=self._name,
             backend=self._backend,

@@ -274,6 +274,14 @@ class Driver(Protocol):
         """Return the schedules' records, by name (see ``merge_schedule`` for the upsert rule)."""
         ...
 
+    async def forget_schedule(self, name: str, updated_at: float) -> bool:
+        """Delete the record ``name`` unless it was written after ``updated_at``; True if deleted.
+
+        Workers delete the stale records of their queue with it; a record
+        that a worker wrote again meanwhile stays.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release the driver's resources (connections, threads)."""
         ...

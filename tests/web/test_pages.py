@@ -173,6 +173,13 @@ async def test_schedules_page_shows_what_storage_keeps_of_each_schedule(
     assert "nightly&lt;b&gt;" in r.text and "nightly<b>" not in r.text
     assert "2030-01-02 03:04:05Z" in r.text and "4 3 * * *" in r.text
     assert "<th>last_tick</th>" in r.text and "<th>next_tick</th>" in r.text
+    assert "<th>state</th>" in r.text and "<td>live</td>" in r.text and "stale" not in r.text
+    # A record whose next tick passed long ago unwritten: no worker runs it.
+    await board.backend.driver.record_schedule(
+        ScheduleRecord("gone@host:4242:every:5s", "default", None, 5.0, "UTC", None, tick - 1e9)
+    )
+    r = await board.http.get("/schedules")
+    assert r.text.count("<td>stale</td>") == 1 and r.text.count("<td>live</td>") == 1
 
 
 async def test_a_driver_without_schedules_has_no_schedules_page(board: BoardClient) -> None:

@@ -153,7 +153,8 @@ def _build(
     layers: list[object],
 ) -> Worker:
     name = f"{target.spec}@{socket.gethostname()}:{os.getpid()}"
-    builder = WorkerBuilder(name).backend(backend).concurrency(args.concurrency)
+    builder = WorkerBuilder(name, handler=target.handler)
+    builder.backend(backend).concurrency(args.concurrency)
     builder.shutdown_timeout(args.shutdown_timeout)
     for name in ("lease", "prefetch", "timeout", "poll_interval"):
         value = getattr(args, name)

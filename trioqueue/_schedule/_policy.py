@@ -8,6 +8,8 @@ microseconds since the epoch (UTC), exact in both directions.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +20,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from .._durations import seconds as check_seconds
-from ._record import ScheduleRecord
+from ._record import ScheduleRecord, is_stale, prunable
 from ._tick import at, iso, micros
 
 __all__ = [
-    "CATCH_UP", "MAX_CATCH_UP", "ON_TIME", "CatchUp", "Plan", "Schedule", "plan", "to_micros",
+    "CATCH_UP", "MAX_CATCH_UP", "ON_TIME", "CatchUp", "Plan", "Schedule", "default_name", "plan",
+    "to_forget", "to_micros",
 ]  # fmt: skip
 
 CatchUp = Literal["latest", "all", "none"]
@@ -64,6 +67,25 @@ def _zone(tz: object) -> tzinfo:
         ) from exc
 
 
+def default_name(queue: str, spec: str, encoded_args: bytes | None) -> str:
+    """Return a schedule's default name: ``<queue>:<spec>``, then ``#<digest>`` for args.
+
+    ``spec`` is ``cron:<expr>`` (``@<tz>`` outside UTC) or ``every:<seconds>s``;
+    ``encoded_args`` the codec's bytes of the args, None when the schedule has
+    none (no suffix). The digest is the first 12 hex digits of their SHA-256,
+    so two schedules of one spec with other args get other names. A name
+    longer than ``MAX_NAME`` keeps its start and ends with ``~`` and a digest
+    of the whole. Nothing of the process (pid, host, worker name) is in it.
+    """
+    name = f"{queue}:{spec}"
+    if encoded_args is not None:
+        name += "#" + hashlib.sha256(encoded_args).hexdigest()[:12]
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        name = f"{name[: MAX_NAME - 13]}~{digest}"
+    return name
+
+
 def _check_name(name: object) -> str:
     if not isinstance(name, str):
         raise TypeError(f"a schedule name must be a str, got {type(name).__name__}")
@@ -88,12 +110,12 @@ class Schedule:
     catch_up: CatchUp
     zone: tzinfo
     pinned: bool = False  # cron at fixed hours in a zone with DST: cronsim's Debian rules
+    spec: str = ""  # ``cron:<expr>[@<tz>]`` or ``every:<seconds>s``: the default name's middle
+    given_name: bool = True  # False: ``name`` is the spec until ``identified`` makes it the default
 
     @classmethod
-    def cron(
-        cls, worker: str, expr: str, *, args: Any, tz: str, catch_up: str, name: str | None
-    ) -> Schedule:
-        """Return a cron schedule, its name by default ``<worker>:cron:<expr>[@<tz>]``.
+    def cron(cls, expr: str, *, args: Any, tz: str, catch_up: str, name: str | None) -> Schedule:
+        """Return a cron schedule; without ``name``, its spec until ``identified`` names it.
 
         Raises:
           ValueError: for an expression cronsim refuses, an unknown zone or catch-up mode.
@@ -114,15 +136,16 @@ class Schedule:
         if catch_up not in CATCH_UP:
             raise ValueError(f"catch_up must be one of {CATCH_UP}, got {catch_up!r}")
         where = "" if tz.upper() == "UTC" else f"@{tz}"
-        name = f"{worker}:cron:{text}{where}" if name is None else name
         up: CatchUp = catch_up  # type: ignore[assignment]
         parts = fields.split()
         pinned = zone is not UTC and len(parts) == 5 and "*" not in parts[0][:1] + parts[1][:1]
-        return cls(_check_name(name), args, fields, None, tz, up, zone, pinned)
+        given, spec = name is not None, f"cron:{text}{where}"
+        name = _check_name(name) if given else spec
+        return cls(name, args, fields, None, tz, up, zone, pinned, spec, given)
 
     @classmethod
-    def every(cls, worker: str, seconds: float, *, args: Any, name: str | None) -> Schedule:
-        """Return an interval schedule (catch-up ``"latest"``), by default ``<worker>:every:<s>s``.
+    def every(cls, seconds: float, *, args: Any, name: str | None) -> Schedule:
+        """Return an interval schedule (catch-up ``"latest"``); without ``name``, as for ``cron``.
 
         Raises:
           ValueError: for an interval under a millisecond, or not finite.
@@ -132,8 +155,20 @@ class Schedule:
         interval = round(value * _SECOND)
         if interval < 1000:
             raise ValueError(f"every must be at least 0.001 seconds, got {seconds!r}")
-        name = f"{worker}:every:{value:g}s" if name is None else name
-        return cls(_check_name(name), args, None, interval, "UTC", "latest", UTC)
+        given, spec = name is not None, f"every:{value:g}s"
+        name = _check_name(name) if given else spec
+        return cls(name, args, None, interval, "UTC", "latest", UTC, False, spec, given)
+
+    def identified(self, queue: str, encoded_args: bytes | None) -> Schedule:
+        """Return this schedule with its identity in a store: its given name, else the default.
+
+        The default is ``default_name(queue, spec, encoded_args)``: the same
+        queue, spec and args give the same name in every process, on every
+        host, after every restart.
+        """
+        if self.given_name:
+            return self
+        return dataclasses.replace(self, name=default_name(queue, self.spec, encoded_args))
 
     def describe(self) -> str:
         """Return the schedule as a person reads it (``cron '0 3 * * *' UTC``, ``every 1s``)."""
@@ -241,3 +276,39 @@ def plan(schedule: Schedule, after: int, now: int) -> Plan:
 def to_micros(seconds: float) -> int:
     """Return POSIX seconds as integer microseconds (ticks are whole microseconds)."""
     return math.floor(seconds * _SECOND + 0.5)
+
+
+def to_forget(
+    records: list[ScheduleRecord], queue: str, schedules: tuple[Schedule, ...], now: float
+) -> list[ScheduleRecord]:
+    """Return the records of ``queue`` that a worker running ``schedules`` deletes.
+
+    Only records of the worker's own queue, never one of its schedules' own.
+    A stale record of the spec (expression or interval, and zone) of one of
+    them, named ``<something>:<spec>`` as releases that took the worker's
+    name for the default named it (with the host and pid, under ``trioqueue
+    worker``), is superseded and goes at once; any other stale record (a
+    default of the same spec with other args, a name given by hand) goes
+    once ``prunable``.
+    """
+    names = {s.name for s in schedules}
+    return [
+        r
+        for r in records
+        if r.queue == queue
+        and r.name not in names
+        and (prunable(r, now) or (is_stale(r, now) and _superseded(r, queue, schedules)))
+    ]
+
+
+def _superseded(rec: ScheduleRecord, queue: str, schedules: tuple[Schedule, ...]) -> bool:
+    for s in schedules:
+        mine = s.record(queue, None, None)
+        if (rec.expr, rec.interval, rec.tz) != (mine.expr, mine.interval, mine.tz):
+            continue
+        base = default_name(queue, s.spec, None)
+        if rec.name == base or rec.name.startswith(base + "#"):
+            continue  # a default of today: this schedule, or one with other args
+        if rec.name.endswith(":" + s.spec):
+            return True  # an old default, made from a worker's name
+    return False

@@ -5,7 +5,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["SCHEDULE_FIELDS", "ScheduleRecord", "merge_schedule"]
+__all__ = [
+    "PRUNE_AFTER", "PRUNE_PERIODS", "SCHEDULE_FIELDS", "STALE_AFTER", "ScheduleRecord",
+    "is_stale", "merge_schedule", "prunable",
+]  # fmt: skip
+
+#: Seconds past a record's next tick with no write before it counts as stale:
+#: a worker running the schedule rewrites it within moments of each tick.
+STALE_AFTER = 300.0
+#: A stale record is deleted once it is this many seconds overdue...
+PRUNE_AFTER = 7 * 86_400.0
+#: ...and this many of its periods (the interval, or the gap between its ticks).
+PRUNE_PERIODS = 3
 
 
 @dataclass(slots=True)
@@ -60,3 +71,37 @@ def _older(a: float | None, b: float | None) -> bool:
     if b is None:
         return False
     return a is None or a < b
+
+
+def _expected(rec: ScheduleRecord) -> float:
+    # When a worker running the schedule writes the record next: at its next
+    # tick (a write always sets one after its own time), else at the last write.
+    return rec.updated_at if rec.next_tick is None else rec.next_tick
+
+
+def is_stale(rec: ScheduleRecord, now: float) -> bool:
+    """Return whether no worker runs the schedule: its next tick is ``STALE_AFTER`` overdue.
+
+    A schedule whose every worker is stopped (or whose name changed: an old
+    default name, a renamed schedule) is stale; so is one whose workers cannot
+    reach storage. A record with no next tick is stale ``STALE_AFTER`` after
+    its last write.
+    """
+    return now - _expected(rec) > STALE_AFTER
+
+
+def prunable(rec: ScheduleRecord, now: float) -> bool:
+    """Return whether a record is stale for so long that a worker of its queue deletes it.
+
+    That is, overdue by more than ``PRUNE_AFTER`` and ``PRUNE_PERIODS`` of
+    its periods (its interval; for a cron expression the gap between its last
+    and next tick). A schedule that comes back after that starts afresh, with
+    no catch-up.
+    """
+    if rec.interval is not None:
+        period = rec.interval
+    elif rec.last_tick is not None and rec.next_tick is not None:
+        period = max(0.0, rec.next_tick - rec.last_tick)
+    else:
+        period = 0.0
+    return now - _expected(rec) > max(PRUNE_AFTER, PRUNE_PERIODS * period, STALE_AFTER)

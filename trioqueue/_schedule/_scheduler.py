@@ -4,12 +4,15 @@ For each schedule it reads the last tick pushed by any instance from storage,
 asks the policy (``_policy.plan``) which due ticks to push, pushes them with
 ids derived from the schedule's name and the tick (so a tick pushed by several
 instances is stored once), records the last tick in storage, then sleeps
-until the next tick.
+until the next tick. At its first look, then at most every ``PRUNE_EVERY``
+seconds, it also deletes the records of its queue that no worker runs any
+more (``_policy.to_forget``), from the records that look read.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,7 @@ import trio
 from .._errors import DuplicateTask
 from .._nursery import open_nursery
 from .._retrying import retrying
-from ._policy import Schedule, plan, to_micros
+from ._policy import Schedule, plan, to_forget, to_micros
 from ._record import ScheduleRecord
 from ._stats import ScheduleStatistics
 from ._tick import META_SCHEDULE, META_TICK, at, iso
@@ -26,13 +29,16 @@ from ._tick import META_SCHEDULE, META_TICK, at, iso
 if TYPE_CHECKING:
     from .._backend import Backend
 
-__all__ = ["MAX_NAP", "Scheduler", "read_schedules"]
+__all__ = ["MAX_NAP", "PRUNE_EVERY", "Scheduler", "read_schedules"]
 
 log = logging.getLogger("trioqueue.schedule")
 
 #: The longest single sleep (seconds): a long wait for a tick is cut into naps,
 #: so that a wall clock set forward or back is noticed within one.
 MAX_NAP = 60.0
+#: Seconds between two prunes of a queue's stale schedule records by one worker
+#: (the first when it starts).
+PRUNE_EVERY = 3600.0
 
 
 async def read_schedules(backend: Backend) -> list[ScheduleRecord]:
@@ -59,23 +65,34 @@ class _State:
 class Scheduler:
     """Runs a worker's schedules: pushes each tick's task to the worker's queue.
 
+    A schedule without a given name is named here, by the backend's queue,
+    its spec and its args (``Schedule.identified``).
+
     Error handling:
       A storage error, or a push refused, is logged and the look is tried
       again after a backoff (up to a minute); it never stops the worker.
       A tick whose id is held by a task of another queue (two schedules of
-      one name on two queues) is logged and skipped.
+      one name on two queues) is logged and skipped. A failed prune of stale
+      records is logged and tried again ``PRUNE_EVERY`` seconds later.
     """
 
     def __init__(self, backend: Backend, schedules: tuple[Schedule, ...]) -> None:
+        named = []
+        for s in schedules:
+            encoded = backend.codec.encode(s.args)  # CodecError now, not at the first tick
+            named.append(s.identified(backend.queue, None if s.args is None else encoded))
+        schedules = tuple(named)
         names = [s.name for s in schedules]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"a worker's schedules need distinct names: {dup} given twice")
-        for s in schedules:
-            backend.codec.encode(s.args)  # CodecError now, not at the first tick
+            raise ValueError(
+                f"a worker's schedules need distinct names: {dup} given twice (the same "
+                f"spec and args on one queue is one schedule; give the others their own name=)"
+            )
         self.backend = backend
         self.schedules = schedules
         self._state = {s.name: _State() for s in schedules}
+        self._prune_at = -math.inf
 
     def statistics(self) -> tuple[ScheduleStatistics, ...]:
         """Return a ``ScheduleStatistics`` per schedule, in the order they were added."""
@@ -105,11 +122,28 @@ class Scheduler:
             await stop.wait()
             nursery.cancel_scope.cancel()
 
+    async def _prune(self, records: list[ScheduleRecord]) -> None:
+        # At the first look, then at most every PRUNE_EVERY seconds: delete the
+        # records of this queue no worker runs any more, from what a look read.
+        forget = getattr(self.backend.driver, "forget_schedule", None)
+        if forget is None or trio.current_time() < self._prune_at:
+            return
+        self._prune_at = trio.current_time() + PRUNE_EVERY
+        try:
+            now = self.backend.driver.now()
+            for rec in to_forget(records, self.backend.queue, self.schedules, now):
+                if await forget(rec.name, rec.updated_at):
+                    log.info("schedule %s: stale record deleted", rec.name)
+        except Exception:
+            log.exception("pruning the stale schedules failed; again in %gs", PRUNE_EVERY)
+
     def _now(self) -> int:
         return to_micros(self.backend.driver.now())
 
     async def _stored(self, s: Schedule) -> int | None:
-        for rec in await read_schedules(self.backend):
+        records = await read_schedules(self.backend)
+        await self._prune(records)
+        for rec in records:
             if rec.name == s.name and rec.last_tick is not None:
                 return to_micros(rec.last_tick)
         return None

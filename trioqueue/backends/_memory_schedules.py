@@ -11,7 +11,7 @@ __all__ = ["MemorySchedules"]
 
 
 class MemorySchedules:
-    """``record_schedule`` and ``schedules`` of ``MemoryDriver``."""
+    """``record_schedule``, ``schedules`` and ``forget_schedule`` of ``MemoryDriver``."""
 
     if TYPE_CHECKING:
 
@@ -33,3 +33,12 @@ class MemorySchedules:
     async def schedules(self) -> list[ScheduleRecord]:
         """Return copies of the schedules' records, by name."""
         return [dataclasses.replace(r) for _, r in sorted(self._schedule_records().items())]
+
+    async def forget_schedule(self, name: str, updated_at: float) -> bool:
+        """Delete the record ``name`` unless it was written after ``updated_at``."""
+        records = self._schedule_records()
+        rec = records.get(name)
+        if rec is None or rec.updated_at > updated_at:
+            return False
+        del records[name]
+        return True

@@ -22,10 +22,17 @@ _UPSERT = (
     "OR EXCLUDED.last_tick IS NULL AND r.last_tick IS NULL"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM {{s}}.schedules ORDER BY name"
+_FORGET = (
+    "DELETE FROM {s}.schedules WHERE name = %(name)s AND updated_at <= %(updated_at)s "
+    "RETURNING name"
+)
 
 
 class PostgresSchedules:
-    """``record_schedule`` and ``schedules`` of ``PostgresDriver``: one statement each."""
+    """``record_schedule``, ``schedules``, ``forget_schedule`` of ``PostgresDriver``.
+
+    One statement each.
+    """
 
     schema: str
 
@@ -37,11 +44,12 @@ class PostgresSchedules:
             self, query: Any, params: Any, *, shield: bool, durable: bool = True
         ) -> list[Row]: ...
 
-    def _schedule_sql(self) -> tuple[str, str]:
-        found: tuple[str, str] | None = self.__dict__.get("_schedule_statements")
+    def _schedule_sql(self) -> tuple[str, str, str]:
+        found: tuple[str, str, str] | None = self.__dict__.get("_schedule_statements")
         if found is None:
             q = composer(self.schema)
-            found = self.__dict__["_schedule_statements"] = (q(_UPSERT), q(_SELECT))
+            found = (q(_UPSERT), q(_SELECT), q(_FORGET))
+            self.__dict__["_schedule_statements"] = found
         return found
 
     async def record_schedule(self, rec: ScheduleRecord) -> None:
@@ -59,6 +67,12 @@ class PostgresSchedules:
             out.append(ScheduleRecord(str(n), str(q), expr, _float(i), str(tz), _float(last)))
             out[-1].next_tick, out[-1].updated_at = _float(nxt), float(str(at))
         return out
+
+    async def forget_schedule(self, name: str, updated_at: float) -> bool:
+        """Delete the record ``name`` unless it was written after ``updated_at``."""
+        params = {"name": name, "updated_at": updated_at}
+        rows = await self._fetch(self._schedule_sql()[2], params, shield=True, durable=False)
+        return bool(rows)
 
 
 def _float(value: object) -> float | None:

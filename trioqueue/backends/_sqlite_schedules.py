@@ -24,10 +24,11 @@ _UPSERT = (
     "OR excluded.last_tick IS NULL AND trioqueue_schedules.last_tick IS NULL"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM trioqueue_schedules ORDER BY name"
+_FORGET = "DELETE FROM trioqueue_schedules WHERE name = ? AND updated_at <= ?"
 
 
 class SqliteSchedules:
-    """``record_schedule`` and ``schedules`` of ``SqliteDriver``."""
+    """``record_schedule``, ``schedules`` and ``forget_schedule`` of ``SqliteDriver``."""
 
     db: Connection
 
@@ -49,3 +50,7 @@ class SqliteSchedules:
         """Return the schedules' records, by name."""
         rows = await self.db.call(lambda c: c.execute(_SELECT).fetchall())
         return [ScheduleRecord(*row) for row in rows]
+
+    async def forget_schedule(self, name: str, updated_at: float) -> bool:
+        """Delete the record ``name`` unless it was written after ``updated_at``."""
+        return await self._tx(lambda c: c.execute(_FORGET, (name, updated_at)).rowcount > 0)

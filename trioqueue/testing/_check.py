@@ -28,7 +28,7 @@ from ._check_cancel import (
 )
 from ._check_flows import flow_end_rule, flow_fan_in, flow_run_cancel, flow_transition
 from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
-from ._check_schedules import schedules_record
+from ._check_schedules import schedules_forget, schedules_record
 from ._check_texts import failure_texts, store_wide_ids
 from ._context import BackendFactory, Check, ManualClock, _Ctx
 
@@ -325,6 +325,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("signal.change", signal_change),
     ("signal.cancel", signal_cancel),
     ("schedules.record", schedules_record),
+    ("schedules.forget", schedules_forget),
     ("flow.transition", flow_transition),
     ("flow.fan_in", flow_fan_in),
     ("flow.end_rule", flow_end_rule),

@@ -1,5 +1,5 @@
 """Conformance checks of the schedules' records: the upsert by name, whose last tick
-only moves forward, and the listing."""
+only moves forward, the listing, and the deletion of a record no one wrote since."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 from .._schedule._record import ScheduleRecord
 from ._context import _Ctx
 
-__all__ = ["schedules_record"]
+__all__ = ["schedules_forget", "schedules_record"]
 
 
 async def _one(c: _Ctx, name: str) -> ScheduleRecord:
@@ -65,3 +65,27 @@ async def schedules_record(c: _Ctx) -> None:
     listed[0].last_tick = 0.0  # the caller's copy: storage must not change with it
     again = await _one(c, listed[0].name)
     c.expect(again.last_tick != 0.0, "schedules() returned the stored record, not a copy")
+
+
+async def schedules_forget(c: _Ctx) -> None:
+    """``forget_schedule`` deletes a record unless it was written after the time given."""
+    if not callable(getattr(c.driver, "forget_schedule", None)):
+        raise c.fail(f"{type(c.driver).__name__} has no `forget_schedule`: stale records stay")
+    t0 = c.clock.now
+    rec = ScheduleRecord("s-gone", c.queue, None, 10.0, "UTC", t0 - 10, t0)
+    await c.driver.record_schedule(rec)
+    await c.driver.record_schedule(dataclasses.replace(rec, name="s-kept"))
+    seen = await _one(c, "s-gone")
+    c.clock.advance(2)
+    await c.driver.record_schedule(dataclasses.replace(rec, last_tick=t0, next_tick=t0 + 10))
+    gone = await c.driver.forget_schedule("s-gone", seen.updated_at)
+    c.expect(not gone, "forget_schedule deleted a record written after the time given")
+    fresh = await _one(c, "s-gone")
+    c.expect(await c.driver.forget_schedule("s-gone", fresh.updated_at),
+             "forget_schedule did not delete a record written at the time given")  # fmt: skip
+    c.expect(not await c.driver.forget_schedule("s-gone", fresh.updated_at),
+             "forget_schedule said it deleted a record that was gone")  # fmt: skip
+    c.expect(not await c.driver.forget_schedule("s-none", c.clock.now),
+             "forget_schedule said it deleted a record that never was")  # fmt: skip
+    names = [r.name for r in await c.driver.schedules() if r.name in ("s-gone", "s-kept")]
+    c.expect(names == ["s-kept"], f"after forget_schedule, schedules() listed {names}")

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .._retrying import retrying
-from .._schedule._record import ScheduleRecord
+from .._schedule._record import ScheduleRecord, is_stale
 from .._task import Status
 from ._board import Board, board_url
 from ._charts import Window, bar_chart, per_bucket
@@ -175,7 +175,8 @@ def routes(board: Board) -> list[Route]:
                 request, "message.html", {"title": "Schedules", "text": text}, status=404
             )
         records = await retrying("list schedules", fn, transient=board.backend.transient)
-        rows = [_fields(r) for r in records]
+        now = board.backend.driver.now()
+        rows = [_fields(r) | _state(r, now) for r in records]
         columns = _columns(rows)
         context = {"title": "Schedules", "columns": columns, "rows": rows}
         return board.render(request, "schedules.html", context)
@@ -216,7 +217,9 @@ def _notice(request: Request) -> dict[str, Any]:
     return {"notice": None if text is None else text.format(n=n)}
 
 
-_PREFERRED = ("name", "queue", "cron", "every", "last_tick", "last_run", "next_tick", "next_run")
+_PREFERRED = (
+    "name", "queue", "state", "cron", "every", "last_tick", "last_run", "next_tick", "next_run",
+)  # fmt: skip
 
 
 #: Fields of a stored schedule that are POSIX seconds, shown as times.
@@ -235,6 +238,13 @@ def _fields(record: Any) -> dict[str, Any]:
     if isinstance(record, dict):
         return {str(k): v for k, v in record.items()}
     return {k: v for k, v in vars(record).items() if not k.startswith("_")}
+
+
+def _state(record: Any, now: float) -> dict[str, Any]:
+    # A stored schedule that no worker runs any more (``is_stale``) says so.
+    if isinstance(record, ScheduleRecord):
+        return {"state": "stale" if is_stale(record, now) else "live"}
+    return {}
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
