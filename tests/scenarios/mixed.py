@@ -1,0 +1,360 @@
+"""The mixed deployment: three CLI workers, an embedded worker, a producer and an operator at once.
+
+Processes (each ``trioqueue worker`` serves two handlers of ``app.py``):
+
+- ``w1``: ``app:work app:tick``, lease 3 s; SIGKILLed while it runs tasks, then restarted;
+- ``w2``: ``app:work app:flow``, the default lease; stopped at the end with two SIGTERMs;
+- ``w3``: ``app:tick app:flow``, lease 3 s; stopped (SIGTERM) while ``w1`` is down, restarted;
+- ``lib``: a program serving ``app:lib`` with ``Retention(interval=0.3)`` as its default.
+
+``tick`` has an ``every(1)`` schedule added in ``configure_worker`` (its
+default name), so ``w1`` and ``w3`` both push its ticks. Meanwhile this
+process pushes through the API and the command line, sets queues'
+retention, ages finished tasks, cancels, retries and purges in bulk, pauses
+and resumes a queue, deploys a fix for the tasks and workflow nodes that
+ended KILLED and retries them, and at the end drains with ``--burst``.
+
+``run_mixed`` returns an ``Observation``; ``invariants.py`` judges it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scenarios.deploy import CliRun, Completion, Deployment, Proc
+from scenarios.scenario_app import HOLD, buggy, flow
+
+import trioqueue as tq
+from trioqueue import Status
+
+WORK, TICK, FLOW, LIB = "app:work", "app:tick", "app:flow", "app:lib"
+KEEP_AGE = 30 * 86400.0  # past every default retention
+SHORT_RULE_AGE = 2 * 3600.0  # past app:lib's stored rule (1h), within the default (1d)
+DEFAULT_AGE = 2 * 86400.0  # past the default retention of done tasks (1d)
+#: The worker options of the deployment; w1 and w3 get a short lease, so what
+#: a SIGKILL leaves is claimed again within seconds.
+COMMON = ("--concurrency", "4", "--shutdown-timeout", "10")
+SHORT_LEASE = ("--lease", "3")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How big a deployment is and, for the long version, how it is shuffled."""
+
+    work: int = 40  # tasks pushed to app:work through the API, per round
+    runs: int = 8  # workflow runs
+    scratch: int = 300  # tasks cancelled and purged in bulk (over ~275: PostgreSQL's NOTIFY)
+    rounds: int = 1  # kill-and-restart rounds
+    seed: int | None = None  # None: the fixed order (the fast version)
+
+
+@dataclass
+class Observation:
+    """What a run of the deployment did, and the store and the ledger at its end."""
+
+    backend: str
+    plan: Plan
+    #: Every id the producer pushed (tasks and workflow runs), by queue.
+    pushed: dict[str, set[str]] = field(default_factory=dict)
+    #: The status each pushed task must end in.
+    expected: dict[str, Status] = field(default_factory=dict)
+    #: Ids pushed with a run_at an hour ahead (pending until cancelled at the end).
+    delayed: set[str] = field(default_factory=set)
+    #: Ids an explicit ``purge`` deleted.
+    purged: set[str] = field(default_factory=set)
+    #: Workflow runs: run id -> the n it was pushed with.
+    runs: dict[str, int] = field(default_factory=dict)
+    #: Finished tasks aged on purpose: those their queue's rule keeps, those it prunes.
+    aged_kept: set[str] = field(default_factory=set)
+    aged_pruned: set[str] = field(default_factory=set)
+    #: app:work tasks pushed while it was paused, and when it was resumed.
+    pushed_paused: set[str] = field(default_factory=set)
+    resumed_at: float = 0.0
+    #: Seconds from a cross-process ``cancel ID`` to the running task CANCELLED (None: > 3 s).
+    cancel_latency: list[float | None] = field(default_factory=list)
+    #: Each worker stopped by signals: (name, signals sent, exit status).
+    exits: list[tuple[str, list[str], int]] = field(default_factory=list)
+    killed_pids: set[int] = field(default_factory=set)
+    commands: list[CliRun] = field(default_factory=list)
+    #: ``trioqueue schedules --queue app:tick --json`` at the end.
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, tq.Task[Any]] = field(default_factory=dict)
+    ledger: list[Completion] = field(default_factory=list)
+    #: The end of each process's log, for failure messages.
+    logs: dict[str, str] = field(default_factory=dict)
+
+    def queue_of(self, id: str) -> str:
+        """The queue a pushed task went to."""
+        return next(q for q, ids in self.pushed.items() if id in ids)
+
+    def push(self, queue: str, ids: list[str], status: Status = Status.DONE) -> None:
+        self.pushed.setdefault(queue, set()).update(ids)
+        for id in ids:
+            self.expected[id] = status
+
+
+class Mixed:
+    """The steps of the mixed deployment, on one ``Deployment``."""
+
+    def __init__(self, dep: Deployment, plan: Plan, obs: Observation) -> None:
+        self.dep = dep
+        self.plan = plan
+        self.obs = obs
+        self.rng = random.Random(plan.seed)
+        self._next = 0
+
+    def numbers(self, count: int) -> list[int]:
+        """The next ``count`` args (every task gets its own number)."""
+        first = self._next
+        self._next += count
+        return list(range(first, first + count))
+
+    # -- producing -------------------------------------------------------------
+
+    async def push_work(self, count: int) -> list[str]:
+        ids = [str(id) for id in await self.dep.backend.push_bulk(self.numbers(count))]
+        self.obs.push(WORK, ids)
+        return ids
+
+    async def push_tasks(
+        self, queue: str, count: int, status: Status = Status.DONE, **options: Any
+    ) -> list[str]:
+        if "delay" in options:
+            options["run_at"] = datetime.now(UTC) + timedelta(seconds=options.pop("delay"))
+        tasks = [tq.Task(n, queue=queue, **options) for n in self.numbers(count)]
+        assert await (await self.dep.on_queue(queue)).push_all(tasks) == count
+        ids = [str(t.id) for t in tasks]
+        self.obs.push(queue, ids, status)
+        return ids
+
+    async def push_delayed(self, count: int) -> None:
+        backend = self.dep.backend
+        ids = [str(await backend.push(n, delay=3600)) for n in self.numbers(count)]
+        self.obs.push(WORK, ids, Status.CANCELLED)  # by the operator, at the end
+        self.obs.delayed.update(ids)
+
+    async def push_cli(self, n: int) -> None:
+        run = await self.dep.cli("push", WORK, str(n))
+        assert run.ok, run
+        self.obs.push(WORK, [run.out.strip()])
+
+    async def push_runs(self, count: int) -> None:
+        backend = await self.dep.on_queue(FLOW)
+        for n in self.numbers(count):
+            run_id = str(await flow.push(backend, n))
+            self.obs.runs[run_id] = n
+            self.obs.push(FLOW, [run_id])
+
+    # -- the operator's steps ----------------------------------------------------
+
+    async def set_retention(self) -> None:
+        # A refused command is recorded; the invariants judge it.
+        await self.dep.cli("retention", WORK, "--keep")
+        await self.dep.cli("retention", LIB, "--done", "1h")
+
+    async def prepare_aged(self) -> None:
+        """Finished tasks in three queues aged past a retention; wait for app:lib's prune."""
+        lib = await self.push_tasks(LIB, 12)
+        orphan = await self.push_tasks("orphan", 6, Status.CANCELLED, delay=3600)
+        run = await self.dep.cli("cancel", "--queue", "orphan", "--yes")
+        assert run.ok, run
+        await self.dep.wait_final([*lib, *orphan], limit=30)
+        done_work = await self.done_work(8)
+        self.dep.age(lib[:6], DEFAULT_AGE)
+        self.dep.age(lib[6:], SHORT_RULE_AGE)
+        self.dep.age(orphan, KEEP_AGE)
+        self.dep.age(done_work, KEEP_AGE)
+        self.obs.aged_pruned.update(lib)
+        self.obs.aged_kept.update([*orphan, *done_work])
+
+        async def pruned() -> bool:  # app:lib's worker pruned what every rule prunes
+            return set((await self.dep.statuses(lib[:6])).values()) == {None}
+
+        await self.dep.wait_until("app:lib's worker prunes", pruned, limit=30)
+
+    async def done_work(self, count: int) -> list[str]:
+        """Wait for ``count`` DONE app:work tasks; return their ids."""
+        found: list[str] = []
+
+        async def enough() -> bool:
+            done = await self.dep.backend.list_tasks(queue=WORK, status=Status.DONE, limit=count)
+            found[:] = [str(t.id) for t in done]
+            return len(found) == count
+
+        await self.dep.wait_until(f"{count} app:work tasks done", enough, limit=60)
+        return found
+
+    async def kill_while_running(self, proc: Proc) -> None:
+        """SIGKILL ``proc`` once it runs an app:work task."""
+
+        async def busy() -> bool:
+            running = await self.dep.backend.list_tasks(queue=WORK, status=Status.RUNNING)
+            return any((t.worker or "").endswith(f":{proc.pid}") for t in running)
+
+        await self.dep.wait_until(f"{proc.name} runs a task", busy, limit=60)
+        self.dep.kill(proc)
+        await self.dep.exited(proc)
+
+    async def stop(self, proc: Proc) -> None:
+        """Stop ``proc`` with SIGTERM; record its exit."""
+        self.dep.signal(proc, signal.SIGTERM)
+        code = await self.dep.exited(proc)
+        self.obs.exits.append((proc.name, list(proc.signals), code))
+
+    async def interrupt(self, proc: Proc) -> None:
+        """Stop ``proc`` while it runs a task: SIGTERM, and a second one during its shutdown.
+
+        ``proc`` must be the only worker of app:work left. Trio merges a
+        signal that comes again before the first is handled, so the second
+        is sent once the worker has logged its graceful shutdown.
+        """
+        hold = await self.hold()
+        self.dep.signal(proc, signal.SIGTERM)
+        await self.dep.wait_log(proc, "received SIGTERM: graceful shutdown")
+        self.dep.signal(proc, signal.SIGTERM)
+        code = await self.dep.exited(proc)
+        self.obs.exits.append((proc.name, list(proc.signals), code))
+        run = await self.dep.cli("cancel", hold)  # released by the shutdown: cancel it
+        assert run.ok, run
+
+    async def hold(self) -> str:
+        """Push a task that runs until cancelled; return its id once it runs."""
+        hold = str(await self.dep.backend.push(HOLD))
+        self.obs.push(WORK, [hold], Status.CANCELLED)
+
+        async def running() -> bool:
+            task = await self.dep.backend.get_task(hold)
+            return task is not None and task.status is Status.RUNNING
+
+        await self.dep.wait_until("the held task runs", running, limit=30)
+        return hold
+
+    async def cancel_running(self) -> None:
+        """Cancel a running task from another process; time how long until it ends."""
+        hold = await self.hold()
+        run = await self.dep.cli("cancel", hold)
+        assert run.ok, run
+
+        async def cancelled() -> bool:
+            task = await self.dep.backend.get_task(hold)
+            return task is not None and task.status is Status.CANCELLED
+
+        # The target is 1 s: waiting much longer would only time a defect.
+        self.obs.cancel_latency.append(await self.dep.within(cancelled, limit=3))
+
+    async def deploy_fix_and_retry(self) -> None:
+        """Once the broken runs ended KILLED, deploy the fix and retry in bulk with the CLI."""
+        broken_runs = [id for id, n in self.obs.runs.items() if buggy(n)]
+
+        async def all_killed() -> bool:
+            statuses = await self.dep.statuses(broken_runs)
+            return all(s is Status.KILLED for s in statuses.values())
+
+        await self.dep.wait_until("the broken runs end killed", all_killed, limit=60)
+        (self.dep.home / "fixed").touch()
+        await self.dep.cli("retry", "--status", "killed", "--queue", WORK, "--yes")
+        await self.dep.cli("retry", "--status", "killed", "--queue", FLOW, "--yes")
+
+    async def cancel_and_purge_scratch(self) -> None:
+        """Cancel then purge a whole queue of tasks with the CLI."""
+        ids = await self.push_tasks("scratch", self.plan.scratch, delay=3600)
+        await self.dep.cli("cancel", "--queue", "scratch", "--yes")
+        await self.dep.cli("purge", "--queue", "scratch", "--yes")
+        self.obs.purged.update(ids)
+
+    async def pause_and_resume(self) -> None:
+        """Pause app:work, push to it, let two ticks run elsewhere, resume it."""
+        run = await self.dep.cli("pause", WORK)
+        assert run.ok, run
+        self.obs.pushed_paused.update(await self.push_work(8))
+        since = time.time()
+
+        async def ticks_went_on() -> bool:
+            ticks = (await self.dep.tasks(TICK)).values()
+            return sum(1 for t in ticks if tick_time(t) > since and t.status.is_final) >= 2
+
+        await self.dep.wait_until("two ticks while app:work is paused", ticks_went_on, limit=30)
+        self.obs.resumed_at = time.time()
+        run = await self.dep.cli("resume", WORK)
+        assert run.ok, run
+
+    async def settle(self) -> None:
+        """Wait until every pushed task is final but the delayed ones, and the ticks too."""
+        left = set(self.obs.expected) - self.obs.purged - self.obs.delayed
+        await self.dep.wait_final(left, limit=90)
+
+        async def ticks_final() -> bool:
+            horizon = time.time() - 3
+            ticks = (await self.dep.tasks(TICK)).values()
+            return all(t.status.is_final for t in ticks if tick_time(t) < horizon)
+
+        await self.dep.wait_until("the ticks run", ticks_final, limit=30)
+
+
+def tick_time(task: tq.Task[Any]) -> float:
+    """The tick (POSIX time) a schedule's task was pushed for."""
+    text = str(task.meta["tick"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def _deploy(m: Mixed) -> None:
+    dep, plan, obs = m.dep, m.plan, m.obs
+    run = await dep.cli("migrate")
+    assert run.ok, run
+    await m.set_retention()
+    w1 = await dep.worker("w1", "work", "tick", options=[*COMMON, *SHORT_LEASE])
+    w2 = await dep.worker("w2", "work", "flow", options=COMMON)
+    w3 = await dep.worker("w3", "tick", "flow", options=[*COMMON, *SHORT_LEASE])
+    lib = await dep.program("lib", "serve_lib")
+    serves = {"w1": (WORK, TICK), "w2": (WORK, FLOW), "w3": (TICK, FLOW), "lib": (LIB,)}
+    for proc in (w1, w2, w3, lib):
+        await dep.wait_serving(proc, serves[proc.name])
+    await m.push_runs(plan.runs)
+    await m.push_work(10)
+    await m.push_cli(m.numbers(1)[0])
+    await m.push_delayed(4)
+    await m.prepare_aged()
+    for round in range(plan.rounds):
+        if round:
+            await m.push_runs(plan.runs // 2)
+        await m.push_work(plan.work)
+        await m.kill_while_running(w1)
+        await m.stop(w3)  # now nothing ticks, and only w2 serves app:work
+        await m.cancel_running()
+        steps = [m.deploy_fix_and_retry, m.cancel_and_purge_scratch] if round == 0 else []
+        if plan.seed is not None:
+            m.rng.shuffle(steps)
+        for step in steps:
+            await step()
+        w1, w3 = await dep.restart(w1), await dep.restart(w3)
+        await dep.wait_serving(w1, serves["w1"])
+        await dep.wait_serving(w3, serves["w3"])
+    await m.pause_and_resume()
+    await m.settle()
+    for proc in (w1, w3, lib):
+        await m.stop(proc)
+    await m.interrupt(w2)
+    await dep.cli("worker", WORK, FLOW, "--burst", *COMMON)  # must not run the delayed
+    await dep.cli("cancel", "--queue", WORK, "--status", "pending", "--yes")
+    run = await dep.cli("schedules", "--queue", TICK, "--json")
+    obs.schedules = json.loads(run.out) if run.ok else []
+
+
+async def run_mixed(dep: Deployment, plan: Plan, backend: str) -> Observation:
+    """Run the mixed deployment on ``dep``; return what it saw, the store and the ledger."""
+    obs = Observation(backend, plan)
+    try:
+        await _deploy(Mixed(dep, plan, obs))
+        obs.tasks = await dep.tasks()
+        obs.ledger = dep.ledger()
+    finally:
+        obs.commands = list(dep.commands)
+        obs.killed_pids = set(dep.killed)
+        obs.logs = {p.name: p.log.read_text(errors="replace")[-4000:] for p in dep.procs}
+    return obs
