@@ -46,6 +46,7 @@ class CliRun:
     code: int
     out: str
     err: str
+    took: float
 
     @property
     def ok(self) -> bool:
@@ -181,6 +182,7 @@ class Deployment:
 
     async def cli(self, *args: str, limit: float = 60) -> CliRun:
         """Run ``trioqueue ARGS`` to its end and record it (a failure is recorded, not raised)."""
+        start = time.monotonic()
         with trio.fail_after(limit):
             done = await trio.run_process(
                 [*CLI, *args],
@@ -190,9 +192,16 @@ class Deployment:
                 capture_stderr=True,
                 check=False,
             )
-        run = CliRun(tuple(args), done.returncode, done.stdout.decode(), done.stderr.decode())
+        out, err = done.stdout.decode(), done.stderr.decode()
+        run = CliRun(tuple(args), done.returncode, out, err, time.monotonic() - start)
         self.commands.append(run)
         return run
+
+    async def cli_all(self, *commands: tuple[str, ...]) -> None:
+        """Run these commands at once (recorded, as ``cli``)."""
+        async with trio.open_nursery() as nursery:
+            for args in commands:
+                nursery.start_soon(self.cli, *args)
 
     async def on_queue(self, queue: str) -> tq.Backend:
         """Return the API's backend whose queue is ``queue`` (opened once, closed at the end)."""

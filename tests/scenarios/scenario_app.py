@@ -57,6 +57,11 @@ def buggy(n: int) -> bool:
     return n % 7 == 3
 
 
+def flaky(n: int) -> bool:
+    """Whether ``work`` fails the first attempt of ``n`` (retried after the backoff)."""
+    return n % 5 == 1
+
+
 def broken(n: int) -> bool:
     """Whether ``n`` is refused now."""
     return buggy(n) and not FIXED.exists()
@@ -67,6 +72,8 @@ async def work(n: int, task_id: TaskId, attempt: Attempt) -> dict[str, int]:
         await trio.sleep(60)  # cancelled from another process long before
     if broken(n):
         raise Abort(f"{n} is not fixed yet")
+    if flaky(n) and attempt == 1:
+        raise RuntimeError(f"{n} fails its first attempt")
     await trio.sleep(0.05 * (1 + n % 4))
     return record(task_id, attempt)
 
