@@ -87,18 +87,17 @@ class Deployment:
     Use ``open_deployment``; its block ends every process still running.
     """
 
-    def __init__(self, home: Path, url: str, backend: tq.Backend, exits: AsyncExitStack) -> None:
+    def __init__(self, home: Path, url: str, backends: dict[str, tq.Backend]) -> None:
         self.home = home
         self.url = url
-        #: The API's view of the store (queue ``app:work``).
-        self.backend = backend
-        self._exits = exits
+        #: The API's view of the store (the first queue's backend).
+        self.backend = next(iter(backends.values()))
+        self._backends = backends
         self.procs: list[Proc] = []
         #: Every command-line run, in order.
         self.commands: list[CliRun] = []
         #: Pids of the processes ended by SIGKILL.
         self.killed: set[int] = set()
-        self._backends: dict[str, tq.Backend] = {}
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(home), *sys.path]),
@@ -203,11 +202,8 @@ class Deployment:
             for args in commands:
                 nursery.start_soon(self.cli, *args)
 
-    async def on_queue(self, queue: str) -> tq.Backend:
-        """Return the API's backend whose queue is ``queue`` (opened once, closed at the end)."""
-        if queue not in self._backends:
-            opened = tq.open_backend(self.url, queue=queue, retention=None)
-            self._backends[queue] = await self._exits.enter_async_context(opened)
+    def on_queue(self, queue: str) -> tq.Backend:
+        """The API's backend whose queue is ``queue`` (one of ``open_deployment``'s)."""
         return self._backends[queue]
 
     async def tasks(self, queue: str | None = None) -> dict[str, tq.Task[Any]]:
@@ -296,18 +292,22 @@ class Deployment:
 
 
 @asynccontextmanager
-async def open_deployment(home: Path, url: str) -> AsyncIterator[Deployment]:
-    """Prepare ``home`` (``app.py``, an empty ledger) and yield a ``Deployment`` on ``url``.
+async def open_deployment(home: Path, url: str, queues: Iterable[str]) -> AsyncIterator[Deployment]:
+    """Prepare ``home`` (``app.py``) and yield a ``Deployment`` on ``url``.
 
-    Every process the deployment started is SIGKILLed (by PID) when the
-    block ends, also on failure.
+    The API gets a backend on each of ``queues`` (the first is
+    ``Deployment.backend``). Every process the deployment started is
+    SIGKILLed (by PID) when the block ends, also on failure.
     """
     await trio.to_thread.run_sync(shutil.copy, APP, home / "app.py")
     async with AsyncExitStack() as exits:
-        backend = await exits.enter_async_context(
-            tq.open_backend(url, queue="app:work", retention=None)
-        )
-        deployment = Deployment(home, url, backend, exits)
+        backends = {
+            queue: await exits.enter_async_context(
+                tq.open_backend(url, queue=queue, retention=None)
+            )
+            for queue in queues
+        }
+        deployment = Deployment(home, url, backends)
         try:
             yield deployment
         finally:

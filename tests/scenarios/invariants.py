@@ -178,7 +178,7 @@ def nothing_starts_early(obs: Observation) -> list[str]:
             continue
         if started < run_at - CLOCK_SLACK:
             found.append(f"{id} ({t.queue}) started {run_at - started:.3f}s before its run_at")
-        if id in obs.pushed_paused and started < obs.resumed_at:
+        if started < obs.paused_until.get(id, 0.0):
             found.append(f"{id} started while its queue was paused")
     return found
 

@@ -23,11 +23,14 @@ import json
 import random
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from scenarios.deploy import CliRun, Completion, Deployment, Proc
+import trio
+from scenarios.deploy import CliRun, Completion, Deployment, Proc, open_deployment
 from scenarios.scenario_app import HOLD, buggy, flaky, flow
 
 import trioqueue as tq
@@ -74,9 +77,8 @@ class Observation:
     #: Finished tasks aged on purpose: those their queue's rule keeps, those it prunes.
     aged_kept: set[str] = field(default_factory=set)
     aged_pruned: set[str] = field(default_factory=set)
-    #: app:work tasks pushed while it was paused, and when it was resumed.
-    pushed_paused: set[str] = field(default_factory=set)
-    resumed_at: float = 0.0
+    #: app:work tasks pushed while it was paused: when it was resumed.
+    paused_until: dict[str, float] = field(default_factory=dict)
     #: Seconds from a cross-process ``cancel ID`` to the running task CANCELLED (None: > 3 s).
     cancel_latency: list[float | None] = field(default_factory=list)
     #: Each worker stopped by signals: (name, signals sent, exit status).
@@ -134,7 +136,7 @@ class Mixed:
         if "delay" in options:
             options["run_at"] = datetime.now(UTC) + timedelta(seconds=options.pop("delay"))
         tasks = [tq.Task(n, queue=queue, **options) for n in self.numbers(count)]
-        assert await (await self.dep.on_queue(queue)).push_all(tasks) == count
+        assert await self.dep.backend.push_all(tasks) == count
         ids = [str(t.id) for t in tasks]
         self.obs.push(queue, ids, status)
         return ids
@@ -159,7 +161,7 @@ class Mixed:
         self.obs.push(WORK, [run.out.strip()])
 
     async def push_runs(self, count: int) -> None:
-        backend = await self.dep.on_queue(FLOW)
+        backend = self.dep.on_queue(FLOW)
         for n in self.numbers(count):
             run_id = str(await flow.push(backend, n))
             self.obs.runs[run_id] = n
@@ -205,9 +207,12 @@ class Mixed:
         return found
 
     async def kill_while_running(self, proc: Proc) -> None:
-        """SIGKILL ``proc`` once it runs an app:work task."""
+        """SIGKILL ``proc`` once it runs an app:work task (and, shuffled, has run a few)."""
+        ran = self.rng.randint(0, 6) if self.plan.seed is not None else 0
 
         async def busy() -> bool:
+            if sum(1 for c in self.dep.ledger() if c.pid == proc.pid) < ran:
+                return False
             running = await self.dep.backend.list_tasks(queue=WORK, status=Status.RUNNING)
             return any((t.worker or "").endswith(f":{proc.pid}") for t in running)
 
@@ -270,8 +275,17 @@ class Mixed:
 
         await self.dep.wait_until("the broken runs end killed", all_killed, limit=60)
         (self.dep.home / "fixed").touch()
-        # Those started before the fix end KILLED; the others run fixed.
-        await self.dep.wait_final(self.buggy_work, limit=60)
+        # What a live worker started before the fix ends KILLED (at once: it
+        # aborts); what starts after it runs fixed.
+        live = tuple(f":{p.pid}" for p in self.dep.procs if p.running)
+
+        async def none_aborting() -> bool:
+            running = await self.dep.backend.list_tasks(queue=WORK, status=Status.RUNNING)
+            return not any(
+                str(t.id) in self.buggy_work and (t.worker or "").endswith(live) for t in running
+            )
+
+        await self.dep.wait_until("the broken tasks running end", none_aborting, limit=30)
         await self.dep.cli_all(
             ("retry", "--status", "killed", "--queue", WORK, "--yes"),
             ("retry", "--status", "killed", "--queue", FLOW, "--yes"),
@@ -279,7 +293,10 @@ class Mixed:
 
     async def cancel_and_purge_scratch(self) -> None:
         """Cancel then purge a whole queue of tasks with the CLI."""
-        ids = await self.push_tasks("scratch", self.plan.scratch, delay=3600)
+        count = self.plan.scratch
+        if self.plan.seed is not None:
+            count = self.rng.randint(1, count)
+        ids = await self.push_tasks("scratch", count, delay=3600)
         await self.dep.cli("cancel", "--queue", "scratch", "--yes")
         await self.dep.cli("purge", "--queue", "scratch", "--yes")
         self.obs.purged.update(ids)
@@ -287,7 +304,7 @@ class Mixed:
     async def pause_and_resume(self) -> None:
         """Pause app:work, push to it, let two ticks run elsewhere, resume it."""
         await self.dep.backend.pause(WORK)
-        self.obs.pushed_paused.update(await self.push_work(8))
+        ids = await self.push_work(8)
         since = time.time()
 
         async def ticks_went_on() -> bool:
@@ -298,8 +315,9 @@ class Mixed:
             )
 
         await self.dep.wait_until("two ticks while app:work is paused", ticks_went_on, limit=30)
-        self.obs.resumed_at = time.time()
+        resumed_at = time.time()
         await self.dep.backend.resume(WORK)
+        self.obs.paused_until.update(dict.fromkeys(ids, resumed_at))
 
     async def settle(self) -> None:
         """Wait until every pushed task is final but the delayed ones, and the ticks too."""
@@ -320,47 +338,66 @@ def tick_time(task: tq.Task[Any]) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+async def together(*steps: Callable[[], Awaitable[object]]) -> None:
+    """Run these steps at once; return when all have."""
+    async with trio.open_nursery() as nursery:
+        for step in steps:
+            nursery.start_soon(step)
+
+
 async def _deploy(m: Mixed) -> None:
     dep, plan, obs = m.dep, m.plan, m.obs
-    await m.set_retention()
     w1 = await dep.worker("w1", "work", "tick", options=[*COMMON, *SHORT_LEASE])
     w2 = await dep.worker("w2", "work", "flow", options=COMMON)
     w3 = await dep.worker("w3", "tick", "flow", options=[*COMMON, *SHORT_LEASE])
     lib = await dep.program("lib", "serve_lib")
     serves = {"w1": (WORK, TICK), "w2": (WORK, FLOW), "w3": (TICK, FLOW), "lib": (LIB,)}
-    for proc in (w1, w2, w3, lib):
-        await dep.wait_serving(proc, serves[proc.name])
+
+    async def serving() -> None:
+        for proc in (w1, w2, w3, lib):
+            await dep.wait_serving(proc, serves[proc.name])
+
+    await together(serving, m.set_retention, lambda: m.push_cli(m.numbers(1)[0]))
     await m.push_runs(plan.runs)
     await m.push_work(10)
-    await m.push_cli(m.numbers(1)[0])
     await m.push_delayed(4)
     await m.prepare_aged()
+    shuffled = plan.seed is not None
     for round in range(plan.rounds):
         if round:
             await m.push_runs(plan.runs // 2)
         await m.push_work(plan.work)
         await m.kill_while_running(w1)
-        await m.stop(w3)  # now nothing ticks, and only w2 serves app:work
+        if shuffled and m.rng.random() < 0.5:  # at whatever moment it is
+            dep.kill(w3)
+            await dep.exited(w3)
+        else:
+            await m.stop(w3)
+        # Now nothing ticks, and only w2 serves app:work.
         await m.cancel_running()
-        steps = [m.deploy_fix_and_retry, m.cancel_and_purge_scratch] if round == 0 else []
-        if plan.seed is not None:
-            m.rng.shuffle(steps)
-        for step in steps:
-            await step()
+        # The operator's bulk commands, at once (they touch different queues).
+        steps = [m.deploy_fix_and_retry] if round == 0 else []
+        if round == 0 or shuffled:
+            steps.append(m.cancel_and_purge_scratch)
+        await together(*steps)
         w1, w3 = await dep.restart(w1), await dep.restart(w3)
         await dep.wait_serving(w1, serves["w1"])
         await dep.wait_serving(w3, serves["w3"])
-    await m.pause_and_resume()
+        if shuffled or round == plan.rounds - 1:
+            await m.pause_and_resume()
     await m.settle()
     for proc in (w1, w3, lib):
         await m.stop(proc)
     await m.interrupt(w2)
     # A burst drain, with tasks due later: it must leave them for later.
     await m.push_flaky(4)
-    await dep.cli("worker", WORK, FLOW, "--burst", *COMMON)
+
+    async def schedules() -> None:
+        run = await dep.cli("schedules", "--queue", TICK, "--json")
+        obs.schedules = json.loads(run.out) if run.ok else []
+
+    await together(lambda: dep.cli("worker", WORK, FLOW, "--burst", *COMMON), schedules)
     await dep.cli("cancel", "--queue", WORK, "--status", "pending", "--status", "failed", "--yes")
-    run = await dep.cli("schedules", "--queue", TICK, "--json")
-    obs.schedules = json.loads(run.out) if run.ok else []
 
 
 async def run_mixed(dep: Deployment, plan: Plan, backend: str) -> Observation:
@@ -375,3 +412,13 @@ async def run_mixed(dep: Deployment, plan: Plan, backend: str) -> Observation:
         obs.killed_pids = set(dep.killed)
         obs.logs = {p.name: p.log.read_text(errors="replace")[-4000:] for p in dep.procs}
     return obs
+
+
+def deploy_mixed(home: Path, url: str, plan: Plan, backend: str) -> Observation:
+    """Run the mixed deployment in ``home`` on ``url`` (a Trio run of its own)."""
+
+    async def main() -> Observation:
+        async with open_deployment(home, url, (WORK, FLOW)) as dep:
+            return await run_mixed(dep, plan, backend)
+
+    return trio.run(main)

@@ -7,21 +7,13 @@ one invariant of what it saw, so a failure names the invariant.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-import trio
 from pg_support import store_url
 from scenarios import invariants
-from scenarios.deploy import open_deployment
-from scenarios.mixed import Observation, Plan, run_mixed
+from scenarios.mixed import Observation, Plan, deploy_mixed
 
 pytestmark = pytest.mark.seconds
-
-
-async def deploy(home: Path, url: str, plan: Plan, backend: str) -> Observation:
-    async with open_deployment(home, url) as dep:
-        return await run_mixed(dep, plan, backend)
 
 
 @pytest.fixture(
@@ -34,7 +26,7 @@ def observed(
     """The mixed deployment, run once per backend and module."""
     home = tmp_path_factory.mktemp(f"deploy-{request.param}")
     with store_url(request.param, home) as url:
-        yield trio.run(deploy, home, url, Plan(), request.param)
+        yield deploy_mixed(home, url, Plan(), request.param)
 
 
 def check(invariant: Callable[[Observation], list[str]], obs: Observation) -> None:
