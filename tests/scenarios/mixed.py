@@ -79,8 +79,9 @@ class Observation:
     aged_pruned: set[str] = field(default_factory=set)
     #: app:work tasks pushed while it was paused: when it was resumed.
     paused_until: dict[str, float] = field(default_factory=dict)
-    #: Seconds from a cross-process ``cancel ID`` to the running task CANCELLED (None: > 3 s).
-    cancel_latency: list[float | None] = field(default_factory=list)
+    #: Seconds from a cross-process ``cancel_task`` of a running or a buffered
+    #: task to its CANCELLED (None: over 3 s).
+    cancel_latency: list[tuple[str, float | None]] = field(default_factory=list)
     #: Each worker stopped by signals: (name, signals sent, exit status).
     exits: list[tuple[str, list[str], int]] = field(default_factory=list)
     killed_pids: set[int] = field(default_factory=set)
@@ -226,44 +227,63 @@ class Mixed:
         code = await self.dep.exited(proc)
         self.obs.exits.append((proc.name, list(proc.signals), code))
 
-    async def interrupt(self, proc: Proc) -> None:
-        """Stop ``proc`` while it runs a task: SIGTERM, and a second one during its shutdown.
+    async def hold(self, count: int) -> tuple[list[str], list[str]]:
+        """Push ``count`` tasks that run until cancelled, first in line, to app:work's one worker.
 
-        ``proc`` must be the only worker of app:work left. Trio merges a
-        signal that comes again before the first is handled, so the second
-        is sent once the worker has logged its graceful shutdown.
+        Returns their ids once all but one run and that one waits in the
+        worker's buffer (it has ``count - 1`` slots and a prefetch of 1):
+        (running, buffered).
         """
-        hold = await self.hold()
+        ids = [str(await self.dep.backend.push(HOLD, priority=10)) for _ in range(count)]
+        self.obs.push(WORK, ids, Status.CANCELLED)
+        running: list[str] = []
+        buffered: list[str] = []
+
+        async def held() -> bool:
+            found = [t for id in ids if (t := await self.dep.backend.get_task(id)) is not None]
+            running[:] = [str(t.id) for t in found if t.status is Status.RUNNING]
+            buffered[:] = [str(t.id) for t in found if t.status is Status.QUEUED]
+            return (len(running), len(buffered)) == (count - 1, 1)
+
+        await self.dep.wait_until("the held tasks run or wait", held, limit=30)
+        return running, buffered
+
+    async def cancel_held(self) -> list[str]:
+        """Cancel a buffered and a running task from this process; time how long each takes.
+
+        Returns the held tasks still running.
+        """
+        running, buffered = await self.hold(5)
+
+        async def cancel(what: str, id: str) -> None:
+            assert await self.dep.backend.cancel_task(id)
+
+            async def cancelled() -> bool:
+                task = await self.dep.backend.get_task(id)
+                return task is not None and task.status is Status.CANCELLED
+
+            # The target is 1 s: waiting much longer would only time a defect.
+            self.obs.cancel_latency.append((what, await self.dep.within(cancelled, limit=3)))
+
+        await together(
+            lambda: cancel("buffered", buffered[0]), lambda: cancel("running", running[0])
+        )
+        return running[1:]
+
+    async def interrupt(self, proc: Proc, held: list[str]) -> None:
+        """Stop ``proc`` while it runs ``held``: SIGTERM, and a second one during its shutdown.
+
+        Trio merges a signal that comes again before the first is handled,
+        so the second is sent once the worker has logged its graceful
+        shutdown. The held tasks, released, are cancelled then.
+        """
         self.dep.signal(proc, signal.SIGTERM)
         await self.dep.wait_log(proc, "received SIGTERM: graceful shutdown")
         self.dep.signal(proc, signal.SIGTERM)
         code = await self.dep.exited(proc)
         self.obs.exits.append((proc.name, list(proc.signals), code))
-        assert await self.dep.backend.cancel_task(hold)  # released by the shutdown
-
-    async def hold(self) -> str:
-        """Push a task that runs until cancelled; return its id once it runs."""
-        hold = str(await self.dep.backend.push(HOLD))
-        self.obs.push(WORK, [hold], Status.CANCELLED)
-
-        async def running() -> bool:
-            task = await self.dep.backend.get_task(hold)
-            return task is not None and task.status is Status.RUNNING
-
-        await self.dep.wait_until("the held task runs", running, limit=30)
-        return hold
-
-    async def cancel_running(self) -> None:
-        """Cancel a running task from another process; time how long until it ends."""
-        hold = await self.hold()
-        assert await self.dep.backend.cancel_task(hold)
-
-        async def cancelled() -> bool:
-            task = await self.dep.backend.get_task(hold)
-            return task is not None and task.status is Status.CANCELLED
-
-        # The target is 1 s: waiting much longer would only time a defect.
-        self.obs.cancel_latency.append(await self.dep.within(cancelled, limit=3))
+        for id in held:
+            await self.dep.backend.cancel_task(id)  # judged at the end
 
     async def deploy_fix_and_retry(self) -> None:
         """Once the broken runs ended KILLED, deploy the fix and retry in bulk with the CLI."""
@@ -348,7 +368,7 @@ async def together(*steps: Callable[[], Awaitable[object]]) -> None:
 async def _deploy(m: Mixed) -> None:
     dep, plan, obs = m.dep, m.plan, m.obs
     w1 = await dep.worker("w1", "work", "tick", options=[*COMMON, *SHORT_LEASE])
-    w2 = await dep.worker("w2", "work", "flow", options=COMMON)
+    w2 = await dep.worker("w2", "work", "flow", options=[*COMMON, "--prefetch", "1"])
     w3 = await dep.worker("w3", "tick", "flow", options=[*COMMON, *SHORT_LEASE])
     lib = await dep.program("lib", "serve_lib")
     serves = {"w1": (WORK, TICK), "w2": (WORK, FLOW), "w3": (TICK, FLOW), "lib": (LIB,)}
@@ -374,7 +394,6 @@ async def _deploy(m: Mixed) -> None:
         else:
             await m.stop(w3)
         # Now nothing ticks, and only w2 serves app:work.
-        await m.cancel_running()
         # The operator's bulk commands, at once (they touch different queues).
         steps = [m.deploy_fix_and_retry] if round == 0 else []
         if round == 0 or shuffled:
@@ -388,7 +407,8 @@ async def _deploy(m: Mixed) -> None:
     await m.settle()
     for proc in (w1, w3, lib):
         await m.stop(proc)
-    await m.interrupt(w2)
+    # Now w2 (the default lease) is app:work's only worker, and it is idle.
+    await m.interrupt(w2, await m.cancel_held())
     # A burst drain, with tasks due later: it must leave them for later.
     await m.push_flaky(4)
 

@@ -127,10 +127,12 @@ def _serves(builder: WorkerBuilder, handler: Any) -> bool:
     ``builder.handler`` says it; where the builder does not have it, the
     command line's worker name (``app:tick@host:pid``) does.
     """
-    if hasattr(builder, "handler"):
-        return builder.handler is handler
+    spec = f"{__name__}:{handler.__name__}"
+    served = getattr(builder, "handler", None)
+    if served is not None:
+        return served is handler or served == spec
     name = str(getattr(builder, "name", None) or builder._name)
-    return name.partition("@")[0] == f"{__name__}:{handler.__name__}"
+    return name.partition("@")[0] == spec
 
 
 def configure_worker(builder: WorkerBuilder) -> None:
