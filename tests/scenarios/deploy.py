@@ -299,6 +299,7 @@ async def open_deployment(home: Path, url: str, queues: Iterable[str]) -> AsyncI
     ``Deployment.backend``). Every process the deployment started is
     SIGKILLed (by PID) when the block ends, also on failure.
     """
+    await trio.Path(home).mkdir(parents=True, exist_ok=True)
     await trio.to_thread.run_sync(shutil.copy, APP, home / "app.py")
     async with AsyncExitStack() as exits:
         backends = {

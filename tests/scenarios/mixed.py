@@ -1,18 +1,26 @@
-"""The mixed deployment: three CLI workers, an embedded worker, a producer and an operator at once.
+"""The mixed deployment: CLI workers, an embedded worker, a producer and an operator at once.
 
 Processes (each ``trioqueue worker`` serves two handlers of ``app.py``):
 
-- ``w1``: ``app:work app:tick``, lease 3 s; SIGKILLed while it runs tasks, then restarted;
-- ``w2``: ``app:work app:flow``, the default lease; stopped at the end with two SIGTERMs;
-- ``w3``: ``app:tick app:flow``, lease 3 s; stopped (SIGTERM) while ``w1`` is down, restarted;
-- ``lib``: a program serving ``app:lib`` with ``Retention(interval=0.3)`` as its default.
+- ``w1``: ``app:work app:tick``, lease 3 s; SIGKILLed while it runs a task, then restarted;
+- ``w2``: ``app:work app:flow``, the default lease and a prefetch of 1; at the end
+  the only worker of app:work: a buffered and a running task are cancelled
+  from this process, then it gets two SIGTERMs while it runs tasks;
+- ``w3``: ``app:tick app:flow``, lease 3 s; stopped (SIGTERM, or SIGKILL when
+  shuffled) while ``w1`` is down, then restarted;
+- ``lib``: a program serving ``app:lib`` with ``Retention(interval=0.3)`` as
+  its default;
+- (long version) ``x0``, ``x1``: more workers of ``app:work app:tick``.
 
-``tick`` has an ``every(1)`` schedule added in ``configure_worker`` (its
-default name), so ``w1`` and ``w3`` both push its ticks. Meanwhile this
-process pushes through the API and the command line, sets queues'
-retention, ages finished tasks, cancels, retries and purges in bulk, pauses
-and resumes a queue, deploys a fix for the tasks and workflow nodes that
-ended KILLED and retries them, and at the end drains with ``--burst``.
+``tick`` has an ``every(1)`` schedule added in ``configure_worker`` with its
+default name, so every worker of app:tick pushes its ticks. Meanwhile this
+process pushes through the API and the command line (tasks in five queues,
+workflow runs, tasks due in an hour), sets two queues' retention with the
+CLI and ages finished tasks with SQL, cancels and purges a queue of 300
+tasks with the CLI, deploys a fix for the tasks and the workflow node that
+ended KILLED and retries them with ``retry --status killed --queue Q``,
+pauses app:work and pushes to it, and at the end drains app:work with
+``worker --burst`` while tasks are due later.
 
 ``run_mixed`` returns an ``Observation``; ``invariants.py`` judges it.
 """
@@ -54,6 +62,7 @@ class Plan:
     runs: int = 12  # workflow runs (two with a node that fails until fixed)
     scratch: int = 300  # tasks cancelled and purged in bulk (over ~275: PostgreSQL's NOTIFY)
     rounds: int = 1  # kill-and-restart rounds
+    extra: int = 0  # more workers of app:work and app:tick (lease 3 s), stopped before the end
     seed: int | None = None  # None: the fixed order (the fast version)
 
 
@@ -373,9 +382,16 @@ async def _deploy(m: Mixed) -> None:
     lib = await dep.program("lib", "serve_lib")
     serves = {"w1": (WORK, TICK), "w2": (WORK, FLOW), "w3": (TICK, FLOW), "lib": (LIB,)}
 
+    extra = [
+        await dep.worker(f"x{i}", "work", "tick", options=[*COMMON, *SHORT_LEASE])
+        for i in range(plan.extra)
+    ]
+
     async def serving() -> None:
         for proc in (w1, w2, w3, lib):
             await dep.wait_serving(proc, serves[proc.name])
+        for proc in extra:
+            await dep.wait_serving(proc, serves["w1"])
 
     await together(serving, m.set_retention, lambda: m.push_cli(m.numbers(1)[0]))
     await m.push_runs(plan.runs)
@@ -393,7 +409,6 @@ async def _deploy(m: Mixed) -> None:
             await dep.exited(w3)
         else:
             await m.stop(w3)
-        # Now nothing ticks, and only w2 serves app:work.
         # The operator's bulk commands, at once (they touch different queues).
         steps = [m.deploy_fix_and_retry] if round == 0 else []
         if round == 0 or shuffled:
@@ -405,7 +420,7 @@ async def _deploy(m: Mixed) -> None:
         if shuffled or round == plan.rounds - 1:
             await m.pause_and_resume()
     await m.settle()
-    for proc in (w1, w3, lib):
+    for proc in (w1, w3, lib, *extra):
         await m.stop(proc)
     # Now w2 (the default lease) is app:work's only worker, and it is idle.
     await m.interrupt(w2, await m.cancel_held())

@@ -1,4 +1,4 @@
-"""The mixed deployment, longer and shuffled: more tasks and rounds, kills at random moments.
+"""The mixed deployment, longer and shuffled: more processes, tasks and rounds, random kills.
 
 The seed is printed (and read from ``TRIOQUEUE_SCENARIO_SEED`` to replay a run).
 """
@@ -25,7 +25,7 @@ def test_shuffled_deployment_holds_every_invariant(backend: str, tmp_path: Path)
     print(f"scenario seed {seed} (TRIOQUEUE_SCENARIO_SEED={seed} replays it)")
     rng = random.Random(seed)
     work, runs = rng.randint(100, 300), rng.randint(16, 40)
-    plan = Plan(work=work, runs=runs, scratch=600, rounds=4, seed=seed)
+    plan = Plan(work=work, runs=runs, scratch=600, rounds=4, extra=rng.randint(1, 2), seed=seed)
     with store_url(backend, tmp_path) as url:
         obs = deploy_mixed(tmp_path / "deploy", url, plan, backend)
     found = [f"{check.__name__}: {v}" for check in invariants.ALL for v in check(obs)]
