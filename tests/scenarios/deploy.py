@@ -139,7 +139,7 @@ class Deployment:
         want = set(queues)
 
         async def registered() -> bool:
-            assert proc.running, f"{proc.name} exited: {proc.log.read_text()[-3000:]}"
+            assert proc.running, f"{proc.name} exited: {tail(proc.log)}"
             return want <= {w.queue for w in await self.backend.workers() if w.pid == proc.pid}
 
         await self.wait_until(f"{proc.name} serves {sorted(want)}", registered, limit=limit)
@@ -150,7 +150,7 @@ class Deployment:
         proc.signals.append("SIGKILL")
         proc.process.kill()
 
-    def signal(self, proc: Proc, signum: signal.Signals = signal.SIGTERM) -> None:
+    def send(self, proc: Proc, signum: signal.Signals) -> None:
         """Send ``signum`` to ``proc``."""
         proc.signals.append(signum.name)
         proc.process.send_signal(signum)
@@ -159,7 +159,7 @@ class Deployment:
         """Wait until ``proc`` has exited; return its exit status."""
         with trio.move_on_after(limit):
             return await proc.process.wait()
-        raise Timeout(f"{proc.name} did not exit in {limit}s: {proc.log.read_text()[-3000:]}")
+        raise Timeout(f"{proc.name} did not exit in {limit}s: {tail(proc.log)}")
 
     async def wait_log(self, proc: Proc, text: str, *, limit: float = 30) -> None:
         """Wait until ``proc`` has written ``text`` to its log."""

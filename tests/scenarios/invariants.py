@@ -15,7 +15,6 @@ from typing import Any
 from scenarios.mixed import TICK, Observation, tick_time
 from scenarios.scenario_app import NODES, buggy, expected_run_result
 
-import trioqueue as tq
 from trioqueue import Status
 
 #: How far a task may start before its run_at (the stored times' rounding).
@@ -67,11 +66,6 @@ def every_task_ends_once(obs: Observation) -> list[str]:
     ]
 
 
-def _records_side_effects(obs: Observation, task: tq.Task[Any]) -> bool:
-    # Every handler of app.py records a completed attempt; a run record is no handler's.
-    return str(task.id) not in obs.runs
-
-
 def _ended_run(obs: Observation, id: str) -> bool:
     """Whether ``id`` is a node of a run that ended KILLED before it was retried.
 
@@ -80,6 +74,14 @@ def _ended_run(obs: Observation, id: str) -> bool:
     """
     run_id, slash, _ = id.partition("/")
     return bool(slash) and run_id in obs.runs and buggy(obs.runs[run_id])
+
+
+def _result_of(attempt: int, pid: int) -> dict[str, int]:
+    return {"attempt": attempt, "pid": pid}  # what app.record returns
+
+
+def _names_pid(result: Any) -> bool:
+    return isinstance(result, dict) and "pid" in result  # not a flow node's
 
 
 def side_effects_once(obs: Observation) -> list[str]:
@@ -98,22 +100,14 @@ def side_effects_once(obs: Observation) -> list[str]:
     for c in obs.ledger:
         by_task[c.task_id].append((c.attempt, c.pid))
     for id, task in obs.tasks.items():
-        if not _records_side_effects(obs, task):
+        if id in obs.runs:  # a run record: no handler of its own
             continue
         done = by_task.get(id, [])
         final = [(a, pid) for a, pid in done if task.status is Status.DONE and a == task.attempts]
         if task.status is Status.DONE:
             if len(final) != 1:
                 found.append(f"{id} is done (attempt {task.attempts}) with ledger lines {done}")
-            elif (
-                isinstance(task.result, dict)
-                and "pid" in task.result
-                and task.result
-                != {
-                    "attempt": final[0][0],
-                    "pid": final[0][1],
-                }
-            ):
+            elif _names_pid(task.result) and task.result != _result_of(*final[0]):
                 found.append(f"{id}'s result {task.result} is not its ledger line {final[0]}")
         strays = [(a, pid) for a, pid in done if (a, pid) not in final]
         if any(pid not in obs.killed_pids for _, pid in strays) and not _ended_run(obs, id):
@@ -122,7 +116,7 @@ def side_effects_once(obs: Observation) -> list[str]:
 
 
 def each_tick_once(obs: Observation) -> list[str]:
-    """One task per tick of the schedule, and one schedule for it, across processes and restarts."""
+    """One task per tick, each run, and one schedule for it, across processes and restarts."""
     ticks = Counter(tick_time(t) for t in obs.tasks.values() if t.queue == TICK)
     found = [
         f"tick {datetime.fromtimestamp(at).time()} has {n} tasks"
@@ -131,6 +125,12 @@ def each_tick_once(obs: Observation) -> list[str]:
     ]
     if not ticks:
         found.append("no tick ran")
+    horizon = obs.stopped_at - 3  # later ticks may wait for the next deployment
+    found.extend(
+        f"tick task {id} ({tick_time(t) - horizon:.1f}s before the end) is {t.status.value}"
+        for id, t in obs.tasks.items()
+        if t.queue == TICK and tick_time(t) < horizon and t.status is not Status.DONE
+    )
     names = sorted(s["name"] for s in obs.schedules)
     if len(names) != 1:
         found.append(f"{TICK}'s every(1) is {len(names)} schedules in storage: {names}")

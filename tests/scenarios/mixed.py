@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from scenarios.deploy import CliRun, Completion, Deployment, Proc, open_deployment
+from scenarios.deploy import CliRun, Completion, Deployment, Proc, open_deployment, tail
 from scenarios.scenario_app import HOLD, buggy, flaky, flow
 
 import trioqueue as tq
@@ -91,6 +91,8 @@ class Observation:
     #: Seconds from a cross-process ``cancel_task`` of a running or a buffered
     #: task to its CANCELLED (None: over 3 s).
     cancel_latency: list[tuple[str, float | None]] = field(default_factory=list)
+    #: When the workers were told to stop (the ticks before it must have run).
+    stopped_at: float = 0.0
     #: Each worker stopped by signals: (name, signals sent, exit status).
     exits: list[tuple[str, list[str], int]] = field(default_factory=list)
     killed_pids: set[int] = field(default_factory=set)
@@ -232,7 +234,7 @@ class Mixed:
 
     async def stop(self, proc: Proc) -> None:
         """Stop ``proc`` with SIGTERM; record its exit."""
-        self.dep.signal(proc, signal.SIGTERM)
+        self.dep.send(proc, signal.SIGTERM)
         code = await self.dep.exited(proc)
         self.obs.exits.append((proc.name, list(proc.signals), code))
 
@@ -286,9 +288,9 @@ class Mixed:
         so the second is sent once the worker has logged its graceful
         shutdown. The held tasks, released, are cancelled then.
         """
-        self.dep.signal(proc, signal.SIGTERM)
+        self.dep.send(proc, signal.SIGTERM)
         await self.dep.wait_log(proc, "received SIGTERM: graceful shutdown")
-        self.dep.signal(proc, signal.SIGTERM)
+        self.dep.send(proc, signal.SIGTERM)
         code = await self.dep.exited(proc)
         self.obs.exits.append((proc.name, list(proc.signals), code))
         for id in held:
@@ -420,6 +422,7 @@ async def _deploy(m: Mixed) -> None:
         if shuffled or round == plan.rounds - 1:
             await m.pause_and_resume()
     await m.settle()
+    obs.stopped_at = time.time()
     for proc in (w1, w3, lib, *extra):
         await m.stop(proc)
     # Now w2 (the default lease) is app:work's only worker, and it is idle.
@@ -445,7 +448,7 @@ async def run_mixed(dep: Deployment, plan: Plan, backend: str) -> Observation:
     finally:
         obs.commands = list(dep.commands)
         obs.killed_pids = set(dep.killed)
-        obs.logs = {p.name: p.log.read_text(errors="replace")[-4000:] for p in dep.procs}
+        obs.logs = {p.name: tail(p.log) for p in dep.procs}
     return obs
 
 
