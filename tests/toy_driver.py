@@ -39,9 +39,8 @@ from trioqueue._flow._records import (
     gathered,
     run_ended_error,
 )
-from trioqueue._flow._resume import RetryKind, retry_kind, run_of
 from trioqueue.backends.memory import MemoryDriver
-from trioqueue.drivers import ScheduleRecord, merge_schedule
+from trioqueue.drivers import RetryKind, ScheduleRecord, merge_schedule, retry_kind, run_of
 
 Clock = Callable[[], float]
 
