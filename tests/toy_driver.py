@@ -165,6 +165,9 @@ class EndlessRunsDriver(MemoryDriver):
 class ForgetfulJoinsDriver(MemoryDriver):
     """Keeps no fan-in counter: every arrival starts a fresh count, so no join is made."""
 
+    def _unarrived(self, inputs: list[str]) -> int:
+        return len(inputs) - 1  # a count afresh, as if no input had arrived before
+
     @property
     def _flow_joins(self) -> dict[str, int]:
         return {}
