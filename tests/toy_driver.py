@@ -40,7 +40,14 @@ from trioqueue._flow._records import (
     run_ended_error,
 )
 from trioqueue.backends.memory import MemoryDriver
-from trioqueue.drivers import RetryKind, ScheduleRecord, merge_schedule, retry_kind, run_of
+from trioqueue.drivers import (
+    RetryKind,
+    ScheduleRecord,
+    is_record_of,
+    merge_schedule,
+    retry_kind,
+    run_of,
+)
 
 Clock = Callable[[], float]
 
@@ -652,6 +659,8 @@ class FileDriver:
                 return False
             of = run_of(t.id, t.meta)
             run = None if of is None else store.tasks.get(of[0])
+            if run is not None and not is_record_of(run.id, run.meta):
+                run = None
             kind = retry_kind(t.id, t.status, t.meta, None if run is None else run.status)
             if kind is RetryKind.RUN:
                 return run is not None and _resume(store, run, now)

@@ -22,6 +22,7 @@ from ._flow._records import Join as Join
 from ._flow._records import Transition as Transition
 from ._flow._records import gathered as gathered
 from ._flow._resume import RetryKind as RetryKind
+from ._flow._resume import is_record_of as is_record_of
 from ._flow._resume import retry_kind as retry_kind
 from ._flow._resume import run_of as run_of
 from ._registry import BackendSpec as BackendSpec
@@ -52,6 +53,7 @@ __all__ = [
     "apply_outcome",
     "backend_spec",
     "gathered",
+    "is_record_of",
     "merge_schedule",
     "redact_url",
     "register_backend",

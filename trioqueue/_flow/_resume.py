@@ -15,7 +15,7 @@ from typing import Any
 from .._task import Status
 from ._records import META_NODE, META_RUN
 
-__all__ = ["RESUMABLE", "RetryKind", "retry_kind", "run_of"]
+__all__ = ["RESUMABLE", "RetryKind", "is_record_of", "retry_kind", "run_of"]
 
 #: The statuses of a run record that a resume brings back to RUNNING, and of
 #: the tasks of such a run that it makes PENDING again.
@@ -47,10 +47,18 @@ def run_of(id: str, meta: Mapping[str, Any] | None) -> tuple[str, bool] | None:
     return run, record
 
 
+def is_record_of(run: str, meta: Mapping[str, Any] | None) -> bool:
+    """Whether the task ``run`` with ``meta`` is that run's record (not a task that took its id)."""
+    return run_of(run, meta) == (run, True)
+
+
 def retry_kind(
     id: str, status: Status, meta: Mapping[str, Any] | None, run_status: Status | None
 ) -> RetryKind:
     """Decide what ``retry`` does to the task ``id`` (``run_status``: its run record's, if any).
+
+    ``run_status`` is None when the run record is gone (or its id now holds
+    another task: see ``is_record_of``).
 
     - A run record: resumed if KILLED or CANCELLED, else refused (never PENDING).
     - A FAILED, KILLED or CANCELLED node of a KILLED or CANCELLED run: its run is resumed.

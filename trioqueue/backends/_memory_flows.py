@@ -18,7 +18,7 @@ from .._flow._records import (
     gathered,
     run_ended_error,
 )
-from .._flow._resume import RetryKind, retry_kind, run_of
+from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
 
 __all__ = ["MemoryFlows"]
@@ -115,6 +115,8 @@ class MemoryFlows:
     def _retry_kind(self, t: StoredTask) -> RetryKind:
         of = run_of(t.id, t.meta) if t.meta else None
         run = None if of is None else self._tasks.get(of[0])
+        if run is not None and not is_record_of(run.id, run.meta):
+            run = None
         return retry_kind(t.id, t.status, t.meta, None if run is None else run.status)
 
     def _resume(self, t: StoredTask) -> bool:

@@ -108,7 +108,8 @@ class AdminStatements:
         self.retry_read = q(
             "SELECT t.status, t.meta::text, r.status FROM {s}.tasks t "
             "LEFT JOIN {s}.tasks r ON t.meta ? 'trioqueue_run' "
-            "AND r.id = t.meta->>'trioqueue_run' WHERE t.id = %(id)s"
+            "AND r.id = t.meta->>'trioqueue_run' AND r.meta->>'trioqueue_run' = r.id "
+            "AND NOT r.meta ? 'trioqueue_node' WHERE t.id = %(id)s"
         )
         # The resume of a KILLED or CANCELLED run (``FlowDriver``): its failed,
         # killed and cancelled tasks PENDING, then the run record RUNNING;
@@ -116,7 +117,8 @@ class AdminStatements:
         run_tasks = "meta ? 'trioqueue_run' AND meta->>'trioqueue_run' = %(run)s AND id <> %(run)s"
         self.resume_run = q(
             """WITH r AS (SELECT id FROM {s}.tasks WHERE id = %(run)s
-                    AND status IN ('killed', 'cancelled') AND NOT meta ? 'trioqueue_node'
+                    AND status IN ('killed', 'cancelled') AND meta->>'trioqueue_run' = id
+                    AND NOT meta ? 'trioqueue_node'
                 FOR UPDATE),
             busy AS (SELECT 1 FROM {s}.tasks WHERE """
             + run_tasks

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .._flow._records import Transition, gathered
-from .._flow._resume import RetryKind, retry_kind, run_of
+from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
 from . import _sqlite_schema as schema
 from . import _sqlite_statements as sql
@@ -101,7 +101,8 @@ def retry_in(conn: schema.Conn, id: str, now: float) -> list[str] | None:
     of = run_of(id, meta)
     run_status = None
     if of is not None and (r := conn.execute(_READ, (of[0],)).fetchone()) is not None:
-        run_status = status_of(r[0])
+        if is_record_of(of[0], _meta(r[1])):
+            run_status = status_of(r[0])
     kind = retry_kind(id, status_of(row[0]), meta, run_status)
     if kind is RetryKind.TASK:
         return [q for (q,) in conn.execute(sql.RETRY, (now, id)).fetchall()] or None

@@ -235,6 +235,12 @@ async def flow_resume(c: _Ctx) -> None:
     await c.insert(lone)
     c.expect(not await c.driver.retry("r9"), "a run with no task to run again was resumed")
     await c.status("r9", Status.KILLED, "(a run record with no node) after a refused retry")
+    # A run's id that now holds a plain task is no run: its old node's retry is a plain one.
+    y = _node(c, "r11", "y", status=Status.KILLED)
+    await c.insert(c.task("r11", status=Status.KILLED), y)
+    c.expect(await c.driver.retry(y.id), "retry of a KILLED node whose run is gone refused")
+    await c.status(y.id, Status.PENDING, "(a node whose run is gone) after its retry")
+    await c.status("r11", Status.KILLED, "(a plain task holding a run's id) after a node's retry")
 
 
 async def flow_live_nodes_kept(c: _Ctx) -> None:
