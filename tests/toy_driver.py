@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -41,7 +40,14 @@ from trioqueue._flow._records import (
     run_ended_error,
 )
 from trioqueue.backends.memory import MemoryDriver
-from trioqueue.drivers import ScheduleRecord, merge_schedule
+from trioqueue.drivers import (
+    RetryKind,
+    ScheduleRecord,
+    is_record_of,
+    merge_schedule,
+    retry_kind,
+    run_of,
+)
 
 Clock = Callable[[], float]
 
@@ -166,6 +172,9 @@ class EndlessRunsDriver(MemoryDriver):
 class ForgetfulJoinsDriver(MemoryDriver):
     """Keeps no fan-in counter: every arrival starts a fresh count, so no join is made."""
 
+    def _unarrived(self, inputs: list[str]) -> int:
+        return len(inputs) - 1  # a count afresh, as if no input had arrived before
+
     @property
     def _flow_joins(self) -> dict[str, int]:
         return {}
@@ -278,6 +287,25 @@ def _end_rule(store: _Store, now: float) -> None:
         run.status, run.finished_at, run.cancel_requested = t.status, now, False
         run.last_error = run_ended_error(str(node), t.status.value, t.last_error)
         _cancel_run_tasks(store, run.id, now)
+
+
+def _resume(store: _Store, run: StoredTask, now: float) -> bool:
+    mine = [t for t in store.tasks.values() if t.id != run.id and t.meta.get(META_RUN) == run.id]
+    again = [t for t in mine if t.status in (Status.FAILED, Status.KILLED, Status.CANCELLED)]
+    if not again or any(t.status in _LEASED for t in mine):
+        return False
+    run.status, run.finished_at, run.cancel_requested = Status.RUNNING, None, False
+    for t in again:
+        t.status, t.finished_at, t.cancel_requested = Status.PENDING, None, False
+        t.run_at = max(t.run_at, now)
+        t.max_attempts = max(t.max_attempts, t.attempts + 1)
+    return True
+
+
+def _of_live_run(store: _Store, t: StoredTask) -> bool:
+    of = run_of(t.id, t.meta)
+    run = None if of is None or of[1] else store.tasks.get(of[0])
+    return run is not None and run.status is Status.RUNNING
 
 
 class FileDriver:
@@ -471,7 +499,11 @@ class FileDriver:
                     continue
                 self._insert(store, s.spawn, now)
                 for j in s.joins:
-                    left = store.joins.get(j.task.id, len(j.inputs)) - 1
+                    if j.task.id in store.joins:
+                        left = store.joins[j.task.id] - 1
+                    else:  # the first arrival, or the first since the run resumed
+                        got_ = [store.tasks.get(i) for i in j.inputs]
+                        left = sum(1 for r in got_ if r is None or r.status is not Status.DONE)
                     store.joins[j.task.id] = left
                     if left > 0:
                         continue
@@ -623,7 +655,16 @@ class FileDriver:
     async def retry(self, id: str) -> bool:
         def op(store: _Store, now: float) -> bool:
             t = store.tasks.get(id)
-            if t is None or t.status not in (Status.FAILED, Status.KILLED):
+            if t is None:
+                return False
+            of = run_of(t.id, t.meta)
+            run = None if of is None else store.tasks.get(of[0])
+            if run is not None and not is_record_of(run.id, run.meta):
+                run = None
+            kind = retry_kind(t.id, t.status, t.meta, None if run is None else run.status)
+            if kind is RetryKind.RUN:
+                return run is not None and _resume(store, run, now)
+            if kind is RetryKind.NO:
                 return False
             t.status = Status.PENDING
             t.run_at = now
@@ -660,6 +701,7 @@ class FileDriver:
                 for id in dict.fromkeys(ids)
                 if id in store.tasks
                 and store.tasks[id].status not in (Status.QUEUED, Status.RUNNING)
+                and not _of_live_run(store, store.tasks[id])
             ]
             for id in gone:
                 del store.tasks[id]
@@ -681,7 +723,21 @@ class FileDriver:
         return out
 
     async def purge(self, older_than: float) -> int:
-        return await self.prune(dict.fromkeys(_FINAL, older_than), 1 << 62, -math.inf)
+        def op(store: _Store, now: float) -> int:
+            gone = [
+                id
+                for id, t in store.tasks.items()
+                if t.status.is_final
+                and t.finished_at is not None
+                and t.finished_at < older_than
+                and not _of_live_run(store, t)
+            ]
+            for id in gone:
+                del store.tasks[id]
+            return len(gone)
+
+        n: int = await self._run(op)
+        return n
 
     async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
         def op(store: _Store, now: float) -> int:

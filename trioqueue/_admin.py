@@ -99,8 +99,16 @@ class Administration:
     async def retry_task(self, id: str) -> bool:
         """Make a FAILED or KILLED task PENDING now, with one more attempt allowed.
 
+        A workflow's run record is never made PENDING: the retry of a killed
+        or cancelled run (its id), or of a failed, killed or cancelled node
+        of one, resumes the run: its unfinished nodes run again, the
+        finished ones are not run again, and the run ends with its full
+        result. A running or done run is not retried.
+
         Returns:
-          Whether the task was in a state that could be retried.
+          Whether the task was in a state that could be retried (for a run:
+          whether it was resumed; not while one of its nodes is still
+          stopping, nor when none is left to run again).
         """
         return await retrying(
             "retry a task", self.driver.retry, str(id), transient=self.transient, attempts=3

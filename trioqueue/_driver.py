@@ -216,7 +216,11 @@ class Driver(Protocol):
         ...
 
     async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed.
+
+        A workflow's run record is never made PENDING: a driver that runs
+        workflows resumes the run instead (see ``FlowDriver``).
+        """
         ...
 
     async def cancel(self, id: str) -> bool:
@@ -230,7 +234,10 @@ class Driver(Protocol):
         ...
 
     async def purge(self, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.
+
+        A driver that runs workflows keeps the nodes of a RUNNING run (``FlowDriver``).
+        """
         ...
 
     async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:

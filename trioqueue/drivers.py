@@ -21,6 +21,10 @@ from ._flow._records import FlowDriver as FlowDriver
 from ._flow._records import Join as Join
 from ._flow._records import Transition as Transition
 from ._flow._records import gathered as gathered
+from ._flow._resume import RetryKind as RetryKind
+from ._flow._resume import is_record_of as is_record_of
+from ._flow._resume import retry_kind as retry_kind
+from ._flow._resume import run_of as run_of
 from ._registry import BackendSpec as BackendSpec
 from ._registry import backend_spec as backend_spec
 from ._registry import redact_url as redact_url
@@ -40,6 +44,7 @@ __all__ = [
     "FlowDriver",
     "Join",
     "Outcome",
+    "RetryKind",
     "ScheduleRecord",
     "Status",
     "StoredTask",
@@ -48,9 +53,12 @@ __all__ = [
     "apply_outcome",
     "backend_spec",
     "gathered",
+    "is_record_of",
     "merge_schedule",
     "redact_url",
     "register_backend",
     "registered_schemes",
+    "retry_kind",
+    "run_of",
     "unregister_backend",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from .._backend import Backend
+from .._flow._admin import BulkRetry, refusal
 from .._task import Status, Task
 from ._backends import open_backend_of
 from ._commands import find_task
@@ -82,7 +83,7 @@ async def _each(
     args: argparse.Namespace,
     verbs: tuple[str, str],
     allowed: tuple[Status, ...],
-    act: Callable[[Backend, str], Awaitable[bool]],
+    act: Callable[[Backend], _Act],
 ) -> int:
     do, verb = verbs
     if args.id is not None:
@@ -90,19 +91,25 @@ async def _each(
             raise CliError(EXIT_USAGE, "give a task id or a filter (--status, --queue), not both")
         async with open_backend_of(args) as backend:
             task = await find_task(backend, args.id)
-            if not await act(backend, str(task.id)):
+            acting = act(backend)
+            acting.keep(task)
+            if not await acting(str(task.id)):
                 now = await find_task(backend, str(task.id))
+                why = await refusal(backend, now) if do == "retry" else None
                 raise CliError(
-                    EXIT_FAILED, f"task {task.id} is {now.status.value}: {_ONLY[do]} can be {verb}"
+                    EXIT_FAILED,
+                    why or f"task {task.id} is {now.status.value}: {_ONLY[do]} can be {verb}",
                 )
             after = await backend.get_task(str(task.id))
         _said(verb, str(task.id), after)
+        _resumed(acting)
         return EXIT_OK
     if not args.status and not args.queue:
         raise CliError(EXIT_USAGE, "give a task id, or --status and/or --queue to select tasks")
     statuses = _statuses(args, allowed, do)
     async with open_backend_of(args) as backend:
-        ids = await select(backend, queue=args.queue, statuses=statuses)
+        acting = act(backend)
+        ids = await select(backend, queue=args.queue, statuses=statuses, keep=acting.keep)
         where = f" in queue {args.queue!r}" if args.queue else ""
         what = f"{_plural(len(ids))} ({', '.join(s.value for s in statuses)}){where}"
         if args.dry_run:
@@ -113,9 +120,41 @@ async def _each(
             return EXIT_FAILED
         n = 0
         for id in ids:
-            n += bool(await act(backend, id))
+            n += bool(await acting(id))
     print(f"{verb} {_plural(n)}{where}")
+    _resumed(acting)
     return EXIT_OK
+
+
+class _Act:
+    """One id at a time: ``keep`` (is it to be acted on?) and the call."""
+
+    def __init__(self, call: Callable[[str], Awaitable[bool]]) -> None:
+        self.call = call
+
+    def keep(self, task: Task[Any]) -> bool:
+        return True
+
+    async def __call__(self, id: str) -> bool:
+        return await self.call(id)
+
+
+class _Retry(_Act):
+    # A run record is left out of a filter: the retry of its node resumes it.
+    def __init__(self, backend: Backend) -> None:
+        self.bulk = BulkRetry(backend)
+        super().__init__(self.bulk.retry)
+
+    def keep(self, task: Task[Any]) -> bool:
+        return self.bulk.keep(task)
+
+
+def _resumed(acting: _Act) -> None:
+    runs = sorted(acting.bulk.resumed) if isinstance(acting, _Retry) else []
+    if len(runs) == 1:
+        print(f"resumed workflow run {runs[0]}: its unfinished nodes run again")
+    elif runs:
+        print(f"resumed {len(runs)} workflow runs: their unfinished nodes run again")
 
 
 def _said(verb: str, id: str, now: Task[Any] | None) -> None:
@@ -130,13 +169,17 @@ def _said(verb: str, id: str, now: Task[Any] | None) -> None:
 
 
 async def cmd_retry(args: argparse.Namespace) -> int:
-    """Make failed or killed tasks (one, or those a filter selects) run again now."""
-    return await _each(args, ("retry", "retried"), _RETRYABLE, lambda b, id: b.retry_task(id))
+    """Make failed or killed tasks (one, or those a filter selects) run again now.
+
+    A filter leaves workflow run records out: retrying a node of a killed
+    run resumes the run. A run id given alone resumes that run.
+    """
+    return await _each(args, ("retry", "retried"), _RETRYABLE, _Retry)
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel unfinished tasks (one, or those a filter selects)."""
-    return await _each(args, ("cancel", "cancelled"), _CANCELLABLE, lambda b, id: b.cancel_task(id))
+    return await _each(args, ("cancel", "cancelled"), _CANCELLABLE, lambda b: _Act(b.cancel_task))
 
 
 async def cmd_purge(args: argparse.Namespace) -> int:

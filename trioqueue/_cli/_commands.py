@@ -18,6 +18,10 @@ import trio
 from .._backend import Backend
 from .._codec import json_error
 from .._errors import CodecError, DuplicateTask, TaskCancelled, TaskFailed
+from .._flow._define import Flow
+from .._flow._plan import compile_plan
+from .._flow._spec import FlowError
+from .._flow._types import UNKNOWN
 from .._task import Status, Task
 from ._backends import (
     backend_options,
@@ -201,33 +205,65 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _flow_args_types(flow: Flow, spec: str) -> list[Any]:
+    """Return the types a run's args must decode into: each root's (a list, for a map)."""
+    try:
+        plan = compile_plan(flow)
+    except FlowError as exc:
+        raise CliError(EXIT_USAGE, f"{spec} is not a valid workflow: {exc}") from exc
+    out: list[Any] = []
+    for name in plan.roots:
+        step = plan.steps[name]
+        tp = Any if step.takes is UNKNOWN else step.takes
+        out.append(list[tp] if step.spec.map else tp)  # type: ignore[valid-type]
+    return out
+
+
 async def cmd_push(args: argparse.Namespace) -> int:
-    """Validate args against the handler's type and push one task."""
+    """Validate args against the handler's type and push one task.
+
+    A workflow (``Workflow`` or ``DagFlow``) starts a run instead: its args
+    are checked against each root's type and the run id is printed.
+    """
     handler = load_handler(args.handler)
-    arg_type = args_type(handler, args.handler)
+    is_flow = isinstance(handler, Flow)
+    if is_flow:
+        if args.if_exists == "replace_finished":
+            raise CliError(
+                EXIT_USAGE,
+                f"{args.handler} is a workflow: a run cannot replace a finished one (its "
+                f"nodes keep their ids); push it with a new --id, or --if-exists skip/raise",
+            )
+        arg_types = _flow_args_types(handler, args.handler)
+    else:
+        arg_types = [args_type(handler, args.handler)]
     data = args.args.encode("utf-8", "surrogatepass")
     try:
         value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise CliError(EXIT_USAGE, f"ARGS_JSON is not valid JSON: {json_error(data, exc)}") from exc
     codec = make_codec(args.codec)
-    try:
-        codec.decoder(arg_type)(codec.encode(value))
-    except CodecError as exc:
-        raise CliError(
-            EXIT_USAGE, f"args do not fit {args.handler} ({type_name(arg_type)}): {exc}"
-        ) from exc
+    for arg_type in arg_types:
+        try:
+            codec.decoder(arg_type)(codec.encode(value))
+        except CodecError as exc:
+            raise CliError(
+                EXIT_USAGE, f"args do not fit {args.handler} ({type_name(arg_type)}): {exc}"
+            ) from exc
     queue = args.queue or handler_queue(handler, args.handler)
+    options: dict[str, Any] = {
+        "delay": args.delay,
+        "priority": args.priority,
+        "max_attempts": args.max_attempts,
+        "id": args.id,
+        "if_exists": args.if_exists,
+    }
     async with open_backend_of(args, queue=queue) as backend:
         try:
-            task_id = await backend.push(
-                value,
-                delay=args.delay,
-                priority=args.priority,
-                max_attempts=args.max_attempts,
-                id=args.id,
-                if_exists=args.if_exists,
-            )
+            if is_flow:
+                task_id = await handler.push(backend, value, **options)
+            else:
+                task_id = await backend.push(value, **options)
         except DuplicateTask as exc:
             raise CliError(EXIT_DUPLICATE, one_line(exc)) from exc
         except (TypeError, ValueError, CodecError) as exc:

@@ -199,7 +199,8 @@ def _push(sub: Any, one_queue: str) -> None:
         "push",
         "push one task",
         "Check ARGS_JSON against the handler's args type, push it to the handler's queue "
-        "(module:name unless --queue) and print the id.",
+        "(module:name unless --queue) and print the id. A workflow (Workflow or DagFlow) "
+        "starts a run instead and prints the run id.",
         queue_help=one_queue,
         codec=True,
         migrate=True,

@@ -1,7 +1,8 @@
 """The storage side of workflows: transition records, the driver operation, payload frames.
 
 A workflow run is a record in the tasks table (the *run record*: never
-claimable, RUNNING until the transition that ends it) plus one task per node.
+claimable, RUNNING until the transition that ends it, never made PENDING by
+a retry, which resumes the run instead) plus one task per node.
 A node's DONE and the creation of what follows it are one storage
 transaction, ``FlowDriver.advance``, under the node's lease. The payload of a
 node task is a *frame*: the node's name, then either its args as the codec
@@ -163,7 +164,7 @@ class Transition(Outcome):
 
 
 class FlowDriver(Driver, Protocol):
-    """A driver that runs workflows: ``Driver`` plus ``advance`` and two rules.
+    """A driver that runs workflows: ``Driver`` plus ``advance``, two rules, and the resume.
 
     ``advance`` settles workflow nodes DONE and creates their successors in
     the same transaction. The rules hold for every operation of the driver
@@ -178,6 +179,20 @@ class FlowDriver(Driver, Protocol):
     - *Run cancel*: ``cancel`` of a RUNNING run record (meta ``trioqueue_run``
       equal to its id, no ``trioqueue_node``) makes it CANCELLED at once and
       cancels its tasks as the end rule does.
+
+    ``retry``, ``purge`` and ``delete`` treat a run record as a run:
+
+    - *Resume*: a run record is never made PENDING. ``retry`` of a KILLED or
+      CANCELLED run record, or of a FAILED, KILLED or CANCELLED node of such
+      a run (``retry_kind`` decides), resumes the run in one transaction:
+      every task of the run that is FAILED, KILLED or CANCELLED becomes
+      PENDING (``run_at`` the later of its own and now, ``finished_at``
+      cleared, one more attempt allowed) and the run record RUNNING again
+      (``finished_at`` cleared). It changes nothing and returns False while
+      a task of the run is QUEUED or RUNNING (the end flagged it: it is
+      stopping), or when no task of the run would run again.
+    - *Live nodes kept*: ``purge`` and ``delete`` leave the nodes of a
+      RUNNING run (its joins read their results).
     """
 
     async def advance(self, steps: Sequence[Transition], token: str) -> list[str]:
@@ -188,12 +203,15 @@ class FlowDriver(Driver, Protocol):
         cancellation requested makes it CANCELLED, and the end rule applies).
         Then, only if it is DONE and the run record ``step.run`` is RUNNING
         with no cancellation requested: ``spawn`` is inserted (existing ids
-        skipped); each join's counter (stored, keyed by the join task's id,
-        starting at ``len(inputs)``) is decremented, and the decrement that
-        brings it to zero inserts the join task, its payload the head plus
-        ``gathered`` of the stored results of ``inputs`` in order, and drops
-        the counter; with ``finish`` the run record becomes DONE with the
-        node's result and ``finished_at`` now.
+        skipped); each join's counter (stored, keyed by the join task's id)
+        is decremented, or, when there is none (the join's first arrival, or
+        the first since its run resumed: the end of a run drops its
+        counters), created as the number of ``inputs`` not DONE (this node
+        is DONE; a missing input is not); the arrival that leaves it at zero
+        inserts the join task, its payload the head plus ``gathered`` of the
+        stored results of ``inputs`` in order, and drops the counter; with
+        ``finish`` the run record becomes DONE with the node's result and
+        ``finished_at`` now.
 
         Returns:
           The ids settled; a step whose lease was lost is dropped whole.

@@ -29,6 +29,8 @@ class MemoryAdministration:
 
         def _q(self, name: str) -> Any: ...
 
+        def _of_live_run(self, t: StoredTask) -> bool: ...
+
     def _init_administration(self) -> None:
         self._change = trio.Event()
         self._cancel = trio.Event()
@@ -70,11 +72,16 @@ class MemoryAdministration:
         return len(gone)
 
     async def delete(self, ids: Sequence[str]) -> int:
-        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         gone = [
             id
             for id in dict.fromkeys(ids)
-            if (t := self._tasks.get(id)) is not None and t.status not in _CLAIMED
+            if (t := self._tasks.get(id)) is not None
+            and t.status not in _CLAIMED
+            and not self._of_live_run(t)
         ]
         for id in gone:
             del self._tasks[id]

@@ -1,4 +1,4 @@
-"""The memory driver's workflow operations: ``advance``, the end rule and the run cancel.
+"""The memory driver's workflow operations: ``advance``, the end rule, the run cancel and resume.
 
 ``MemoryDriver`` inherits them; see ``FlowDriver`` for the contract.
 """
@@ -18,15 +18,17 @@ from .._flow._records import (
     gathered,
     run_ended_error,
 )
+from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
 
 __all__ = ["MemoryFlows"]
 
 _LEASED = (Status.QUEUED, Status.RUNNING)
+_RERUN = (Status.FAILED, Status.KILLED, Status.CANCELLED)
 
 
 class MemoryFlows:
-    """``advance``, the end rule and the run cancel of ``MemoryDriver``."""
+    """``advance``, the end rule, the run cancel and resume of ``MemoryDriver``."""
 
     _tasks: dict[str, StoredTask]
     _leased: set[str]
@@ -80,7 +82,7 @@ class MemoryFlows:
             for new in s.spawn:
                 self._put(new, now)
             for j in s.joins:
-                left = joins.get(j.task.id, len(j.inputs)) - 1
+                left = joins[j.task.id] - 1 if j.task.id in joins else self._unarrived(j.inputs)
                 if left > 0:
                     joins[j.task.id] = left
                     continue
@@ -95,6 +97,59 @@ class MemoryFlows:
         if applied:
             self._changed()
         return applied
+
+    def _unarrived(self, inputs: list[str]) -> int:
+        # A join's first arrival (or the first after its run resumed): its
+        # inputs not DONE yet, this node counting as DONE.
+        tasks = self._tasks
+        return sum(1 for i in inputs if (r := tasks.get(i)) is None or r.status is not Status.DONE)
+
+    def _of_live_run(self, t: StoredTask) -> bool:
+        """Whether ``t`` is a node of a run that is RUNNING (purge and delete leave it)."""
+        of = run_of(t.id, t.meta) if t.meta else None
+        if of is None or of[1]:
+            return False
+        run = self._tasks.get(of[0])
+        return run is not None and run.status is Status.RUNNING
+
+    def _retry_kind(self, t: StoredTask) -> RetryKind:
+        of = run_of(t.id, t.meta) if t.meta else None
+        run = None if of is None else self._tasks.get(of[0])
+        if run is not None and not is_record_of(run.id, run.meta):
+            run = None
+        return retry_kind(t.id, t.status, t.meta, None if run is None else run.status)
+
+    def _resume(self, t: StoredTask) -> bool:
+        """Resume the run of ``t`` (see ``FlowDriver``); say whether it was resumed."""
+        of = run_of(t.id, t.meta)
+        assert of is not None
+        run = self._tasks.get(of[0])
+        if run is None:
+            return False
+        prefix = run.id + "/"
+        mine = [
+            n
+            for n in self._tasks.values()
+            if n.meta.get(META_RUN) == run.id and n.id.startswith(prefix)
+        ]
+        if any(n.status in _LEASED for n in mine):
+            return False  # nodes its end flagged are still stopping
+        again = [n for n in mine if n.status in _RERUN]
+        if not again:
+            return False
+        now = self.now()
+        run.status = Status.RUNNING
+        run.finished_at = None
+        run.cancel_requested = False
+        for n in again:
+            n.status = Status.PENDING
+            n.run_at = max(n.run_at, now)
+            n.finished_at = None
+            n.cancel_requested = False
+            n.max_attempts = max(n.max_attempts, n.attempts + 1)
+            self._schedule(n, now)
+        self._changed()
+        return True
 
     def _flow_ended(self, t: StoredTask, now: float) -> None:
         """Apply the end rule if ``t``, just made KILLED or CANCELLED, is a workflow node."""

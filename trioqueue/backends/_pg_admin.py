@@ -5,10 +5,12 @@ inherits them). Each call is one statement (``_pg_admin_sql``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._driver import StoredTask, WorkerRecord
+from .._flow._resume import RetryKind, retry_kind, run_of
 from .._task import Status
 from ._columns import status_of
 from ._pg_admin_sql import AdminStatements
@@ -17,6 +19,16 @@ from ._pg_schema import COLUMNS
 from ._pg_statements import Statements
 
 __all__ = ["PostgresAdministration"]
+
+
+def _meta(text: str | None) -> dict[str, Any] | None:
+    if not text or text == "{}":
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 class PostgresAdministration:
@@ -108,14 +120,33 @@ class PostgresAdministration:
         return [rec for id in dict.fromkeys(ids) if (rec := found.get(id)) is not None]
 
     async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed.
+
+        A run record, or a node of an ended run, resumes its run instead
+        (``FlowDriver``): ``retry_kind`` decides on what a read finds, and
+        the statement then run holds its own conditions.
+        """
+        rows = await self._fetch(self._admin.retry_read, {"id": id}, shield=False)
+        if not rows:
+            return False
+        status, meta_text, run_status = rows[0]
+        meta = _meta(meta_text)
+        run = None if run_status is None else status_of(run_status)
+        kind = retry_kind(id, status_of(status), meta, run)
+        of = run_of(id, meta)
+        if kind is RetryKind.NO or (kind is RetryKind.RUN and of is None):
+            return False
         params = {
             "id": id,
             "now": self.now(),
             "channel": self._sql.channel,
             "change": self._sql.change_channel,
         }
-        rows = await self._fetch(self._admin.retry, params, shield=True)
+        if kind is RetryKind.RUN:
+            assert of is not None
+            params["run"] = of[0]
+        query = self._admin.retry if kind is RetryKind.TASK else self._admin.resume_run
+        rows = await self._fetch(query, params, shield=True)
         if rows[0][0]:
             self._signal_change()
         return bool(rows[0][0])
@@ -134,12 +165,18 @@ class PostgresAdministration:
         return True
 
     async def purge(self, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         rows = await self._fetch(self._admin.purge, {"before": older_than}, shield=True)
         return int(rows[0][0])
 
     async def delete(self, ids: Sequence[str]) -> int:
-        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         if not ids:
             return 0
         params = {"ids": list(ids), "change": self._sql.change_channel}

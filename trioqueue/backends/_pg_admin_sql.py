@@ -20,6 +20,13 @@ __all__ = ["AdminStatements"]
 #: The statuses a task ends in.
 FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
 
+#: A node of a workflow run that is RUNNING (the deleted row is ``t``): purge
+#: and delete leave it, as the run's joins read its result.
+_NOT_OF_LIVE_RUN = (
+    "NOT (t.meta ? 'trioqueue_node' AND EXISTS (SELECT 1 FROM {s}.tasks r "
+    "WHERE r.id = t.meta->>'trioqueue_run' AND r.status = 'running'))"
+)
+
 #: The columns a replacing push resets to their defaults (those it does not insert).
 _RESET = {
     "last_error": "NULL",
@@ -97,6 +104,41 @@ class AdminStatements:
             c AS (SELECT pg_notify(%(change)s, json_build_array(id)::text) FROM u)
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
         )
+        # What a retry needs to decide (``retry_kind``): the task and its run record.
+        self.retry_read = q(
+            "SELECT t.status, t.meta::text, r.status FROM {s}.tasks t "
+            "LEFT JOIN {s}.tasks r ON t.meta ? 'trioqueue_run' "
+            "AND r.id = t.meta->>'trioqueue_run' AND r.meta->>'trioqueue_run' = r.id "
+            "AND NOT r.meta ? 'trioqueue_node' WHERE t.id = %(id)s"
+        )
+        # The resume of a KILLED or CANCELLED run (``FlowDriver``): its failed,
+        # killed and cancelled tasks PENDING, then the run record RUNNING;
+        # nothing while one of its tasks is still claimed, or if none would run.
+        run_tasks = "meta ? 'trioqueue_run' AND meta->>'trioqueue_run' = %(run)s AND id <> %(run)s"
+        self.resume_run = q(
+            """WITH r AS (SELECT id FROM {s}.tasks WHERE id = %(run)s
+                    AND status IN ('killed', 'cancelled') AND meta->>'trioqueue_run' = id
+                    AND NOT meta ? 'trioqueue_node'
+                FOR UPDATE),
+            busy AS (SELECT 1 FROM {s}.tasks WHERE """
+            + run_tasks
+            + """ AND status IN ('queued', 'running') LIMIT 1),
+            n AS (UPDATE {s}.tasks SET status = 'pending', run_at = greatest(run_at, %(now)s),
+                    finished_at = NULL, cancel_requested = false,
+                    max_attempts = greatest(max_attempts, attempts + 1)
+                WHERE """
+            + run_tasks
+            + """ AND status IN ('failed', 'killed', 'cancelled')
+                  AND EXISTS (SELECT 1 FROM r) AND NOT EXISTS (SELECT 1 FROM busy)
+                RETURNING queue),
+            u AS (UPDATE {s}.tasks SET status = 'running', finished_at = NULL,
+                    cancel_requested = false
+                WHERE id IN (SELECT id FROM r) AND EXISTS (SELECT 1 FROM n) RETURNING id),
+            w AS (SELECT pg_notify(%(channel)s, d.q) FROM (SELECT DISTINCT queue AS q FROM n) d
+                WHERE EXISTS (SELECT 1 FROM u)),
+            c AS (SELECT pg_notify(%(change)s, json_build_array(id)::text) FROM u)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM w), (SELECT count(*) FROM c)"""
+        )
         # PENDING or FAILED: CANCELLED now, a change. QUEUED or RUNNING:
         # flagged, and the cancel channel tells the workers (its listeners
         # take it for a change too). One notification either way.
@@ -113,8 +155,9 @@ class AdminStatements:
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM c)"""
         )
         self.purge = q(
-            "WITH d AS (DELETE FROM {s}.tasks WHERE status IN ('done', 'killed', 'cancelled') "
-            "AND finished_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
+            "WITH d AS (DELETE FROM {s}.tasks AS t WHERE status IN ('done', 'killed', 'cancelled') "
+            f"AND finished_at < %(before)s AND {_NOT_OF_LIVE_RUN} RETURNING 1) "
+            "SELECT count(*) FROM d"
         )
         # At most ``limit`` tasks per call, each before its status's cutoff
         # (NULL: a status not pruned); ``finished_at < latest`` lets the scan
@@ -132,8 +175,10 @@ class AdminStatements:
             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM w)"""
         )
         self.delete = q(
-            """WITH d AS (DELETE FROM {s}.tasks WHERE id = ANY(%(ids)s::text[])
-                AND status NOT IN ('queued', 'running') RETURNING id),
+            """WITH d AS (DELETE FROM {s}.tasks AS t WHERE id = ANY(%(ids)s::text[])
+                AND status NOT IN ('queued', 'running') AND """
+            + _NOT_OF_LIVE_RUN
+            + """ RETURNING id),
             c AS (SELECT pg_notify(%(change)s, json_agg(id)::text) FROM d HAVING count(*) > 0)
             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c)"""
         )

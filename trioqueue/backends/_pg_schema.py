@@ -33,6 +33,125 @@ log = logging.getLogger("trioqueue.backends.postgres")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
+
+def _flow_advance(arrival: str) -> str:
+    # ``flow_advance`` (migrations 6 and 9) with ``arrival``: the statements
+    # that leave a join's remaining count in ``remaining_`` as its input arrives.
+    return """
+    CREATE OR REPLACE FUNCTION {s}.flow_advance(
+        steps jsonb, tok text, at double precision, chan text, change text
+    ) RETURNS text[] LANGUAGE plpgsql AS $$
+    DECLARE
+        st jsonb;
+        j jsonb;
+        node_status text;
+        run_status text;
+        run_flag boolean;
+        remaining_ integer;
+        settled text[] := ARRAY[]::text[];
+        new_tasks jsonb;
+    BEGIN
+        FOR st IN SELECT x FROM jsonb_array_elements(steps) AS x LOOP
+            UPDATE {s}.tasks SET
+                status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'done' END,
+                result = CASE WHEN cancel_requested THEN result
+                              ELSE decode(st->>'result', 'hex') END,
+                last_error = CASE
+                    WHEN cancel_requested THEN coalesce(st->>'error',
+                        'Cancelled: cancellation requested while it was claimed')
+                    ELSE coalesce(st->>'error', last_error) END,
+                traceback = CASE WHEN cancel_requested THEN NULL ELSE traceback END,
+                finished_at = at,
+                started_at = coalesce((st->>'started_at')::double precision, started_at),
+                progress = coalesce(st->>'progress', progress),
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
+            WHERE id = st->>'id' AND lease_token = tok AND status IN ('queued', 'running')
+            RETURNING status INTO node_status;
+            IF NOT FOUND THEN
+                CONTINUE;
+            END IF;
+            settled := settled || (st->>'id');
+            IF node_status <> 'done' THEN
+                CONTINUE;
+            END IF;
+            -- A share lock: a cancel or an end of the run waits for this
+            -- transaction, then sees (and cancels) what it created.
+            SELECT status, cancel_requested INTO run_status, run_flag
+            FROM {s}.tasks WHERE id = st->>'run' FOR SHARE;
+            IF run_status IS DISTINCT FROM 'running' OR run_flag THEN
+                CONTINUE;
+            END IF;
+            new_tasks := coalesce(st->'spawn', '[]'::jsonb);
+            FOR j IN SELECT x FROM jsonb_array_elements(coalesce(st->'joins', '[]'::jsonb)) AS x
+            LOOP
+<arrival>                IF remaining_ > 0 THEN
+                    CONTINUE;
+                END IF;
+                DELETE FROM {s}.flow_joins WHERE id = j->'task'->>'id';
+                new_tasks := new_tasks || jsonb_build_array(jsonb_set(j->'task', '{{payload}}',
+                    to_jsonb(encode(decode(j->'task'->>'payload', 'hex')
+                        || int4send(jsonb_array_length(j->'inputs'))
+                        || (SELECT string_agg(coalesce(int4send(length(t.result)) || t.result,
+                                                       int4send(-1)), ''::bytea ORDER BY x.n)
+                            FROM jsonb_array_elements_text(j->'inputs') WITH ORDINALITY
+                                 AS x(id, n)
+                            LEFT JOIN {s}.tasks t ON t.id = x.id), 'hex'))));
+            END LOOP;
+            INSERT INTO {s}.tasks (id, queue, payload, status, max_attempts, run_at, priority,
+                                   meta, created_at)
+            SELECT x->>'id', x->>'queue', decode(x->>'payload', 'hex'), 'pending',
+                   (x->>'max_attempts')::integer, (x->>'run_at')::double precision,
+                   (x->>'priority')::bigint, x->'meta', at
+            FROM jsonb_array_elements(new_tasks) AS x
+            ON CONFLICT (id) DO NOTHING;
+            PERFORM pg_notify(chan, q)
+            FROM (SELECT DISTINCT x->>'queue' AS q FROM jsonb_array_elements(new_tasks) AS x) d;
+            IF (st->>'finish')::boolean THEN
+                UPDATE {s}.tasks SET status = 'done', finished_at = at,
+                    result = decode(st->>'result', 'hex')
+                WHERE id = st->>'run' AND status = 'running';
+                PERFORM pg_notify(change, json_build_array(st->>'run')::text);
+            END IF;
+        END LOOP;
+        IF cardinality(settled) > 0 THEN
+            PERFORM pg_notify(change, '');
+        END IF;
+        RETURN settled;
+    END $$;
+""".replace("<arrival>", arrival)
+
+
+#: The join arrival of migration 6: a counter starts at the inputs' count.
+_ARRIVAL_6 = """\
+                INSERT INTO {s}.flow_joins (id, run, remaining)
+                VALUES (j->'task'->>'id', st->>'run', jsonb_array_length(j->'inputs') - 1)
+                ON CONFLICT (id) DO UPDATE SET remaining = {s}.flow_joins.remaining - 1
+                RETURNING remaining INTO remaining_;
+"""
+
+#: The join arrival of migration 9: a missing counter starts at the inputs
+#: not DONE (the end of a run drops its counters; a resumed run's joins count
+#: the inputs that finished before it ended).
+_ARRIVAL_9 = """\
+                UPDATE {s}.flow_joins SET remaining = remaining - 1
+                WHERE id = j->'task'->>'id' RETURNING remaining INTO remaining_;
+                IF NOT FOUND THEN
+                    -- The first arrival, or the first since the run resumed: the
+                    -- inputs not DONE yet (this node is, a missing one is not).
+                    SELECT count(*) INTO remaining_
+                    FROM jsonb_array_elements_text(j->'inputs') AS x(id)
+                    LEFT JOIN {s}.tasks t ON t.id = x.id
+                    WHERE t.status IS DISTINCT FROM 'done';
+                    IF remaining_ > 0 THEN
+                        INSERT INTO {s}.flow_joins (id, run, remaining)
+                        VALUES (j->'task'->>'id', st->>'run', remaining_)
+                        ON CONFLICT (id) DO UPDATE SET remaining = {s}.flow_joins.remaining - 1
+                        RETURNING remaining INTO remaining_;
+                    END IF;
+                END IF;
+"""
+
+
 #: The migrations, in order; the schema's version is how many were applied.
 #: ``{s}`` is the schema (an ``sql.Identifier``). Never edit one that shipped:
 #: append a new one.
@@ -165,90 +284,9 @@ MIGRATIONS: tuple[str, ...] = (
         END IF;
         RETURN NULL;
     END $$;
-    CREATE OR REPLACE FUNCTION {s}.flow_advance(
-        steps jsonb, tok text, at double precision, chan text, change text
-    ) RETURNS text[] LANGUAGE plpgsql AS $$
-    DECLARE
-        st jsonb;
-        j jsonb;
-        node_status text;
-        run_status text;
-        run_flag boolean;
-        remaining_ integer;
-        settled text[] := ARRAY[]::text[];
-        new_tasks jsonb;
-    BEGIN
-        FOR st IN SELECT x FROM jsonb_array_elements(steps) AS x LOOP
-            UPDATE {s}.tasks SET
-                status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'done' END,
-                result = CASE WHEN cancel_requested THEN result
-                              ELSE decode(st->>'result', 'hex') END,
-                last_error = CASE
-                    WHEN cancel_requested THEN coalesce(st->>'error',
-                        'Cancelled: cancellation requested while it was claimed')
-                    ELSE coalesce(st->>'error', last_error) END,
-                traceback = CASE WHEN cancel_requested THEN NULL ELSE traceback END,
-                finished_at = at,
-                started_at = coalesce((st->>'started_at')::double precision, started_at),
-                progress = coalesce(st->>'progress', progress),
-                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
-            WHERE id = st->>'id' AND lease_token = tok AND status IN ('queued', 'running')
-            RETURNING status INTO node_status;
-            IF NOT FOUND THEN
-                CONTINUE;
-            END IF;
-            settled := settled || (st->>'id');
-            IF node_status <> 'done' THEN
-                CONTINUE;
-            END IF;
-            -- A share lock: a cancel or an end of the run waits for this
-            -- transaction, then sees (and cancels) what it created.
-            SELECT status, cancel_requested INTO run_status, run_flag
-            FROM {s}.tasks WHERE id = st->>'run' FOR SHARE;
-            IF run_status IS DISTINCT FROM 'running' OR run_flag THEN
-                CONTINUE;
-            END IF;
-            new_tasks := coalesce(st->'spawn', '[]'::jsonb);
-            FOR j IN SELECT x FROM jsonb_array_elements(coalesce(st->'joins', '[]'::jsonb)) AS x
-            LOOP
-                INSERT INTO {s}.flow_joins (id, run, remaining)
-                VALUES (j->'task'->>'id', st->>'run', jsonb_array_length(j->'inputs') - 1)
-                ON CONFLICT (id) DO UPDATE SET remaining = {s}.flow_joins.remaining - 1
-                RETURNING remaining INTO remaining_;
-                IF remaining_ > 0 THEN
-                    CONTINUE;
-                END IF;
-                DELETE FROM {s}.flow_joins WHERE id = j->'task'->>'id';
-                new_tasks := new_tasks || jsonb_build_array(jsonb_set(j->'task', '{{payload}}',
-                    to_jsonb(encode(decode(j->'task'->>'payload', 'hex')
-                        || int4send(jsonb_array_length(j->'inputs'))
-                        || (SELECT string_agg(coalesce(int4send(length(t.result)) || t.result,
-                                                       int4send(-1)), ''::bytea ORDER BY x.n)
-                            FROM jsonb_array_elements_text(j->'inputs') WITH ORDINALITY
-                                 AS x(id, n)
-                            LEFT JOIN {s}.tasks t ON t.id = x.id), 'hex'))));
-            END LOOP;
-            INSERT INTO {s}.tasks (id, queue, payload, status, max_attempts, run_at, priority,
-                                   meta, created_at)
-            SELECT x->>'id', x->>'queue', decode(x->>'payload', 'hex'), 'pending',
-                   (x->>'max_attempts')::integer, (x->>'run_at')::double precision,
-                   (x->>'priority')::bigint, x->'meta', at
-            FROM jsonb_array_elements(new_tasks) AS x
-            ON CONFLICT (id) DO NOTHING;
-            PERFORM pg_notify(chan, q)
-            FROM (SELECT DISTINCT x->>'queue' AS q FROM jsonb_array_elements(new_tasks) AS x) d;
-            IF (st->>'finish')::boolean THEN
-                UPDATE {s}.tasks SET status = 'done', finished_at = at,
-                    result = decode(st->>'result', 'hex')
-                WHERE id = st->>'run' AND status = 'running';
-                PERFORM pg_notify(change, json_build_array(st->>'run')::text);
-            END IF;
-        END LOOP;
-        IF cardinality(settled) > 0 THEN
-            PERFORM pg_notify(change, '');
-        END IF;
-        RETURN settled;
-    END $$;
+    """
+    + _flow_advance(_ARRIVAL_6)
+    + """
     CREATE TRIGGER flow_node_ended AFTER UPDATE OF status ON {s}.tasks
         FOR EACH ROW
         WHEN (NEW.status IN ('killed', 'cancelled')
@@ -268,6 +306,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tasks_status_rare ON {s}.tasks (status, id)
         WHERE status IN ('failed', 'killed', 'cancelled');
     """,
+    # 9: a join's counter that is missing (its first arrival, or the first
+    # since its run resumed) starts at its inputs not DONE, read from storage.
+    _flow_advance(_ARRIVAL_9),
 )
 
 #: The schema version this code writes and understands.

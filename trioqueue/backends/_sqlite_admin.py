@@ -153,15 +153,6 @@ class SqliteAdministration:
 
     # -- administration --
 
-    async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
-        args = (self.now(), id)
-        rows = await self._tx(lambda c: c.execute(sql.RETRY, args).fetchall(), durable=True)
-        if rows:
-            self._waker.changed()
-        self._waker.wake(r[0] for r in rows)
-        return bool(rows)
-
     async def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task at once; flag a QUEUED or RUNNING one.
 
@@ -180,7 +171,10 @@ class SqliteAdministration:
         return True
 
     async def purge(self, older_than: float) -> int:
-        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
+        """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         rows = await self._tx(
             lambda c: c.execute(sql.PURGE, (older_than,)).rowcount,
             durable=True,
@@ -189,7 +183,10 @@ class SqliteAdministration:
         return int(rows)
 
     async def delete(self, ids: Sequence[str]) -> int:
-        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         if not ids:
             await trio.lowlevel.checkpoint()
             return 0

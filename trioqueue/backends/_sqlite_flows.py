@@ -1,20 +1,24 @@
-"""The SQLite driver's workflow operations: ``advance`` and the run cancel.
+"""The SQLite driver's workflow operations: ``advance``, the run cancel and ``retry``.
 
-``SqliteDriver`` inherits them; the end rule is a trigger of migration 4
-(``_sqlite_schema``). See ``FlowDriver`` for the contract.
+``SqliteDriver`` inherits them; the end rule is a trigger of migration 5
+(``_sqlite_schema``). ``retry`` is here because a retry of a run's task may
+resume the run. See ``FlowDriver`` for the contract.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from .._flow._records import Transition, gathered
+from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
 from . import _sqlite_schema as schema
 from . import _sqlite_statements as sql
+from ._columns import status_of
 
 __all__ = ["SqliteFlows"]
 
@@ -22,10 +26,14 @@ T = TypeVar("T")
 
 _RUN = schema.RUN_OF_META
 _RUN_STATUS = "SELECT status, cancel_requested FROM trioqueue_tasks WHERE id = ?"
-_ARRIVE = """
-INSERT INTO trioqueue_flow_joins (id, run, remaining) VALUES (?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET remaining = remaining - 1
-RETURNING remaining
+_ARRIVE = (
+    "UPDATE trioqueue_flow_joins SET remaining = remaining - 1 WHERE id = ? RETURNING remaining"
+)
+_FIRST = "INSERT INTO trioqueue_flow_joins (id, run, remaining) VALUES (?, ?, ?)"
+# A join's inputs that are not DONE (a missing one counts): its first arrival's count.
+_UNARRIVED = """
+SELECT count(*) FROM json_each(?) AS x LEFT JOIN trioqueue_tasks t ON t.id = x.value
+WHERE t.status IS NOT 'done'
 """
 _RESULTS = "SELECT id, result FROM trioqueue_tasks WHERE id IN (SELECT value FROM json_each(?))"
 _FINISH = """
@@ -53,8 +61,65 @@ WHERE {schema.RUN_SEARCH} = :run AND id <> :run AND status NOT IN ('done', 'kill
 _DROP_JOINS = "DELETE FROM trioqueue_flow_joins WHERE run = :run"
 
 
+_READ = "SELECT status, meta FROM trioqueue_tasks WHERE id = ?"
+_BUSY = f"""
+SELECT 1 FROM trioqueue_tasks WHERE {schema.RUN_SEARCH} = :run AND id <> :run
+    AND status IN ('queued', 'running') LIMIT 1
+"""
+_RERUN = f"""
+UPDATE trioqueue_tasks SET status = 'pending', run_at = max(run_at, :now), finished_at = NULL,
+    cancel_requested = 0, max_attempts = max(max_attempts, attempts + 1)
+WHERE {schema.RUN_SEARCH} = :run AND id <> :run AND status IN ('failed', 'killed', 'cancelled')
+RETURNING queue
+"""
+_RESUME = """
+UPDATE trioqueue_tasks SET status = 'running', finished_at = NULL, cancel_requested = 0
+WHERE id = :run AND status IN ('killed', 'cancelled')
+"""
+
+
+def _meta(text: str) -> dict[str, Any] | None:
+    if text == "{}":
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def retry_in(conn: schema.Conn, id: str, now: float) -> list[str] | None:
+    """Retry the task ``id`` in the open transaction: the queues woken, or None if refused.
+
+    A plain retry (FAILED or KILLED: PENDING now, one more attempt), or the
+    resume of its run (``FlowDriver``), as ``retry_kind`` decides.
+    """
+    row = conn.execute(_READ, (id,)).fetchone()
+    if row is None:
+        return None
+    meta = _meta(row[1])
+    of = run_of(id, meta)
+    run_status = None
+    if of is not None and (r := conn.execute(_READ, (of[0],)).fetchone()) is not None:
+        if is_record_of(of[0], _meta(r[1])):
+            run_status = status_of(r[0])
+    kind = retry_kind(id, status_of(row[0]), meta, run_status)
+    if kind is RetryKind.TASK:
+        return [q for (q,) in conn.execute(sql.RETRY, (now, id)).fetchall()] or None
+    if kind is RetryKind.NO or of is None:
+        return None
+    params = {"run": of[0], "now": now}
+    if conn.execute(_BUSY, params).fetchone() is not None:
+        return None  # nodes its end flagged are still stopping
+    queues = [q for (q,) in conn.execute(_RERUN, params).fetchall()]
+    if not queues:
+        return None  # nothing of the run would run again
+    conn.execute(_RESUME, params)
+    return queues
+
+
 class SqliteFlows:
-    """``advance`` and the run cancel of ``SqliteDriver``."""
+    """``advance``, the run cancel and ``retry`` of ``SqliteDriver``."""
 
     if TYPE_CHECKING:
         _waker: Any
@@ -88,6 +153,19 @@ class SqliteFlows:
             self._waker.changed()
             self._waker.wake({t.queue for s in steps for t in s.spawn} | {q for _, q in applied})
         return [id for id, _ in applied]
+
+    async def retry(self, id: str) -> bool:
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed.
+
+        A run record, or a node of an ended run, resumes its run instead (``FlowDriver``).
+        """
+        now = self.now()
+        queues = await self._tx(lambda c: retry_in(c, id, now), durable=True)
+        if queues is None:
+            return False
+        self._waker.changed()
+        self._waker.wake(queues)
+        return True
 
     async def cancel(self, id: str) -> bool:
         """Cancel a task (see ``Driver.cancel``); a RUNNING run record ends with its tasks."""
@@ -134,8 +212,13 @@ def _follow(conn: schema.Conn, s: Transition, now: float) -> None:
         return
     new = list(s.spawn)
     for j in s.joins:
-        (left,) = conn.execute(_ARRIVE, (j.task.id, s.run, len(j.inputs) - 1)).fetchone()
-        if left > 0:
+        row = conn.execute(_ARRIVE, (j.task.id,)).fetchone()
+        if row is None:  # the first arrival (or the first since the run resumed)
+            (left,) = conn.execute(_UNARRIVED, (sql.ids_json(j.inputs),)).fetchone()
+            if left > 0:
+                conn.execute(_FIRST, (j.task.id, s.run, left))
+                continue
+        elif row[0] > 0:
             continue
         conn.execute("DELETE FROM trioqueue_flow_joins WHERE id = ?", (j.task.id,))
         results = dict(conn.execute(_RESULTS, (sql.ids_json(j.inputs),)).fetchall())

@@ -18,7 +18,7 @@ import msgspec
 from .._driver import CANCEL_REQUESTED, Outcome, StoredTask, WorkerRecord
 from .._task import Status
 from ._columns import TEXT_COLUMNS, meta_json, status_text
-from ._sqlite_schema import FINISHED, RARE
+from ._sqlite_schema import FINISHED, NOT_EMPTY_META, RARE
 
 Conn = sqlite3.Connection
 
@@ -264,7 +264,18 @@ RETURNING status
 """
 # ``replace``: the final tasks among the ids go, in the insert's transaction.
 DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND {FINISHED}"
-DELETE = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status NOT IN ('queued', 'running')"
+#: A node of a workflow run that is RUNNING: purge and delete leave it (the
+#: run's joins read its result). The empty meta of most tasks is one comparison.
+_META_OF = (
+    "CASE WHEN json_valid(trioqueue_tasks.meta) THEN json_extract(trioqueue_tasks.meta, '$.{}') END"
+)
+NOT_OF_LIVE_RUN = f"""NOT ({NOT_EMPTY_META} AND {_META_OF.format("trioqueue_node")} IS NOT NULL
+    AND EXISTS (SELECT 1 FROM trioqueue_tasks AS r
+                WHERE r.id = {_META_OF.format("trioqueue_run")} AND r.status = 'running'))"""
+DELETE = (
+    f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status NOT IN ('queued', 'running') "
+    f"AND {NOT_OF_LIVE_RUN}"
+)
 HISTOGRAM = f"""
 SELECT CAST((finished_at - :since) / :step AS INTEGER) AS bucket, status, count(*)
 FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
@@ -273,7 +284,7 @@ GROUP BY bucket, status ORDER BY bucket
 """
 PURGE = f"""
 DELETE FROM trioqueue_tasks
-WHERE {FINISHED} AND finished_at < ?
+WHERE {FINISHED} AND finished_at < ? AND {NOT_OF_LIVE_RUN}
 """
 # Retention: at most :limit rows, each past its status's cutoff (NULL: kept),
 # found through the index of finished tasks (below :oldest, the latest cutoff).

@@ -17,6 +17,7 @@ import trio
 from .._backend import Backend
 from .._codec import Codec
 from .._driver import CANCEL_REQUESTED, Extended, Outcome, StoredTask, apply_outcome
+from .._flow._resume import RetryKind
 from .._registry import BackendSpec
 from .._task import Status
 from ._memory_admin import MemoryAdministration
@@ -351,9 +352,17 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
         return [_copy(t) for id in ids if (t := tasks.get(id)) is not None]
 
     async def retry(self, id: str) -> bool:
-        """Make a FAILED or KILLED task PENDING now with one more attempt allowed."""
+        """Make a FAILED or KILLED task PENDING now with one more attempt allowed.
+
+        A run record, or a node of an ended run, resumes its run instead (``FlowDriver``).
+        """
         t = self._tasks.get(id)
-        if t is None or t.status not in (Status.FAILED, Status.KILLED):
+        if t is None:
+            return False
+        kind = self._retry_kind(t)
+        if kind is RetryKind.RUN:
+            return self._resume(t)
+        if kind is RetryKind.NO:
             return False
         now = self.now()
         t.status = Status.PENDING
@@ -382,11 +391,14 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
         return True
 
     async def purge(self, older_than: float) -> int:
-        """Delete finished tasks whose finished_at is before ``older_than``."""
+        """Delete finished tasks finished before ``older_than`` (not the nodes of a RUNNING run)."""
         gone = [
             id
             for id, t in self._tasks.items()
-            if t.status.is_final and t.finished_at is not None and t.finished_at < older_than
+            if t.status.is_final
+            and t.finished_at is not None
+            and t.finished_at < older_than
+            and not self._of_live_run(t)
         ]
         for id in gone:
             del self._tasks[id]

@@ -1,4 +1,5 @@
-"""Conformance checks of workflows: the atomic transition, the fan-in, the end rule.
+"""Conformance checks of workflows: the atomic transition, the fan-in, the end rule,
+the resume of an ended run, and what purge and delete leave of a running one.
 
 A run here is written by hand: a run record (RUNNING, meta ``trioqueue_run``
 its own id) and node tasks (meta ``trioqueue_run`` and ``trioqueue_node``),
@@ -25,7 +26,14 @@ from .._flow._records import (
 from .._task import Status
 from ._context import _Ctx
 
-__all__ = ["flow_end_rule", "flow_fan_in", "flow_run_cancel", "flow_transition"]
+__all__ = [
+    "flow_end_rule",
+    "flow_fan_in",
+    "flow_live_nodes_kept",
+    "flow_resume",
+    "flow_run_cancel",
+    "flow_transition",
+]
 
 
 def _flows(c: _Ctx) -> FlowDriver:
@@ -175,3 +183,80 @@ async def flow_run_cancel(c: _Ctx) -> None:
     plain = c.task("plain")
     await c.insert(plain)
     c.expect(await c.driver.cancel("plain"), "cancel of a plain PENDING task was refused")
+
+
+async def flow_resume(c: _Ctx) -> None:
+    """A retry of an ended run's node (or of its record) resumes the run; joins still meet."""
+    d = _flows(c)
+    a, b = _node(c, "r7", "a"), _node(c, "r7", "b", max_attempts=1)
+    later = _node(c, "r7", "later", run_at=c.clock.now + 60)
+    await c.insert(_run(c, "r7"), a, b, later)
+    c.expect(sorted(await c.claim("tok", 5)) == [a.id, b.id], "a and b were not claimable")
+    inputs = [a.id, b.id]
+
+    def join() -> Join:
+        return Join(_node(c, "r7", "j", payload=join_payload("j", False)), inputs)
+
+    c.clock.advance(1.0)
+    await d.advance([_step(a.id, "r7", b'"a"', joins=[join()])], "tok")
+    await c.driver.settle([Outcome(b.id, Status.FAILED, error="E: b")], "tok")
+    await c.status("r7", Status.KILLED, "after its node b was killed")
+    c.expect(not await c.driver.retry(a.id), "retry of a DONE node was accepted")
+    c.expect(await c.driver.retry(b.id), "retry of the killed node of a killed run refused")
+    run = await c.status("r7", Status.RUNNING, "(its record) after a retry of its killed node")
+    c.expect(run.finished_at is None, "a resumed run kept its finished_at")
+    rec = await c.status(b.id, Status.PENDING, "(the killed node) after the retry")
+    c.expect(rec.max_attempts >= rec.attempts + 1, "the retried node has no attempt left")
+    again = await c.status(later.id, Status.PENDING, "(cancelled by the run's end) after resume")
+    c.expect(again.run_at >= later.run_at, "a resumed node lost its delay")
+    await c.status(a.id, Status.DONE, "(a finished node) after resume")
+    c.expect(not await c.driver.retry("r7"), "retry of a RUNNING run record was accepted")
+    c.expect(await c.claim("tok2", 5) == [b.id], "the resumed node was not claimable")
+    c.clock.advance(1.0)
+    await d.advance([_step(b.id, "r7", b'"b"', joins=[join()])], "tok2")
+    rec = await c.status(node_id("r7", "j"), Status.PENDING, "(the join) after its inputs ended")
+    want = join_payload("j", False) + gathered([b'"a"', b'"b"'])
+    c.expect(bytes(rec.payload) == want, f"the resumed run's join got {rec.payload!r}")
+    c.expect(await c.claim("tok3", 5) == [rec.id], "the join was not claimable")
+    # A run record is never made PENDING: its retry resumes the run, or is refused.
+    x = _node(c, "r8", "x")
+    await c.insert(_run(c, "r8"), x)
+    c.expect(await c.claim("t8", 5) == [x.id], "the node was not claimable")
+    c.expect(not await c.driver.retry("r8"), "retry of a RUNNING run record was accepted")
+    c.expect(await c.driver.cancel("r8"), "cancel of a running run was refused")
+    c.expect(not await c.driver.retry("r8"), "a run was resumed while its node still ran")
+    await c.driver.settle([Outcome(x.id, Status.DONE, result=b"1")], "t8")
+    await c.status(x.id, Status.CANCELLED, "(flagged) after it settled")
+    c.expect(await c.driver.retry("r8"), "retry of a cancelled run record refused")
+    await c.status("r8", Status.RUNNING, "(a cancelled run) after a retry of its record")
+    await c.status(x.id, Status.PENDING, "(its cancelled node) after the run's retry")
+    c.expect(await c.claim("t8b", 5) == [x.id], "a resumed run's node was not claimable")
+    lone = c.task("r9", status=Status.KILLED, meta={META_RUN: "r9"})
+    await c.insert(lone)
+    c.expect(not await c.driver.retry("r9"), "a run with no task to run again was resumed")
+    await c.status("r9", Status.KILLED, "(a run record with no node) after a refused retry")
+    # A run's id that now holds a plain task is no run: its old node's retry is a plain one.
+    y = _node(c, "r11", "y", status=Status.KILLED)
+    await c.insert(c.task("r11", status=Status.KILLED), y)
+    c.expect(await c.driver.retry(y.id), "retry of a KILLED node whose run is gone refused")
+    await c.status(y.id, Status.PENDING, "(a node whose run is gone) after its retry")
+    await c.status("r11", Status.KILLED, "(a plain task holding a run's id) after a node's retry")
+
+
+async def flow_live_nodes_kept(c: _Ctx) -> None:
+    """Purge and delete leave the nodes of a RUNNING run; an ended run's go."""
+    a, b = _node(c, "r10", "a"), _node(c, "r10", "b", max_attempts=1)
+    await c.insert(_run(c, "r10"), a, b)
+    c.expect(len(await c.claim("tok", 5)) == 2, "the nodes were not claimable")
+    await c.driver.settle([Outcome(a.id, Status.DONE, result=b"1")], "tok")
+    c.clock.advance(10.0)
+    c.expect(await c.driver.purge(c.clock.now) == 0, "purge deleted a node of a running run")
+    delete = getattr(c.driver, "delete", None)  # optional: the board's and CLI's delete
+    if delete is not None:
+        c.expect(await delete([a.id]) == 0, "delete took a node of a running run")
+    await c.status(a.id, Status.DONE, "(a node of a running run) after purge and delete")
+    await c.driver.settle([Outcome(b.id, Status.FAILED, error="E: b")], "tok")
+    await c.status("r10", Status.KILLED, "after its node was killed")
+    c.clock.advance(1.0)
+    n = await c.driver.purge(c.clock.now)
+    c.expect(n == 3, f"purge of an ended run deleted {n} of its 3 tasks")

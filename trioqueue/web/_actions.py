@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from .._flow._admin import BulkRetry
 from .._retrying import retrying
 from .._task import Status
 from ._board import Board, board_url
@@ -62,11 +63,15 @@ async def bulk_apply(
     Walks the filter by keyset pages, so tasks pushed meanwhile are left
     alone, and a confirmation never covers more tasks than it was shown.
 
+    A retry leaves workflow run records out: the retry of a node of a
+    killed run resumes the run (as ``trioqueue retry`` does).
+
     Returns:
       How many tasks were retried, cancelled or deleted (a task that changed
       state meanwhile and no longer allows it is not counted).
     """
     backend = board.backend
+    retry = BulkRetry(backend)
     done = seen = 0
     for status_ in _statuses(action, status):
         before: str | None = None
@@ -78,13 +83,15 @@ async def bulk_apply(
                 break
             seen += len(page)
             before = page[-1].id
-            ids = [str(t.id) for t in page]
             if action == "delete":
-                done += await _delete(board, ids)
+                done += await _delete(board, [str(t.id) for t in page])
+            elif action == "retry":  # run records left out: their nodes' retry resumes them
+                for t in page:
+                    if retry.keep(t):
+                        done += await retry.retry(str(t.id))
             else:
-                act = backend.retry_task if action == "retry" else backend.cancel_task
-                for id in ids:
-                    done += await act(id)
+                for t in page:
+                    done += await backend.cancel_task(str(t.id))
     return done
 
 

@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from .._flow._resume import RetryKind, retry_kind, run_of
 from .._retrying import retrying
 from .._schedule._record import ScheduleRecord, is_stale
-from .._task import Status
+from .._task import Status, Task
 from ._board import Board, board_url
 from ._charts import Window, bar_chart, per_bucket
 from ._graph import draw_graph, run_graph_of
@@ -154,6 +155,7 @@ def routes(board: Board) -> list[Route]:
         context: dict[str, Any] = {
             "title": "Task",
             "task": found,
+            "retry_label": await _retry_label(board, found),
             "graph": None if graph is None else draw_graph(graph, current=found.id),
             "refresh": 0 if found.status.is_final else board.refresh,
         }
@@ -252,3 +254,20 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         seen.update(dict.fromkeys(r))
     return [c for c in _PREFERRED if c in seen] + [c for c in seen if c not in _PREFERRED]
+
+
+#: The retry button's label, by what a retry does (``retry_kind``): none when refused.
+_RETRY_LABELS = {RetryKind.TASK: "Retry", RetryKind.RUN: "Retry and resume its run"}
+
+
+async def _retry_label(board: Board, task: Task[Any]) -> str | None:
+    # A run record is a run: its retry resumes it; a node of an ended run resumes its run.
+    of = run_of(str(task.id), task.meta)
+    run_status = None
+    if of is not None and not of[1]:
+        run = await board.backend.get_task(of[0])
+        run_status = None if run is None else run.status
+    kind = retry_kind(str(task.id), task.status, task.meta, run_status)
+    if kind is RetryKind.RUN and of is not None and of[1]:
+        return "Resume run"
+    return _RETRY_LABELS.get(kind)
