@@ -167,6 +167,32 @@ class Consumer(LeaseUpkeep, Settling):
         self._held.discard(rec.id)
         return False
 
+    def _drop_cancelled(self, ids: list[str]) -> None:
+        # Storage reported these held tasks' cancellation: the ones waiting in
+        # the prefetch channel leave it now and are given back (storage ends
+        # them CANCELLED), the others keep their order. A task already handed
+        # to a slot parked in ``receive`` is not in the buffer: ``_admit``
+        # drops it. One that a slot admitted is running: the worker cancels it.
+        by = self._start_by
+        if not self.buffered or not any(id in by for id in ids):
+            return
+        drop = set(ids)
+        keep: list[StoredTask] = []
+        while True:
+            try:
+                rec = self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if rec.id in drop:
+                by.pop(rec.id, None)
+                self.give_back(rec.id)
+            else:
+                keep.append(rec)
+        for rec in keep:  # no slot waits while the buffer holds tasks: back in order
+            self._send.send_nowait(rec)
+        if self._claimer_waiting:
+            self._took()
+
     def _took(self) -> None:
         if self._send.statistics().current_buffer_used <= self._low_water:
             self._claimer_waiting = False
