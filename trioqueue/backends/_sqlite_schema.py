@@ -199,6 +199,16 @@ CREATE INDEX trioqueue_tasks_run ON trioqueue_tasks ({RUN_OF_META})
             WHERE {NOT_EMPTY_META} AND {RUN_OF_META} IS NOT NULL;
 DROP TRIGGER IF EXISTS trioqueue_flow_node_ended;
 {_node_ended_trigger(RUN_SEARCH)}""",
+    # 11: signals between processes. ``cancel`` counts the cancellations
+    # requested of claimed tasks: a worker's extender reads this one row after
+    # a commit by another process, not the tasks, to learn that one came.
+    """\
+CREATE TABLE trioqueue_signals (
+            name TEXT PRIMARY KEY NOT NULL,
+            generation INTEGER NOT NULL
+        ) WITHOUT ROWID;
+INSERT INTO trioqueue_signals (name, generation) VALUES ('cancel', 0);
+""",
 )
 
 #: The schema version this code writes and understands.
