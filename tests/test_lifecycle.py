@@ -145,9 +145,16 @@ async def _cancel_a_buffered_task(b: tq.Backend, bound: float) -> None:
         assert task is not None and task.status is Status.RUNNING
         task = await b.get_task(second)
         assert task is not None and task.started_at is None
+        third = await b.push(3)  # the freed room is claimed again
+        with trio.fail_after(20):
+            async with aclosing(b.watch(third)) as snapshots:
+                async for t in snapshots:
+                    if t.status is Status.QUEUED:
+                        break
+        assert w.statistics().prefetched == 1
         w.stop(force=True)
     assert ran == [1]
-    assert w.statistics().released == 1  # the running one, at the forced stop
+    assert w.statistics().released == 2  # the buffered third at the stop, the running first
     task = await b.get_task(first)
     assert task is not None and task.status is Status.PENDING
 
