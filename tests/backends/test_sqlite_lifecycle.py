@@ -558,3 +558,27 @@ async def test_wait_for_change_sees_another_process(db: str, watch: bool, action
             assert (seen.result, seen.worker) == (b"42", "other-process")
         else:
             assert (await driver.extend(["a"], "tok", 30.0)).cancel == ["a"]
+
+
+@pytest.mark.seconds
+@pytest.mark.parametrize("watch", [True, False], ids=["inotify", "poll"])
+async def test_wait_for_cancel_wakes_on_a_cancel_by_another_process(db: str, watch: bool) -> None:
+    async with connected(db, watch=watch) as driver:
+        await driver.insert([record("a", run_at=0.0)])
+        assert len(await driver.claim("default", 1, "tok", 30.0)) == 1
+        woke = trio.Event()
+
+        async def holder() -> None:  # as a worker's extender does
+            while not (await driver.extend(["a"], "tok", 30.0)).cancel:
+                await driver.wait_for_cancel(3600.0)
+            woke.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.run_process([sys.executable, "-c", _OTHER_PROCESS, db, "cancel", "a"])
+            committed = trio.current_time()
+            with trio.fail_after(5):  # max_wait is an hour: only the wake-up ends this
+                await woke.wait()
+            took = trio.current_time() - committed
+            assert took < 1.0, f"the holder learned of the cancel after {took:.2f}s"

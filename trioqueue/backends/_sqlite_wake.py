@@ -264,7 +264,8 @@ class Waker:
         process's own signal) wakes it at once when it is set with a ``poke``.
 
         Returns:
-          The last value read (``seen`` if none differed).
+          The last value read (``seen`` if none differed); read again when
+          ``ev`` ended the wait, so this process's own signal is not seen twice.
         """
         watch, latest = self.watch, seen
         with trio.move_on_after(max_wait):
@@ -286,6 +287,8 @@ class Waker:
                     # (a commit shows a moment after its last write): asleep
                     # until the next write, or ``poke``.
                     await watch.wait_changed(generation)
+        if ev.is_set() and latest == seen:
+            latest = await version()  # this process's signal moved the count too
         return latest
 
     def poke(self) -> None:
