@@ -8,7 +8,9 @@ whatever was prefetched but not started.
 The worker talks to it one way: it takes the next leased task, reports what
 became of each one (started, finished with an outcome, given back), reports
 progress, waits on the idle state, and stops the claiming. The consumer calls
-the worker once: ``on_cancel`` with the running tasks storage says to cancel.
+the worker once: ``on_cancel`` with the held tasks storage says to cancel,
+after it dropped those still waiting in the prefetch channel (given back,
+storage ends them CANCELLED) so that only running ones are left to cancel.
 """
 
 from __future__ import annotations
