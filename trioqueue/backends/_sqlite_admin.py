@@ -200,11 +200,16 @@ class SqliteAdministration:
         if not rows:
             return False
         if rows[0][0] != Status.CANCELLED.value:
-            self._cancel.set()
-            self._cancel = trio.Event()
-            self._waker.poke()  # this process's extenders asleep on the file watch
+            self._signal_cancel()
         self._waker.changed()
         return True
+
+    def _signal_cancel(self) -> None:
+        # This process's waiters of ``wait_for_cancel``, those asleep on the
+        # file watch too; the other processes' see the count move.
+        self._cancel.set()
+        self._cancel = trio.Event()
+        self._waker.poke()
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
