@@ -6,6 +6,7 @@ progress, paused queues, the workers' registry, retention and ``if_exists``.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -104,6 +105,74 @@ async def test_a_running_task_is_cancelled_and_ends_cancelled_without_retry(
             assert task.attempts == 1
             assert not await b.cancel_task(tid)  # final now
             w.stop()
+
+
+async def _cancel_a_buffered_task(b: tq.Backend, bound: float) -> None:
+    """One slot runs a task until cancelled; the task buffered behind it is cancelled.
+
+    The buffered one must end CANCELLED within ``bound`` seconds, never run,
+    while the first still runs; the worker's counts stay right.
+    """
+    started = trio.Event()
+    ran: list[int] = []
+
+    async def handler(n: int) -> None:
+        ran.append(n)
+        started.set()
+        await trio.sleep_forever()
+
+    first = await b.push(1)
+    second = await b.push(2)
+    w = WorkerBuilder("one").backend(b).concurrency(1).prefetch(1).lease(30).build(handler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(w.serve)
+        await started.wait()
+        with trio.fail_after(20):
+            async with aclosing(b.watch(second)) as snapshots:
+                async for t in snapshots:  # claimed behind the first: buffered
+                    if t.status is Status.QUEUED:
+                        break
+        assert w.statistics().prefetched == 1
+        asked = trio.current_time()
+        assert await b.cancel_task(second)
+        with trio.fail_after(20), pytest.raises(tq.TaskCancelled):
+            await b.wait_result(second)
+        took = trio.current_time() - asked
+        assert took < bound, f"the buffered task was cancelled after {took:.2f}s"
+        stats = w.statistics()
+        assert (stats.running, stats.prefetched, stats.released, stats.done) == (1, 0, 0, 0)
+        task = await b.get_task(first)
+        assert task is not None and task.status is Status.RUNNING
+        task = await b.get_task(second)
+        assert task is not None and task.started_at is None
+        third = await b.push(3)  # the freed room is claimed again
+        with trio.fail_after(20):
+            async with aclosing(b.watch(third)) as snapshots:
+                async for t in snapshots:
+                    if t.status is Status.QUEUED:
+                        break
+        assert w.statistics().prefetched == 1
+        w.stop(force=True)
+    assert ran == [1]
+    assert w.statistics().released == 2  # the buffered third at the stop, the running first
+    task = await b.get_task(first)
+    assert task is not None and task.status is Status.PENDING
+
+
+async def test_a_buffered_task_cancelled_leaves_the_buffer_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with tq.MemoryBackend.open() as b:
+        await _cancel_a_buffered_task(b, bound=0.1)
+
+
+@pytest.mark.seconds
+@pytest.mark.parametrize("open_backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_buffered_task_cancelled_on_a_durable_store_leaves_the_buffer_at_once(
+    open_backend: Factory,
+) -> None:
+    async with open_backend() as b:
+        await _cancel_a_buffered_task(b, bound=1.0)
 
 
 async def test_a_handler_that_shields_itself_still_ends_cancelled(

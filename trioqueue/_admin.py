@@ -118,10 +118,12 @@ class Administration:
         """Cancel a task that is not final.
 
         A PENDING or FAILED task is CANCELLED at once. A QUEUED or RUNNING one
-        is flagged in storage: the worker holding it cancels it within one
-        lease extension (a third of its lease; on PostgreSQL at once, by a
-        notification) and it ends CANCELLED, with no retry, even if its
-        handler shields itself and returns.
+        is flagged in storage and the worker holding it learns of it within
+        one lease extension (a third of its lease; in its own process and on
+        PostgreSQL at once, on SQLite from another process within about a
+        quarter of a second): a task waiting in its prefetch buffer leaves it
+        unstarted, a running one has its cancel scope cancelled. It ends
+        CANCELLED, with no retry, even if its handler shields itself and returns.
 
         Returns:
           Whether the task was cancelled or flagged (False: final or unknown).

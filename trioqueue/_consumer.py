@@ -8,7 +8,9 @@ whatever was prefetched but not started.
 The worker talks to it one way: it takes the next leased task, reports what
 became of each one (started, finished with an outcome, given back), reports
 progress, waits on the idle state, and stops the claiming. The consumer calls
-the worker once: ``on_cancel`` with the running tasks storage says to cancel.
+the worker once: ``on_cancel`` with the held tasks storage says to cancel,
+after it dropped those still waiting in the prefetch channel (given back,
+storage ends them CANCELLED) so that only running ones are left to cancel.
 """
 
 from __future__ import annotations
@@ -166,6 +168,32 @@ class Consumer(LeaseUpkeep, Settling):
         log.warning("lease of task %s ran out before it started: not started", rec.id)
         self._held.discard(rec.id)
         return False
+
+    def _drop_cancelled(self, ids: list[str]) -> None:
+        # Storage reported these held tasks' cancellation: the ones waiting in
+        # the prefetch channel leave it now and are given back (storage ends
+        # them CANCELLED), the others keep their order. A task already handed
+        # to a slot parked in ``receive`` is not in the buffer: ``_admit``
+        # drops it. One that a slot admitted is running: the worker cancels it.
+        by = self._start_by
+        if not self.buffered or not any(id in by for id in ids):
+            return
+        drop = set(ids)
+        keep: list[StoredTask] = []
+        while True:
+            try:
+                rec = self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if rec.id in drop:
+                by.pop(rec.id, None)
+                self.give_back(rec.id)
+            else:
+                keep.append(rec)
+        for rec in keep:  # no slot waits while the buffer holds tasks: back in order
+            self._send.send_nowait(rec)
+        if self._claimer_waiting:
+            self._took()
 
     def _took(self) -> None:
         if self._send.statistics().current_buffer_used <= self._low_water:

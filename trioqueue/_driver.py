@@ -185,7 +185,8 @@ class Driver(Protocol):
         A consumer's extender waits on it between extensions, so that a
         cancellation reaches the worker holding the task sooner than the next
         extension where storage can signal it (PostgreSQL: a notification;
-        memory: an event). Spurious returns are fine.
+        memory: an event; SQLite: the file's wake-up, then a count that
+        ``cancel`` moves). Spurious returns are fine.
         """
         ...
 

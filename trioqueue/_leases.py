@@ -71,6 +71,8 @@ class LeaseUpkeep:
         @property
         def buffered(self) -> int: ...
 
+        def _drop_cancelled(self, ids: list[str]) -> None: ...
+
     def _retry(
         self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, attempts: float = math.inf
     ) -> Awaitable[T]:
@@ -164,6 +166,7 @@ class LeaseUpkeep:
         if fresh:
             log.info("cancellation requested for %d task(s): %s", len(fresh), fresh)
             self._cancels.update(fresh)
+            self._drop_cancelled(fresh)
             if self.on_cancel is not None:
                 self.on_cancel(fresh)
 

@@ -121,6 +121,9 @@ class Settling:
             finally:
                 self._settling.difference_update(released)
             self._held.difference_update(released)
+            if self._claimer_waiting:  # room for as many again (a cancelled buffered task)
+                self._claimer_waiting = False
+                self._claim_wake.set()
 
     async def _settle(self, outcomes: list[Outcome], token: str) -> list[str]:
         # A workflow node's DONE goes through the driver's ``advance``, with

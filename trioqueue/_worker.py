@@ -274,7 +274,8 @@ class Worker(Accounting):
 
     def _cancel_running(self, ids: list[str]) -> None:
         # Storage says cancel_task asked to stop these: cancel the scope of
-        # each one running here (a buffered one the consumer gives back).
+        # each one running here (the consumer has dropped the buffered ones
+        # from its channel already, and drops one in transit to a slot).
         for id in ids:
             scope = self._scope_of.get(id)
             if scope is not None:

@@ -3,8 +3,8 @@
 ``python lifecycle_child.py URL wait ID``: wait for the task's result and
 print it (or the exception's class name) as one JSON line.
 ``python lifecycle_child.py URL watch ID``: print one JSON line per snapshot.
-``python lifecycle_child.py URL worker LEASE``: run a worker whose handler
-reports progress, prints ``started ID`` and waits until cancelled.
+``python lifecycle_child.py URL worker LEASE [CONCURRENCY]``: run a worker
+whose handler reports progress, prints ``started ID`` and waits until cancelled.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def watch(url: str, id: str) -> None:
             print(json.dumps({"status": task.status.value, "progress": task.progress}), flush=True)
 
 
-async def worker(url: str, lease: float) -> None:
+async def worker(url: str, lease: float, concurrency: int) -> None:
     async def handler(n: int, task_id: tq.TaskId, progress: tq.Progress) -> int:
         progress.set({"step": 1})
         print(f"started {task_id}", flush=True)
@@ -43,20 +43,23 @@ async def worker(url: str, lease: float) -> None:
         return n
 
     async with tq.open_backend(url) as b:
-        w = tq.WorkerBuilder("child").backend(b).lease(lease).build(handler)
+        builder = tq.WorkerBuilder("child").backend(b).lease(lease)
+        if concurrency:
+            builder = builder.concurrency(concurrency).prefetch(concurrency)
+        w = builder.build(handler)
         async with trio.open_nursery() as nursery:
             await nursery.start(w.serve)
             print("ready", flush=True)
 
 
 def main() -> None:
-    url, what, arg = sys.argv[1:4]
+    url, what, arg, *more = sys.argv[1:]
     if what == "wait":
         trio.run(wait, url, arg)
     elif what == "watch":
         trio.run(watch, url, arg)
     else:
-        trio.run(worker, url, float(arg))
+        trio.run(worker, url, float(arg), int(more[0]) if more else 0)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +159,53 @@ async def test_a_killed_worker_disappears_from_the_registry_once_stale(
                 await trio.sleep(stale_at - time.time() + 0.2)  # the expiry itself, not work
                 assert await b.workers(stale_after=stale_after) == []
                 assert [w.pid for w in await b.workers(stale_after=60)] == [worker.proc.pid]
+
+
+async def test_a_running_task_in_a_sqlite_worker_process_stops_within_a_second(
+    tmp_path: Path,
+) -> None:
+    # A lease of 30 s extends every 10 s: only the file's wake-up (the cancel
+    # count read after another process's commit) brings it within a second.
+    with store_url("sqlite", tmp_path) as url:
+        async with tq.open_backend(url) as b:
+            async with child(url, "worker", "30") as worker:
+                tid = await b.push(1)
+                with trio.fail_after(20):
+                    assert await worker.line() == f"started {tid}"
+                asked = trio.current_time()
+                assert await b.cancel_task(tid)
+                with trio.fail_after(20), pytest.raises(tq.TaskCancelled):
+                    await b.wait_result(tid)
+                took = trio.current_time() - asked
+                assert took < 1.0, f"cancelled after {took:.2f}s"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_buffered_task_in_a_worker_process_is_cancelled_within_a_second(
+    kind: str, tmp_path: Path
+) -> None:
+    # One slot: the first task runs until cancelled, the second waits in the
+    # child's prefetch buffer and must leave it, never run, while the first
+    # runs on. A lease of 30 s extends every 10 s.
+    with store_url(kind, tmp_path) as url:
+        async with tq.open_backend(url) as b:
+            async with child(url, "worker", "30", "1") as worker:
+                first = await b.push(1)
+                with trio.fail_after(20):
+                    assert await worker.line() == f"started {first}"
+                second = await b.push(2)
+                with trio.fail_after(20):
+                    async with aclosing(b.watch(second)) as snapshots:
+                        async for t in snapshots:  # claimed behind the first: buffered
+                            if t.status is Status.QUEUED:
+                                break
+                asked = trio.current_time()
+                assert await b.cancel_task(second)
+                with trio.fail_after(20), pytest.raises(tq.TaskCancelled):
+                    await b.wait_result(second)
+                took = trio.current_time() - asked
+                assert took < 1.0, f"cancelled after {took:.2f}s"
+                task = await b.get_task(second)
+                assert task is not None and task.started_at is None  # it never ran
+                task = await b.get_task(first)
+                assert task is not None and task.status is Status.RUNNING

@@ -521,6 +521,9 @@ async def main(path, action, id):
     try:
         if action == "cancel":
             assert await driver.cancel(id)
+        elif action == "kill":
+            [task] = await driver.claim("default", 1, "other", 30.0, "other-process")
+            await driver.settle([Outcome(task.id, Status.KILLED, error="x")], "other")
         else:
             [task] = await driver.claim("default", 1, "other", 30.0, "other-process")
             await driver.start([task.id], "other")
@@ -558,3 +561,40 @@ async def test_wait_for_change_sees_another_process(db: str, watch: bool, action
             assert (seen.result, seen.worker) == (b"42", "other-process")
         else:
             assert (await driver.extend(["a"], "tok", 30.0)).cancel == ["a"]
+
+
+@pytest.mark.seconds
+@pytest.mark.parametrize("watch", [True, False], ids=["inotify", "poll"])
+@pytest.mark.parametrize("cancelled", ["a", "run", "end-rule"])
+async def test_wait_for_cancel_wakes_on_a_cancel_by_another_process(
+    db: str, watch: bool, cancelled: str
+) -> None:
+    # "a" is cancelled itself, as a node of the run "run" that is cancelled,
+    # or by the end rule when another node of its run ends KILLED.
+    async with connected(db, watch=watch) as driver:
+        run = {"trioqueue_run": "run"}
+        await driver.insert(
+            [
+                record("a", run_at=0.0, meta={**run, "trioqueue_node": "n"}),
+                record("run", run_at=0.0, status=Status.RUNNING, meta=run),
+            ]
+        )
+        assert len(await driver.claim("default", 1, "tok", 30.0)) == 1
+        action, target = ("kill", "b") if cancelled == "end-rule" else ("cancel", cancelled)
+        await driver.insert([record("b", run_at=0.0, meta={**run, "trioqueue_node": "m"})])
+        woke = trio.Event()
+
+        async def holder() -> None:  # as a worker's extender does
+            while not (await driver.extend(["a"], "tok", 30.0)).cancel:
+                await driver.wait_for_cancel(3600.0)
+            woke.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.run_process([sys.executable, "-c", _OTHER_PROCESS, db, action, target])
+            committed = trio.current_time()
+            with trio.fail_after(5):  # max_wait is an hour: only the wake-up ends this
+                await woke.wait()
+            took = trio.current_time() - committed
+            assert took < 1.0, f"the holder learned of the cancel after {took:.2f}s"

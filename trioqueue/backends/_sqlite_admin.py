@@ -25,6 +25,9 @@ __all__ = ["SqliteAdministration"]
 T = TypeVar("T")
 
 _FINAL = (Status.DONE, Status.KILLED, Status.CANCELLED)
+#: Seconds between two reads of the cancel count by a waiting extender, at
+#: least: another process's cancellation reaches its holder within about this.
+CANCEL_CHECK = 0.25
 
 
 class SqliteAdministration:
@@ -48,6 +51,11 @@ class SqliteAdministration:
 
     def _init_administration(self) -> None:
         self._cancel = trio.Event()
+        # The cancel count each Trio task (an extender) read at its last wait:
+        # a cancellation committed between two waits still wakes the next one.
+        self._cancels_seen: weakref.WeakKeyDictionary[trio.lowlevel.Task, int] = (
+            weakref.WeakKeyDictionary()
+        )
         # The data version and change count read with a Trio task's latest
         # ``get``/``get_many``: its next ``wait_for_change`` waits for a change
         # since that read, so one made in between is never missed.
@@ -85,13 +93,22 @@ class SqliteAdministration:
         await self._waker.wait_change(seen[0], seen[1], version, max_wait)
 
     async def wait_for_cancel(self, max_wait: float) -> None:
-        """Wait until this driver flags a task for cancellation, or ``max_wait`` seconds.
+        """Wait until a task may have been flagged for cancellation, or ``max_wait`` seconds.
 
-        Another process's ``cancel`` does not wake it: the holder sees that
-        one at its next ``extend``, within one lease-extension interval.
+        This driver's own ``cancel`` wakes it at once. Another process's
+        commits wake it through the file's wake-up (inotify on the WAL file,
+        else polling): it then reads the cancel count that ``cancel`` moves
+        (one row), at most every ``CANCEL_CHECK`` seconds, and returns once
+        that count moved since this Trio task's previous wait.
         """
-        with trio.move_on_after(max_wait):
-            await self._cancel.wait()
+        task = trio.lowlevel.current_task()
+        version = partial(self.db.call, sql.cancel_generation)
+        seen = self._cancels_seen.get(task)
+        if seen is None:
+            seen = await version()
+        self._cancels_seen[task] = await self._waker.wait_signal(
+            self._cancel, seen, version, max_wait, every=CANCEL_CHECK
+        )
 
     # -- reads --
 
@@ -156,19 +173,34 @@ class SqliteAdministration:
     async def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task at once; flag a QUEUED or RUNNING one.
 
-        A flagged task's holder learns of it at its next ``extend`` (this
-        driver's ``wait_for_cancel`` returns at once); whatever it then
-        settles or releases, or a rescue finds, the task ends CANCELLED.
+        A flagged task's holder learns of it at its next ``extend``; the same
+        transaction moves the cancel count, so ``wait_for_cancel`` returns at
+        once in this process and soon after the commit in the others.
+        Whatever the holder then settles or releases, or a rescue finds, the
+        task ends CANCELLED.
         """
         args = (self.now(), id)
-        rows = await self._tx(lambda c: c.execute(sql.CANCEL, args).fetchall(), durable=True)
+
+        def run(conn: sql.Conn) -> list[Any]:
+            rows = conn.execute(sql.CANCEL, args).fetchall()
+            if rows and rows[0][0] != Status.CANCELLED.value:
+                conn.execute(sql.SIGNAL_CANCEL)
+            return rows
+
+        rows = await self._tx(run, durable=True)
         if not rows:
             return False
         if rows[0][0] != Status.CANCELLED.value:
-            self._cancel.set()
-            self._cancel = trio.Event()
+            self._signal_cancel()
         self._waker.changed()
         return True
+
+    def _signal_cancel(self) -> None:
+        # This process's waiters of ``wait_for_cancel``, those asleep on the
+        # file watch too; the other processes' see the count move.
+        self._cancel.set()
+        self._cancel = trio.Event()
+        self._waker.poke()
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.

@@ -11,8 +11,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import trio
-
 from .._flow._records import Transition, gathered
 from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
@@ -123,9 +121,10 @@ class SqliteFlows:
 
     if TYPE_CHECKING:
         _waker: Any
-        _cancel: trio.Event
 
         def now(self) -> float: ...
+
+        def _signal_cancel(self) -> None: ...
 
         async def _tx(
             self, fn: Callable[..., T], *args: Any, durable: bool = False, rows: int = 0
@@ -176,11 +175,11 @@ class SqliteFlows:
                 return False
             conn.execute(_CASCADE, params)
             conn.execute(_DROP_JOINS, params)
+            conn.execute(sql.SIGNAL_CANCEL)  # the holders of its flagged tasks
             return True
 
         if await self._tx(run, durable=True):
-            self._cancel.set()
-            self._cancel = trio.Event()
+            self._signal_cancel()
             self._waker.changed()
             return True
         plain: bool = await super().cancel(id)  # type: ignore[misc]

@@ -39,10 +39,20 @@ NOT_EMPTY_META = "meta <> '{}'"
 RUN_SEARCH = f"{NOT_EMPTY_META} AND {RUN_OF_META}"
 
 
-def _node_ended_trigger(run_match: str) -> str:
+def _node_ended_trigger(run_match: str, *, signal: bool = False) -> str:
     # The end rule of workflows (see migration 5). ``run_match`` is the
     # left-hand side of the cascade's search by run: it must name the
-    # expression (and the predicate) of the run index as it stands.
+    # expression (and the predicate) of the run index as it stands. With
+    # ``signal`` (migration 11) it also moves the cancel count, so the workers
+    # holding the run's flagged tasks learn of it through the file's wake-up.
+    signal_cancel = (
+        "\n    UPDATE trioqueue_signals SET generation = generation + 1 WHERE name = 'cancel';"
+        if signal
+        else ""
+    )
+    drop_joins = (
+        "DELETE FROM trioqueue_flow_joins WHERE run = json_extract(new.meta, '$.trioqueue_run');"
+    )
     return f"""\
 CREATE TRIGGER trioqueue_flow_node_ended
 AFTER UPDATE OF status ON trioqueue_tasks
@@ -69,7 +79,7 @@ BEGIN
         AND status NOT IN ('done', 'killed', 'cancelled')
         AND (SELECT r.status FROM trioqueue_tasks r
              WHERE r.id = json_extract(new.meta, '$.trioqueue_run')) IN ('killed', 'cancelled');
-    DELETE FROM trioqueue_flow_joins WHERE run = json_extract(new.meta, '$.trioqueue_run');
+    {drop_joins}{signal_cancel}
 END;
 """
 
@@ -199,6 +209,18 @@ CREATE INDEX trioqueue_tasks_run ON trioqueue_tasks ({RUN_OF_META})
             WHERE {NOT_EMPTY_META} AND {RUN_OF_META} IS NOT NULL;
 DROP TRIGGER IF EXISTS trioqueue_flow_node_ended;
 {_node_ended_trigger(RUN_SEARCH)}""",
+    # 11: signals between processes. ``cancel`` counts the cancellations
+    # requested of claimed tasks (``cancel``, a run's cancel, the end rule):
+    # a worker's extender reads this one row after a commit by another
+    # process, not the tasks, to learn that one came.
+    f"""\
+CREATE TABLE trioqueue_signals (
+            name TEXT PRIMARY KEY NOT NULL,
+            generation INTEGER NOT NULL
+        ) WITHOUT ROWID;
+INSERT INTO trioqueue_signals (name, generation) VALUES ('cancel', 0);
+DROP TRIGGER IF EXISTS trioqueue_flow_node_ended;
+{_node_ended_trigger(RUN_SEARCH, signal=True)}""",
 )
 
 #: The schema version this code writes and understands.

@@ -314,6 +314,9 @@ WORKERS = f"SELECT {_WORKER_COLS} FROM trioqueue_workers WHERE last_seen > ? ORD
 PRUNE_WORKERS = "DELETE FROM trioqueue_workers WHERE last_seen < ?"
 #: Changes whenever another connection commits (read by ``wait_for_tasks``).
 DATA_VERSION = "PRAGMA data_version"
+#: Counts the cancellations requested of claimed tasks (read by ``wait_for_cancel``).
+CANCEL_GENERATION = "SELECT generation FROM trioqueue_signals WHERE name = 'cancel'"
+SIGNAL_CANCEL = "UPDATE trioqueue_signals SET generation = generation + 1 WHERE name = 'cancel'"
 
 
 _fresh_head = operator.attrgetter("id", "queue", "payload", "max_attempts", "run_at", "priority")
@@ -402,3 +405,8 @@ def ids_json(ids: Iterable[str]) -> str:
 
 def data_version(conn: Conn) -> int:
     return int(conn.execute(DATA_VERSION).fetchone()[0])
+
+
+def cancel_generation(conn: Conn) -> int:
+    row = conn.execute(CANCEL_GENERATION).fetchone()
+    return 0 if row is None else int(row[0])

@@ -245,6 +245,57 @@ class Waker:
         finally:
             self._change_waiters -= 1
 
+    async def wait_signal(
+        self,
+        ev: trio.Event,
+        seen: int,
+        version: Callable[[], Awaitable[int]],
+        max_wait: float,
+        *,
+        every: float,
+    ) -> int:
+        """Wait until a count in storage moves (``version``), ``ev`` is set, or ``max_wait``.
+
+        Unlike ``wait``, it reads ``version`` at most once every ``every``
+        seconds, however busy the file: a waiter that stays for the life of a
+        worker costs a few reads a second at most. With a live watch it reads
+        only while writes were reported lately and otherwise sleeps until the
+        next one; without one it reads every ``every`` seconds. ``ev`` (this
+        process's own signal) wakes it at once when it is set with a ``poke``.
+
+        Returns:
+          The last value read (``seen`` if none differed); read again when
+          ``ev`` ended the wait, so this process's own signal is not seen twice.
+        """
+        watch, latest = self.watch, seen
+        with trio.move_on_after(max_wait):
+            while not ev.is_set():
+                generation = watch.generation if watch is not None else 0
+                read_at = trio.current_time()
+                latest = await version()
+                if latest != seen:
+                    break
+                with trio.move_on_after(every):
+                    await ev.wait()
+                if (
+                    not ev.is_set()
+                    and watch is not None
+                    and watch.alive
+                    and watch.last_event < read_at - self.poll_max
+                ):
+                    # The read saw every commit and nothing was written since
+                    # (a commit shows a moment after its last write): asleep
+                    # until the next write, or ``poke``.
+                    await watch.wait_changed(generation)
+        if ev.is_set() and latest == seen:
+            latest = await version()  # this process's signal moved the count too
+        return latest
+
+    def poke(self) -> None:
+        """Wake every waiter sleeping on the file watch, as a write would."""
+        if self.watch is not None:
+            self.watch.poke()
+
     async def _wait(
         self, ev: trio.Event, seen: int, version: Callable[[], Awaitable[int]], max_wait: float
     ) -> None:
