@@ -18,6 +18,8 @@ import trio
 from ._accounting import Accounting
 from ._backend import Backend
 from ._backoff import Backoff
+from ._boundary import enter as enter_boundary
+from ._boundary import own_deadline
 from ._consumer import Consumer
 from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
 from ._driver import StoredTask, to_task
@@ -266,6 +268,9 @@ class Worker(Accounting):
                                 log.warning("%s: shutdown timeout, cancelling tasks", self.name)
                             self.stop(force=True)
                 finally:
+                    # Cancelled from outside (or failed): what waits in the
+                    # prefetch channel is given back as at a stop (a no-op after one).
+                    self._released += consumer.stop_claiming()
                     self._consumer = None
                     self._emit(EventKind.STOP)
         finally:
@@ -308,6 +313,7 @@ class Worker(Accounting):
             while not self._stopping:
                 with trio.CancelScope() as scope:
                     self._task_scopes[i] = scope
+                    enter_boundary(scope)  # its deadline is the task's; any outside is not
                     while not self._stopping:
                         try:
                             rec = consumer.receive_nowait()
@@ -369,7 +375,7 @@ class Worker(Accounting):
                     result = await self.service(to_task(rec, args, None, Status.RUNNING))
                 except Exception as exc:
                     error = exc
-                except BaseException as exc:  # cancelled: by the deadline, or a shutdown
+                except BaseException as exc:  # cancelled: by the deadline, a shutdown, outside
                     error = exc
                     raise
         finally:
@@ -390,6 +396,7 @@ class Worker(Accounting):
                         timeout=timeout,
                         with_traceback=True,
                         snoozes=rec.snoozes,
+                        timed_out=own_deadline(error),
                     )
                 )
             self._account(rec, verdict, result)
