@@ -9,7 +9,7 @@ task exactly once, on its first counted attempt.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -63,14 +63,17 @@ async def run_cut(worker: tq.Worker, stuck: Stuck, how: str) -> None:
             await stuck.all_running.wait()
             nursery.cancel_scope.cancel()
         return
+    run = worker.run
+    if how == "monitor":
+        run = tq.Monitor(signals=()).register(worker).run
     async with outer(how) as scope, trio.open_nursery() as nursery:
-        nursery.start_soon(worker.run)
+        nursery.start_soon(run)
         await stuck.all_running.wait()
         scope.deadline = trio.current_time() + 1  # a deadline, as move_on_after(1) gives
         await trio.sleep_forever()
 
 
-async def assert_released_then_done(b: tq.Backend, ids: list[str], stuck: Stuck) -> None:
+async def assert_released_then_done(b: tq.Backend, ids: Sequence[str], stuck: Stuck) -> None:
     for id in ids:
         task = await b.get_task(id)
         assert task is not None
@@ -88,7 +91,7 @@ def outcomes(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.outcome for r in caplog.records if hasattr(r, "outcome")]
 
 
-@pytest.mark.parametrize("how", ["move_on_after", "fail_after", "nursery"])
+@pytest.mark.parametrize("how", ["move_on_after", "fail_after", "nursery", "monitor"])
 async def test_a_cancel_from_outside_releases_running_and_buffered_tasks_unspent(
     autojump_clock: trio.abc.Clock,
     open_backend: Factory,
