@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 import trio
@@ -48,7 +49,7 @@ async def cut_from_outside(worker: tq.Worker, rng: random.Random) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def assert_nothing_spent(b: tq.Backend, ids: list[str], done: Counter[int]) -> None:
+async def assert_nothing_spent(b: tq.Backend, ids: Sequence[str], done: Counter[int]) -> None:
     for n, id in enumerate(ids):
         task = await b.get_task(id)
         assert task is not None
