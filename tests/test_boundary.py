@@ -87,6 +87,18 @@ async def assert_released_then_done(b: tq.Backend, ids: Sequence[str], stuck: St
         assert (task.status, task.attempts) == (Status.DONE, 1), id
 
 
+def counted_released(stats: tq.WorkerStatistics, b: tq.Backend) -> bool:
+    """Whether the worker counted every task it gave back, the prefetched ones too.
+
+    On a database a claim may still be on its way when the cancel comes: the
+    consumer gives those back itself, unseen by the worker (all are checked
+    in storage after).
+    """
+    if isinstance(b, tq.MemoryBackend):
+        return stats.released == TASKS
+    return SLOTS <= stats.released <= TASKS
+
+
 def outcomes(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.outcome for r in caplog.records if hasattr(r, "outcome")]
 
@@ -112,7 +124,8 @@ async def test_a_cancel_from_outside_releases_running_and_buffered_tasks_unspent
         )
         await run_cut(w, stuck, how)
         stats = w.statistics()
-        assert (stats.failed, stats.killed, stats.released) == (0, 0, TASKS)
+        assert (stats.failed, stats.killed) == (0, 0)
+        assert counted_released(stats, b)
         assert outcomes(caplog) == ["released"] * SLOTS
         await assert_released_then_done(b, ids, stuck)
 
@@ -137,7 +150,8 @@ async def test_an_outer_deadline_before_the_tasks_own_releases_it(
         w = builder.build(stuck.handle)
         await run_cut(w, stuck, "move_on_after")
         stats = w.statistics()
-        assert (stats.failed, stats.killed, stats.released) == (0, 0, TASKS)
+        assert (stats.failed, stats.killed) == (0, 0)
+        assert counted_released(stats, b)
         assert set(outcomes(caplog)) == {"released"}
         await assert_released_then_done(b, ids, stuck)
 
