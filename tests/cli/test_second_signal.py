@@ -42,7 +42,7 @@ from jobs import *  # noqa: E402,F403
 
 #: Seconds between the first signal being logged and the second one: at once,
 #: while the task finishes, while the backend closes, and once the command returned.
-MOMENTS = (0.0, 0.0, 0.002, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.6, 0.9)
+MOMENTS = (0.0, 0.002, 0.01, 0.03, 0.06, 0.1, 0.2, 0.4, 0.8)
 
 
 def twice(cli: Cli, n: int, wait: float) -> tuple[int, str]:
