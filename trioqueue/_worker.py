@@ -113,7 +113,10 @@ class Worker(Accounting):
       ``stop()`` (or SIGINT/SIGTERM under a ``Monitor``) stops claiming,
       releases the prefetched tasks at once and lets running ones finish for
       up to the shutdown timeout; then, or on ``stop(force=True)``, running
-      tasks are cancelled and released.
+      tasks are cancelled and released. Cancelled from outside (a
+      ``move_on_after`` around ``run``, a cancelled nursery), it releases the
+      running and prefetched tasks unspent, as a forced stop does: only the
+      attempt's own deadline makes a ``TaskTimeout``.
     """
 
     def __init__(self, config: WorkerConfig, handler: Any) -> None:
