@@ -273,3 +273,83 @@ async def test_a_lease_kept_by_the_extender_lets_a_long_wait_in_the_channel_star
             await worker.run(burst=True)
     assert starts == [(1, 1), (2, 1)]
     assert "ran out before it started" not in caplog.text
+
+
+@pytest.mark.parametrize("ready", [0, 1, 3])
+async def test_a_burst_leaves_a_task_not_yet_due_and_never_runs_one_early(
+    autojump_clock: trio.abc.Clock, open_backend: Factory, ready: int
+) -> None:
+    # Whatever ran just before (tasks whose outcomes are still being written
+    # when the claim finds nothing ready), a burst run stops at the first idle
+    # moment: a task due later stays for the next run, as documented.
+    ran: list[tuple[int, float]] = []
+
+    async with open_backend() as b:
+
+        async def handler(n: int) -> None:
+            ran.append((n, b.driver.now()))
+
+        for _ in range(6):  # the outcomes and the claimer race: give it rounds
+            ran.clear()
+            await b.push_bulk(range(ready))
+            later = await b.push(-1, delay=1.0)
+            stored = await b.driver.get(later)
+            assert stored is not None
+            due = stored.run_at
+            await WorkerBuilder("w").backend(b).concurrency(2).build(handler).run(burst=True)
+            assert b.driver.now() < due, "the burst waited for a task not yet due"
+            assert sorted(n for n, _ in ran) == list(range(ready))
+            task = await b.get_task(later)
+            assert task is not None
+            assert (task.status, task.attempts) == (Status.PENDING, 0)
+            await trio.sleep(1.0)  # due now: the next burst runs it, not early
+            await WorkerBuilder("w").backend(b).build(handler).run(burst=True)
+            assert [n for n, _ in ran][ready:] == [-1]
+            assert ran[-1][1] >= due
+
+
+class LateScheduleDriver(MemoryDriver):
+    """Its second schedule read returns only once an outcome was settled: the last
+    running task's outcome is written while the claimer, its claim empty, reads
+    ``next_run_at``, as on a database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.reading = trio.Event()  # the second read began
+        self.settled = trio.Event()
+
+    async def settle(self, outcomes: Sequence[tq.Outcome], token: str) -> list[str]:
+        done = await super().settle(outcomes, token)
+        self.settled.set()
+        return done
+
+    async def next_run_at(self, queue: str) -> float | None:
+        self.reads += 1
+        if self.reads == 2:
+            self.reading.set()
+            await self.settled.wait()
+        return await super().next_run_at(queue)
+
+
+async def test_a_burst_stops_when_the_last_outcome_lands_while_the_schedule_is_read(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    driver = LateScheduleDriver()
+    backend = tq.Backend(driver)
+    ran: list[int] = []
+
+    async def handler(n: int) -> None:
+        await driver.reading.wait()  # ends while the claimer reads the schedule
+        ran.append(n)
+
+    async with backend.running():
+        await backend.push(1)
+        later = await backend.push(2, delay=1.0)
+        start = trio.current_time()
+        with trio.fail_after(60):
+            await WorkerBuilder("w").backend(backend).build(handler).run(burst=True)
+        assert trio.current_time() == start  # no wait for the task due in 1 s
+        assert ran == [1]
+        task = await backend.get_task(later)
+        assert task is not None and (task.status, task.attempts) == (Status.PENDING, 0)

@@ -390,6 +390,13 @@ class Consumer(LeaseUpkeep, Settling):
             nxt = await self._retry("read the schedule", driver.next_run_at, self.queue)
             if not self._claiming:
                 return
+            if settles != self._settles and not self._held:
+                # The last outcomes were written while the schedule was read:
+                # what the settler does for a wait (look at once) is done
+                # here, or a burst run would wait for a task not yet due and
+                # run it instead of stopping idle.
+                await trio.lowlevel.checkpoint()
+                continue
             timeout = self.poll_interval
             if nxt is not None:
                 left = nxt - driver.now()

@@ -15,11 +15,14 @@ The labels::
     snoozed    it raised Snooze(seconds)                -> PENDING, run_at = now + seconds,
                                                            attempt given back
     cancelled  cancel_task asked while it ran           -> CANCELLED, no retry
-    released   cancelled by a shutdown                  -> given back, attempt uncounted
+    released   cancelled by a shutdown, or from outside
+               the worker                               -> given back, attempt uncounted
 
-A cancellation by a deadline (``WorkerBuilder.timeout``) is a failed attempt
-(``TaskTimeout``); any other cancellation is a shutdown. Trio says which:
-``trio.Cancelled.source`` is ``"deadline"`` for the first.
+A cancellation by the attempt's own deadline (``WorkerBuilder.timeout``, a
+``TimeoutLayer``) is a failed attempt (``TaskTimeout``); any other
+cancellation, an outer ``move_on_after`` included, is a shutdown. The caller
+says which (``_boundary.own_deadline``): Trio's ``Cancelled.source`` is
+``"deadline"`` for both.
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ def decide(
     timeout: float | None = None,
     with_traceback: bool = False,
     snoozes: int = 0,
+    timed_out: bool = False,
 ) -> Verdict:
     """Decide what an attempt that ended with ``exc`` (None: it returned) comes to.
 
@@ -185,6 +189,8 @@ def decide(
         An attempt its deadline cancelled shows where it was waiting.
       snoozes: How many times the task snoozed before: past ``MAX_SNOOZES``
         a ``Snooze`` spends the attempt like ``RetryAfter``.
+      timed_out: Whether a ``trio.Cancelled`` ``exc`` is the attempt's own
+        deadline (``TaskTimeout``); else it is released like a shutdown.
 
     Returns:
       The ``Verdict``; pure apart from the jitter ``backoff`` may draw.
@@ -193,7 +199,7 @@ def decide(
         return DONE_VERDICT
     last = attempts >= max_attempts
     if isinstance(exc, trio.Cancelled):
-        if exc.source != "deadline":
+        if not timed_out:
             return Verdict(RELEASED, None, error=exc)
         within = f" {timeout:g}s" if timeout is not None else ""
         cancelled, exc = exc, TaskTimeout(f"attempt {attempts} ran past its{within} deadline")

@@ -18,6 +18,8 @@ import trio
 from ._accounting import Accounting
 from ._backend import Backend
 from ._backoff import Backoff
+from ._boundary import enter as enter_boundary
+from ._boundary import own_deadline
 from ._consumer import Consumer
 from ._context import EventCallback, EventKind, WorkerContext, WorkerEvent, WorkerStatistics
 from ._driver import StoredTask, to_task
@@ -111,7 +113,10 @@ class Worker(Accounting):
       ``stop()`` (or SIGINT/SIGTERM under a ``Monitor``) stops claiming,
       releases the prefetched tasks at once and lets running ones finish for
       up to the shutdown timeout; then, or on ``stop(force=True)``, running
-      tasks are cancelled and released.
+      tasks are cancelled and released. Cancelled from outside (a
+      ``move_on_after`` around ``run``, a cancelled nursery), it releases the
+      running and prefetched tasks unspent, as a forced stop does: only the
+      attempt's own deadline makes a ``TaskTimeout``.
     """
 
     def __init__(self, config: WorkerConfig, handler: Any) -> None:
@@ -266,6 +271,9 @@ class Worker(Accounting):
                                 log.warning("%s: shutdown timeout, cancelling tasks", self.name)
                             self.stop(force=True)
                 finally:
+                    # Cancelled from outside (or failed): what waits in the
+                    # prefetch channel is given back as at a stop (a no-op after one).
+                    self._released += consumer.stop_claiming()
                     self._consumer = None
                     self._emit(EventKind.STOP)
         finally:
@@ -309,6 +317,7 @@ class Worker(Accounting):
             while not self._stopping:
                 with trio.CancelScope() as scope:
                     self._task_scopes[i] = scope
+                    enter_boundary(scope)  # its deadline is the task's; any outside is not
                     while not self._stopping:
                         try:
                             rec = consumer.receive_nowait()
@@ -370,7 +379,7 @@ class Worker(Accounting):
                     result = await self.service(to_task(rec, args, None, Status.RUNNING))
                 except Exception as exc:
                     error = exc
-                except BaseException as exc:  # cancelled: by the deadline, or a shutdown
+                except BaseException as exc:  # cancelled: by the deadline, a shutdown, outside
                     error = exc
                     raise
         finally:
@@ -391,6 +400,7 @@ class Worker(Accounting):
                         timeout=timeout,
                         with_traceback=True,
                         snoozes=rec.snoozes,
+                        timed_out=own_deadline(error),
                     )
                 )
             self._account(rec, verdict, result)

@@ -84,6 +84,11 @@ async def test_broken_drivers_fail_naming_the_promise(
     assert words in message
 
 
+async def test_a_consumer_cancelled_from_outside_must_release_what_it_holds() -> None:
+    with pytest.raises(AssertionError, match=r"^\[shutdown.outer_cancel\] .*did not release"):
+        await check_backend(toy_driver.open_forgetful_release, only=["shutdown.outer_cancel"])
+
+
 async def test_only_runs_the_named_checks() -> None:
     # The lossy driver passes every check that never lets a lease expire.
     await check_backend(toy_driver.open_losing_rescue, only=["push.round_trip", "claim.order"])

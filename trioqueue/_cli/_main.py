@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -34,7 +37,7 @@ from ._queue_commands import (
     cmd_resume,
     cmd_workers,
 )
-from ._worker_command import cmd_worker
+from ._worker_command import cmd_worker, exit_process
 
 __all__ = ["main"]
 
@@ -101,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     A reader that closes the pipe early (``trioqueue tasks | head``) ends the
     command quietly with status 0.
 
+    The worker command run as the process's own command line (``argv``
+    None) ends the process itself once it returned: see ``exit_process``.
+
     Raises:
       SystemExit: for ``--help``, ``--version`` and the argument parser's
         usage errors (status 2), as ``argparse`` does.
@@ -113,9 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "codec"):
         args.codec = "json"
     setup_logging(args.log_level, getattr(args, "log_format", "text"))
+    # A command may handle SIGINT and SIGTERM until the process exits (the
+    # worker counts a second signal while the process exits): a caller that
+    # runs main in its own process (argv given) gets its handlers back.
+    handlers = None if argv is None else _signal_handlers()
     try:
         code = trio.run(_command(args.command), args)
         sys.stdout.flush()
+        if argv is None and args.command == "worker":
+            exit_process(code)  # the worker's signal handling to the very end
         return code
     except KeyboardInterrupt:
         print("trioqueue: interrupted", file=sys.stderr)
@@ -125,6 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             _quiet_stdout()
             return EXIT_OK
         return _report(exc)
+    finally:
+        if handlers is not None:
+            for signum, handler in handlers.items():
+                if handler is not None:  # None: set outside Python, left alone
+                    signal.signal(signum, handler)
+
+
+def _signal_handlers() -> dict[int, Any]:
+    # Only the main thread may set them; elsewhere there is nothing to restore.
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _report(exc: BaseException) -> int:

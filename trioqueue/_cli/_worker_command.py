@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import signal
@@ -10,6 +11,8 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import FrameType
+from typing import NoReturn
 
 import trio
 
@@ -28,7 +31,7 @@ from ._logs import BANNER, TaskLog
 from ._output import redact
 from ._progress import Progress, ProgressLogHandler
 
-__all__ = ["cmd_worker"]
+__all__ = ["cmd_worker", "exit_process"]
 
 log = logging.getLogger("trioqueue.cli")
 
@@ -72,14 +75,24 @@ class _Outside:
 
     Before the monitor runs, a signal interrupts the start (exit 130). After
     it returned, while the backend closes and the process exits, a signal is
-    counted with the monitor's: a second signal still means exit 130.
+    counted with the monitor's: a second signal still means exit 130. Once
+    the command's receiver closed, ``unheard`` (the process's handler from
+    then to its exit) counts such a signal and ends the process with 130 at
+    once if it is a second one, instead of leaving it to the default
+    disposition (which ends the process by SIGTERM itself).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
         self.body = trio.CancelScope()
         self.stopped = False
         self.interrupted = False
         self.late = 0
+
+    @property
+    def interrupts(self) -> bool:
+        """Whether the signals so far make the exit status 130."""
+        return self.interrupted or self.monitor.signals_received + self.late > 1
 
     async def watch(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
@@ -92,21 +105,59 @@ class _Outside:
                 log.warning("received %s before the worker started: exiting", name)
                 self.body.cancel()
 
+    def unheard(self, signum: int, frame: FrameType | None) -> None:
+        """Count a signal that came once no receiver listens; a second one exits 130."""
+        self.late += 1
+        if not self.interrupts:
+            return  # a first signal once the worker stopped by itself: nothing to stop
+        try:
+            log.warning("received %s while exiting", signal.Signals(signum).name)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(EXIT_INTERRUPTED)
+
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     """Run workers until stopped by a signal (or, with --burst, until idle)."""
     targets = load_targets(args.handlers, args.queue)
     monitor = Monitor(shutdown_timeout=args.shutdown_timeout)
-    outside = _Outside()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    outside = _Outside(monitor)
+    # In place under the receivers, and once they close: from here to the
+    # process's exit no signal meets its default disposition.
+    for signum in _SIGNALS:
+        signal.signal(signum, outside.unheard)
+    with trio.open_signal_receiver(*_SIGNALS) as signals:
         async with open_nursery() as nursery:
             nursery.start_soon(outside.watch, signals)
             with outside.body:
                 await _serve(args, targets, monitor, outside)
             nursery.cancel_scope.cancel()
-    if outside.interrupted or monitor.signals_received + outside.late > 1:
-        return EXIT_INTERRUPTED
-    return EXIT_OK
+    return EXIT_INTERRUPTED if outside.interrupts else EXIT_OK
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the worker command's process with ``code``, its signal handler in place to the end.
+
+    The interpreter's own exit puts SIGINT and SIGTERM back to their default
+    dispositions before it tears the modules down, which takes a moment with
+    a large program: a second signal then would end the process by the
+    signal itself, not with status 130. So, as ``multiprocessing`` ends a
+    child, the exit hooks run, the streams are flushed and the process ends
+    at once. ``main`` calls this only for the process's own command line.
+    """
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed pipe: nothing more can be said
+                pass
+        os._exit(code)
 
 
 class _Budget:

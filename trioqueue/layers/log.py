@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from .._boundary import own_deadline
 from .._outcome import decide
 from .._service import Service
 from .._task import Task
@@ -96,7 +97,7 @@ class Log:
             raise
         finally:
             duration = trio.current_time() - start
-            verdict = decide(task.attempts, task.max_attempts, error)
+            verdict = decide(task.attempts, task.max_attempts, error, timed_out=own_deadline(error))
             outcome = verdict.label
             end = {**extra, "outcome": outcome, "duration": duration}
             if verdict.reason is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from .._boundary import own_deadline
 from .._metrics_server import load_prometheus, registry_or_default
 from .._outcome import DONE, LABELS, decide
 from .._service import Service
@@ -150,7 +151,9 @@ class Metrics:
         try:
             result = await self.inner(task)
         except BaseException as exc:
-            s.outcomes[decide(task.attempts, task.max_attempts, exc).label] += 1
+            s.outcomes[
+                decide(task.attempts, task.max_attempts, exc, timed_out=own_deadline(exc)).label
+            ] += 1
             raise
         finally:
             s.in_progress -= 1

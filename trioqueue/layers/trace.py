@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from .._boundary import own_deadline
 from .._outcome import DONE, decide
 from .._service import Service
 from .._sink import TaskSink
@@ -173,7 +174,9 @@ class Trace:
             try:
                 result = await self.inner(task)
             except BaseException as exc:
-                label = decide(task.attempts, task.max_attempts, exc).label
+                label = decide(
+                    task.attempts, task.max_attempts, exc, timed_out=own_deadline(exc)
+                ).label
                 span.set_attribute("trioqueue.outcome", label)
                 raise
             span.set_attribute("trioqueue.outcome", DONE)

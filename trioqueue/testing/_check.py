@@ -101,6 +101,32 @@ async def _shutdown_release(c: _Ctx) -> None:
     c.expect(sorted(again) == sorted(ids), f"released tasks not claimable at once: {again}")
 
 
+async def _outer_cancel(c: _Ctx) -> None:
+    # A consumer cancelled from outside (an outer deadline, as a
+    # ``move_on_after`` around a worker gives) closes as at a shutdown: the
+    # task started and the ones still prefetched are all given back.
+    ids = [await c.backend.push({"i": i}, id=f"oc-{i}") for i in range(3)]
+    with trio.CancelScope() as outer:
+        async with c.backend.open_consumer(concurrency=1, prefetch=3, lease_seconds=60.0) as con:
+            with trio.fail_after(10):
+                first = await con.receive()
+            con.started(first.id)
+            outer.deadline = trio.current_time()
+            await trio.sleep_forever()
+    c.expect(outer.cancelled_caught, "the outer deadline did not cancel the consumer")
+    for id in ids:
+        rec = await c.get(id)
+        c.expect(
+            rec.status is Status.PENDING,
+            f"a consumer cancelled from outside did not release task {id}: it is "
+            f"{rec.status.value}, expected pending",
+        )
+        c.leased(rec, None, "after the consumer was cancelled from outside")
+        c.expect(rec.attempts == 0, f"released task {id} kept attempts={rec.attempts}")
+    again = await c.claim("tok-b", 10)
+    c.expect(sorted(again) == sorted(ids), f"released tasks not claimable at once: {again}")
+
+
 async def _order(c: _Ctx) -> None:
     now = c.clock.now
     await c.insert(
@@ -302,6 +328,7 @@ async def _queues(c: _Ctx) -> None:
 CHECKS: Sequence[tuple[str, Check]] = (
     ("push.round_trip", _round_trip),
     ("shutdown.release", _shutdown_release),
+    ("shutdown.outer_cancel", _outer_cancel),
     ("claim.order", _order),
     ("claim.run_at", _run_at),
     ("lease.expiry", _lease_expiry),
