@@ -268,6 +268,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tasks_status_rare ON {s}.tasks (status, id)
         WHERE status IN ('failed', 'killed', 'cancelled');
     """,
+    # 9: each queue's retention, stored so that every process applies the
+    # same rule: seconds each final status is kept (NULL: forever). A queue
+    # without a row follows each process's default.
+    """
+    CREATE TABLE IF NOT EXISTS {s}.retention (
+        queue text COLLATE "C" PRIMARY KEY,
+        done double precision CHECK (done >= 0),
+        killed double precision CHECK (killed >= 0),
+        cancelled double precision CHECK (cancelled >= 0)
+    );
+    """,
 )
 
 #: The schema version this code writes and understands.

@@ -199,6 +199,17 @@ CREATE INDEX trioqueue_tasks_run ON trioqueue_tasks ({RUN_OF_META})
             WHERE {NOT_EMPTY_META} AND {RUN_OF_META} IS NOT NULL;
 DROP TRIGGER IF EXISTS trioqueue_flow_node_ended;
 {_node_ended_trigger(RUN_SEARCH)}""",
+    # 11: each queue's retention, stored so that every process applies the
+    # same rule: seconds each final status is kept (NULL: forever). A queue
+    # without a row follows each process's default.
+    """\
+CREATE TABLE trioqueue_retention (
+            queue TEXT PRIMARY KEY NOT NULL,
+            done REAL CHECK (done >= 0),
+            killed REAL CHECK (killed >= 0),
+            cancelled REAL CHECK (cancelled >= 0)
+        ) WITHOUT ROWID;
+""",
 )
 
 #: The schema version this code writes and understands.
