@@ -81,6 +81,10 @@ def _seconds(rule: Retention | None, status: str) -> float | None:
     return None if span is None else span.total_seconds()
 
 
+def _span(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
 def describe(queue: str, rule: Retention | None, stored: bool) -> dict[str, Any]:
     """Return what ``retention --json`` prints for a queue's rule."""
     return {
@@ -118,9 +122,10 @@ async def cmd_retention(args: argparse.Namespace) -> int:
                 await b.clear_retention(queue)
             elif given:
                 now = await b.retention(queue)
-                periods = {s: given.get(s, _seconds(now, s)) for s in _STATUSES}
-                spans = {s: None if p is None else timedelta(seconds=p) for s, p in periods.items()}
-                await b.set_retention(queue, Retention(**spans))
+                done, killed, cancelled = (
+                    _span(given[s] if s in given else _seconds(now, s)) for s in _STATUSES
+                )
+                await b.set_retention(queue, Retention(done, killed, cancelled))
             rule = await b.retention(queue)
             stored = queue in await b.retentions()
         except ValueError as exc:
