@@ -156,7 +156,7 @@ class AdminStatements:
             "INSERT INTO {s}.retention (queue, done, killed, cancelled) "
             "VALUES (%(queue)s, %(done)s, %(killed)s, %(cancelled)s) "
             "ON CONFLICT (queue) DO UPDATE SET done = EXCLUDED.done, "
-            "killed = EXCLUDED.killed, cancelled = EXCLUDED.cancelled"
+            "killed = EXCLUDED.killed, cancelled = EXCLUDED.cancelled RETURNING queue"
         )
         self.clear_retention = q("DELETE FROM {s}.retention WHERE queue = %(queue)s")
         self.retentions = q(
