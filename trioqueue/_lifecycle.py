@@ -75,9 +75,7 @@ class Retention:
 
     def cutoffs(self, now: float) -> dict[Status, float]:
         """Return, per final status kept for a limited time, the time before which it goes."""
-        spans = {Status.DONE: self.done, Status.KILLED: self.killed}
-        spans[Status.CANCELLED] = self.cancelled
-        return {s: now - span.total_seconds() for s, span in spans.items() if span is not None}
+        return cutoffs_of(rule_of(self), now)
 
 
 def rule_of(retention: Retention | None) -> RetentionRule:

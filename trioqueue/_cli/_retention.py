@@ -128,7 +128,7 @@ async def cmd_retention(args: argparse.Namespace) -> int:
                 await b.set_retention(queue, Retention(done, killed, cancelled))
             rule = await b.retention(queue)
             stored = queue in await b.retentions()
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise CliError(EXIT_USAGE, f"cannot set the retention: {exc}") from exc
     if args.json:
         print(dumps(describe(queue, rule, stored)))
