@@ -23,6 +23,7 @@ __all__ = [
     "WorkerInfo",
     "cutoffs_of",
     "retention_of",
+    "retention_text",
     "rule_in_effect",
     "rule_of",
 ]
@@ -121,6 +122,26 @@ def cutoffs_of(rule: RetentionRule, now: float) -> dict[Status, float]:
     periods = {Status.DONE: rule.done, Status.KILLED: rule.killed}
     periods[Status.CANCELLED] = rule.cancelled
     return {s: now - p for s, p in periods.items() if p is not None}
+
+
+def _period_text(span: timedelta | None) -> str:
+    if span is None:
+        return "forever"
+    seconds = span.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def retention_text(retention: Retention | None) -> str:
+    """Return a rule as people read it: ``done 1d, killed 7d, cancelled forever``."""
+    if retention is None:
+        return "every finished task kept"
+    return ", ".join(
+        f"{name} {_period_text(getattr(retention, name))}"
+        for name in ("done", "killed", "cancelled")
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from .._lifecycle import Retention
+from .._lifecycle import Retention, retention_text
 from ._backends import open_backend_of
 from ._errors import EXIT_OK, EXIT_USAGE, CliError
 from ._output import dumps
@@ -67,15 +67,6 @@ def add_parser(sub: Any, common: Callable[..., argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _text(seconds: float | None) -> str:
-    if seconds is None:
-        return _FOREVER
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
 def _seconds(rule: Retention | None, status: str) -> float | None:
     span: timedelta | None = None if rule is None else getattr(rule, status)
     return None if span is None else span.total_seconds()
@@ -95,10 +86,7 @@ def describe(queue: str, rule: Retention | None, stored: bool) -> dict[str, Any]
 
 
 def _line(queue: str, rule: Retention | None, stored: bool) -> str:
-    if rule is None:
-        what = "every finished task kept"
-    else:
-        what = ", ".join(f"{s} {_text(_seconds(rule, s))}" for s in _STATUSES)
+    what = retention_text(rule)
     source = (
         "stored in the store"
         if stored
