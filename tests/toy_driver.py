@@ -29,7 +29,13 @@ from typing import Any
 import trio
 
 from trioqueue import Backend, Outcome, Status, StoredTask
-from trioqueue._driver import CANCEL_REQUESTED, Extended, WorkerRecord, apply_outcome
+from trioqueue._driver import (
+    CANCEL_REQUESTED,
+    Extended,
+    RetentionRule,
+    WorkerRecord,
+    apply_outcome,
+)
 from trioqueue._flow._records import (
     META_NODE,
     META_RUN,
@@ -221,13 +227,15 @@ def _copy(t: StoredTask) -> StoredTask:
 
 @dataclass
 class _Store:
-    """What the file holds: the tasks, the paused queues, the workers' entries, the schedules."""
+    """What the file holds: the tasks, the paused queues, the workers' entries, the schedules,
+    the queues' retention rules."""
 
     tasks: dict[str, StoredTask] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
     workers: dict[str, WorkerRecord] = field(default_factory=dict)
     schedules: dict[str, ScheduleRecord] = field(default_factory=dict)
     joins: dict[str, int] = field(default_factory=dict)  # workflow fan-in counters
+    retention: dict[str, RetentionRule] = field(default_factory=dict)
 
     @classmethod
     def load(cls, text: str) -> _Store:
@@ -238,6 +246,7 @@ class _Store:
             {w["name"]: WorkerRecord(**w) for w in d["workers"]},
             {r["name"]: ScheduleRecord(**r) for r in d.get("schedules", [])},
             d.get("joins", {}),
+            {q: RetentionRule(**r) for q, r in d.get("retention", {}).items()},
         )
 
     def dump(self) -> str:
@@ -248,6 +257,7 @@ class _Store:
                 "workers": [asdict(w) for w in self.workers.values()],
                 "schedules": [asdict(r) for r in self.schedules.values()],
                 "joins": self.joins,
+                "retention": {q: asdict(r) for q, r in self.retention.items()},
             }
         )
 
@@ -739,12 +749,19 @@ class FileDriver:
         n: int = await self._run(op)
         return n
 
-    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
+    async def prune(
+        self,
+        queue: str | None,
+        before: Mapping[Status, float],
+        limit: int,
+        workers_before: float,
+    ) -> int:
         def op(store: _Store, now: float) -> int:
             gone = [
                 id
                 for id, t in store.tasks.items()
-                if t.status in before
+                if (queue is None or t.queue == queue)
+                and t.status in before
                 and t.status.is_final
                 and t.finished_at is not None
                 and t.finished_at < before[t.status]
@@ -766,6 +783,20 @@ class FileDriver:
 
     async def paused(self) -> list[str]:
         out: list[str] = await self._run(lambda store, now: sorted(store.paused))
+        return out
+
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        await self._run(lambda store, now: store.retention.__setitem__(queue, rule))
+
+    async def clear_retention(self, queue: str) -> None:
+        await self._run(lambda store, now: store.retention.pop(queue, None))
+
+    async def retentions(self, queues: Sequence[str] | None) -> dict[str, RetentionRule]:
+        def op(store: _Store, now: float) -> dict[str, RetentionRule]:
+            names = sorted(store.retention) if queues is None else queues
+            return {q: store.retention[q] for q in names if q in store.retention}
+
+        out: dict[str, RetentionRule] = await self._run(op)
         return out
 
     async def register_worker(self, worker: WorkerRecord) -> None:

@@ -1,4 +1,5 @@
-"""Inspection and administration of a backend's store: counts, listings, retry, cancel, purge.
+"""Inspection and administration of a backend's store: counts, listings, retry, cancel, purge,
+paused queues, the queues' retention and the workers.
 
 ``Backend`` inherits these; each call goes to the driver once, with storage
 errors retried a few times (``_retrying``), and shows records as ``Task``
@@ -10,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._codec import Codec
-from ._driver import Driver, StoredTask, to_task
+from ._driver import Driver, RetentionRule, StoredTask, to_task
 from ._durations import seconds
-from ._lifecycle import WorkerInfo
+from ._lifecycle import Retention, WorkerInfo, retention_of, rule_in_effect, rule_of
 from ._retrying import retrying
 from ._sink import check_queue_name
 from ._task import Status, Task
@@ -30,6 +31,7 @@ class Administration:
     codec: Codec
     queue: str
     transient: tuple[type[BaseException], ...]
+    retention_default: Retention | None
 
     def _to_task(self, rec: StoredTask) -> Task[Any]:
         # Args and result as plain data; shown raw when they do not decode:
@@ -175,6 +177,74 @@ class Administration:
         return await retrying(
             "list paused queues", self.driver.paused, transient=self.transient, attempts=3
         )
+
+    async def set_retention(self, queue: str, retention: Retention | None) -> None:
+        """Store ``queue``'s retention in the store: every process on every host applies it.
+
+        The workers of ``queue`` (and only they) prune its finished tasks by
+        this rule from their next prune on (within about one
+        ``Retention.interval``), whatever default their own process was
+        opened with. Only the periods are stored (``done``, ``killed``,
+        ``cancelled``); ``interval`` and ``batch`` stay each process's.
+
+        Args:
+          queue: The queue.
+          retention: The rule, or None to keep the queue's finished tasks forever.
+
+        Raises:
+          TypeError: if ``retention`` is not a ``Retention`` or None, or
+            ``queue`` is not a str.
+          ValueError: for a negative period or an invalid queue name
+            (nothing is stored).
+          BackendError: if storage failed after retries.
+        """
+        rule = rule_of(retention)
+        await retrying(
+            "store a queue's retention", self.driver.set_retention, check_queue_name(queue), rule,
+            transient=self.transient, attempts=3,
+        )  # fmt: skip
+
+    async def clear_retention(self, queue: str) -> None:
+        """Forget ``queue``'s stored retention: it follows each process's default again.
+
+        Raises:
+          BackendError: if storage failed after retries.
+        """
+        await retrying(
+            "forget a queue's retention", self.driver.clear_retention, check_queue_name(queue),
+            transient=self.transient, attempts=3,
+        )  # fmt: skip
+
+    async def retention(self, queue: str | None = None) -> Retention | None:
+        """Return the retention ``queue`` (default: this backend's) follows; None: kept forever.
+
+        That is its stored rule (``set_retention``) or, when none is stored,
+        this backend's default (``open_backend(..., retention=)``).
+
+        Raises:
+          BackendError: if storage failed after retries.
+        """
+        name = self._queue_arg(queue)
+        stored = await self._stored_retention([name])
+        default = self.retention_default
+        return retention_of(rule_in_effect(stored.get(name), default), default)
+
+    async def retentions(self) -> dict[str, Retention | None]:
+        """Return the stored retention of every queue that has one, by queue.
+
+        A queue not listed follows each process's default; None keeps forever.
+
+        Raises:
+          BackendError: if storage failed after retries.
+        """
+        stored = await self._stored_retention(None)
+        return {q: retention_of(rule, self.retention_default) for q, rule in stored.items()}
+
+    async def _stored_retention(self, queues: list[str] | None) -> dict[str, RetentionRule]:
+        return await retrying(
+            "read the queues' retention", self.driver.retentions, queues,
+            transient=self.transient, attempts=3,
+        )  # fmt: skip
 
     async def workers(self, *, stale_after: float = WORKER_TTL) -> list[WorkerInfo]:
         """Return the live workers of the store, by name.

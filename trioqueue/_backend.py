@@ -106,8 +106,9 @@ class Backend(TaskSink[Any], Administration, Results):
                 f"retention must be a Retention or None, got {type(retention).__name__}"
             )
         self.driver = driver
-        #: How long finished tasks are kept; workers prune past it (None: kept forever).
-        self.retention = retention
+        #: The retention of the queues with no stored rule (``set_retention``);
+        #: None keeps their finished tasks forever.
+        self.retention_default = retention
         #: The driver exceptions retried with backoff (``BackendSpec.transient``).
         self.transient = tuple(transient)
         self.queue = check_queue_name(queue)
@@ -394,7 +395,7 @@ class Backend(TaskSink[Any], Administration, Results):
             poll_interval=poll_interval,
             give_up_after=give_up_after,
             worker=worker,
-            retention=self.retention,
+            retention=self.retention_default,
         )
         self._consumers += 1
         try:

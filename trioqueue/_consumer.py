@@ -71,7 +71,8 @@ class Consumer(LeaseUpkeep, Settling):
         self.token = secrets.token_hex(16)
         #: The name stored as the worker of each task this consumer claims.
         self.worker = worker or f"consumer-{self.token[:8]}"
-        #: Finished tasks past this are pruned while the consumer runs (None: kept).
+        #: The retention of the queue when none is stored for it (None: kept),
+        #: and the pace of the prunes (``interval``, ``batch``).
         self.retention = retention
         #: Called with the ids of held tasks whose cancellation storage reported.
         self.on_cancel: Callable[[list[str]], None] | None = None
@@ -303,8 +304,7 @@ class Consumer(LeaseUpkeep, Settling):
             nursery.start_soon(self._settler)
             nursery.start_soon(self._extender, started_at)
             nursery.start_soon(self._rescuer)
-            if self.retention is not None:
-                nursery.start_soon(self._pruner, self.retention)
+            nursery.start_soon(self._pruner)
             nursery.start_soon(self._claimer)
             task_status.started()
 

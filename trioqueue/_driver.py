@@ -14,6 +14,7 @@ from ._records import (
     CANCEL_REQUESTED,
     Extended,
     Outcome,
+    RetentionRule,
     StoredTask,
     WorkerRecord,
     apply_outcome,
@@ -27,6 +28,7 @@ __all__ = [
     "Driver",
     "Extended",
     "Outcome",
+    "RetentionRule",
     "StoredTask",
     "WorkerRecord",
     "apply_outcome",
@@ -241,12 +243,35 @@ class Driver(Protocol):
         """
         ...
 
-    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
-        """Delete at most ``limit`` final tasks whose ``finished_at`` is before ``before[status]``.
+    async def prune(
+        self,
+        queue: str | None,
+        before: Mapping[Status, float],
+        limit: int,
+        workers_before: float,
+    ) -> int:
+        """Delete at most ``limit`` final tasks of ``queue`` finished before ``before[status]``.
 
-        Only the statuses in ``before`` are pruned (retention). Also deletes
-        the worker entries last seen before ``workers_before``. Returns how
-        many tasks were deleted.
+        Only the statuses in ``before`` are pruned, and only tasks of ``queue``
+        (None: of every queue, for an operator's purge; a worker's retention
+        always names its own queue). Also deletes the worker entries last seen
+        before ``workers_before``. Returns how many tasks were deleted.
+        """
+        ...
+
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule, replacing the one stored (if any)."""
+        ...
+
+    async def clear_retention(self, queue: str) -> None:
+        """Forget ``queue``'s stored rule (it follows each process's default again)."""
+        ...
+
+    async def retentions(self, queues: Sequence[str] | None) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues`` (None: of every queue), by queue.
+
+        A queue with no stored rule is left out: absent and "keep everything"
+        (a rule of three Nones) are different answers.
         """
         ...
 

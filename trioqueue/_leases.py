@@ -6,7 +6,8 @@ tasks must not start), moves the start-by time of the buffered ones, stores
 reported progress within about a second, hands the cancellations storage
 reports to the worker and refreshes the worker's entry in the registry; the
 rescuer turns any expired lease of the queue into a retry or a kill; the
-pruner deletes finished tasks past their retention.
+pruner deletes the queue's finished tasks past its retention (the rule stored
+for the queue, else the process's default), and no other queue's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import trio
 
 from ._driver import Driver, WorkerRecord
 from ._errors import BackendError
-from ._lifecycle import Retention
+from ._lifecycle import Retention, cutoffs_of, rule_in_effect
 from ._retrying import retrying
 
 __all__ = ["PROGRESS_EVERY", "WORKERS_KEPT", "LeaseUpkeep"]
@@ -185,29 +186,42 @@ class LeaseUpkeep:
                 log.info("rescued %d task(s) whose lease expired", n)
             await trio.sleep(every)
 
-    async def _pruner(self, retention: Retention) -> None:
+    async def _pruner(self) -> None:
         # At a random moment of each interval, so that many workers spread
-        # their prunes; batch after batch while a batch comes back full.
-        await trio.sleep(random.uniform(0, retention.interval))
+        # their prunes; batch after batch while a batch comes back full. The
+        # queue's stored rule is read again before each prune, so that a
+        # rule set by any process applies from the next one; this process's
+        # default serves only a queue with no stored rule.
+        pace = self.retention if self.retention is not None else Retention()
+        queue = self.queue
+        await trio.sleep(random.uniform(0, pace.interval))
         while True:
-            now = self.driver.now()
-            cutoffs = retention.cutoffs(now)
             try:
+                stored = await retrying(
+                    "read the queue's retention",
+                    self.driver.retentions,
+                    [queue],
+                    transient=self.transient,
+                    attempts=3,
+                )
+                now = self.driver.now()
+                cutoffs = cutoffs_of(rule_in_effect(stored.get(queue), self.retention), now)
                 while True:
                     n = await retrying(
                         "prune finished tasks",
                         self.driver.prune,
+                        queue,
                         cutoffs,
-                        retention.batch,
+                        pace.batch,
                         now - WORKERS_KEPT,
                         transient=self.transient,
                         attempts=3,
                     )
                     if n:
-                        log.info("pruned %d finished task(s) past their retention", n)
-                    if n < retention.batch:
+                        log.info("pruned %d finished task(s) of %r past their retention", n, queue)
+                    if n < pace.batch:
                         break
                     await trio.lowlevel.checkpoint()
             except BackendError as exc:  # retention is upkeep: it never stops a worker
                 log.warning("pruning finished tasks failed: %s", exc)
-            await trio.sleep(retention.interval * random.uniform(0.5, 1.5))
+            await trio.sleep(pace.interval * random.uniform(0.5, 1.5))

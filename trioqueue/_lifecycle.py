@@ -1,4 +1,9 @@
-"""A task's life beyond one attempt: ``Retention``, ``WorkerInfo`` and ``Progress``."""
+"""A task's life beyond one attempt: ``Retention``, ``WorkerInfo`` and ``Progress``.
+
+A queue's retention is stored in the store (``RetentionRule``); the pure
+functions here turn a ``Retention`` into the rule stored and back, and decide
+which rule a queue follows (``rule_in_effect``).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,19 @@ from typing import Any
 
 import msgspec
 
-from ._driver import WorkerRecord
+from ._driver import RetentionRule, WorkerRecord
 from ._task import Status, from_timestamp
 
-__all__ = ["Progress", "Retention", "WorkerInfo"]
+__all__ = [
+    "Progress",
+    "Retention",
+    "WorkerInfo",
+    "cutoffs_of",
+    "retention_of",
+    "retention_text",
+    "rule_in_effect",
+    "rule_of",
+]
 
 
 def _span(name: str, value: timedelta | None) -> timedelta | None:
@@ -27,12 +41,16 @@ def _span(name: str, value: timedelta | None) -> timedelta | None:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long finished tasks are kept before running workers delete them.
+    """How long finished tasks of a queue are kept before its workers delete them.
 
-    Pass it as ``open_backend(url, retention=Retention(...))``; ``retention=None``
-    keeps everything. Workers prune in bounded batches (``batch`` tasks per
+    A queue's rule is stored in the store: ``await backend.set_retention(queue,
+    Retention(...))`` (or ``None``: keep everything), so that every process on
+    every host applies the same one. ``open_backend(url, retention=...)`` is
+    the default of the queues with no stored rule (``None``: kept). A worker
+    prunes only its own queue, in bounded batches (``batch`` tasks per
     statement), each at a random moment of every ``interval`` seconds, so
-    many workers do not prune at once.
+    many workers do not prune at once; ``interval`` and ``batch`` are the
+    pace of the process that opened the backend and are not stored.
 
     Attributes:
       done: How long DONE tasks are kept (default 1 day; None: forever).
@@ -58,9 +76,72 @@ class Retention:
 
     def cutoffs(self, now: float) -> dict[Status, float]:
         """Return, per final status kept for a limited time, the time before which it goes."""
-        spans = {Status.DONE: self.done, Status.KILLED: self.killed}
-        spans[Status.CANCELLED] = self.cancelled
-        return {s: now - span.total_seconds() for s, span in spans.items() if span is not None}
+        return cutoffs_of(rule_of(self), now)
+
+
+def rule_of(retention: Retention | None) -> RetentionRule:
+    """Return the rule storage holds for ``retention`` (None: every status kept).
+
+    Raises:
+      TypeError: if ``retention`` is neither a ``Retention`` nor None, or one
+        of its periods is not a timedelta or None.
+      ValueError: if a period is negative.
+    """
+    if retention is None:
+        return RetentionRule(None, None, None)
+    if not isinstance(retention, Retention):
+        raise TypeError(f"retention must be a Retention or None, got {type(retention).__name__}")
+    periods = []
+    for name in ("done", "killed", "cancelled"):
+        span = _span(name, getattr(retention, name))
+        periods.append(None if span is None else span.total_seconds())
+    return RetentionRule(*periods)
+
+
+def retention_of(rule: RetentionRule, pace: Retention | None = None) -> Retention | None:
+    """Return a stored rule as a ``Retention`` (None when it keeps everything).
+
+    ``pace`` gives the ``interval`` and ``batch``, which are not stored
+    (default: ``Retention``'s).
+    """
+    periods = (rule.done, rule.killed, rule.cancelled)
+    if all(p is None for p in periods):
+        return None
+    base = pace if pace is not None else Retention()
+    done, killed, cancelled = (None if p is None else timedelta(seconds=p) for p in periods)
+    return Retention(done, killed, cancelled, interval=base.interval, batch=base.batch)
+
+
+def rule_in_effect(stored: RetentionRule | None, default: Retention | None) -> RetentionRule:
+    """Return the rule a queue follows: its stored rule, else the process's ``default``."""
+    return stored if stored is not None else rule_of(default)
+
+
+def cutoffs_of(rule: RetentionRule, now: float) -> dict[Status, float]:
+    """Return, per final status a rule keeps for a limited time, the time before which it goes."""
+    periods = {Status.DONE: rule.done, Status.KILLED: rule.killed}
+    periods[Status.CANCELLED] = rule.cancelled
+    return {s: now - p for s, p in periods.items() if p is not None}
+
+
+def _period_text(span: timedelta | None) -> str:
+    if span is None:
+        return "forever"
+    seconds = span.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def retention_text(retention: Retention | None) -> str:
+    """Return a rule as people read it: ``done 1d, killed 7d, cancelled forever``."""
+    if retention is None:
+        return "every finished task kept"
+    return ", ".join(
+        f"{name} {_period_text(getattr(retention, name))}"
+        for name in ("done", "killed", "cancelled")
+    )
 
 
 @dataclass(frozen=True, slots=True)

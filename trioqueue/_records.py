@@ -1,8 +1,9 @@
 """The records a driver stores and returns, and the settle rules they follow.
 
 ``StoredTask`` (a task as storage holds it), ``Outcome`` (how a claimed task
-ended), ``Extended`` and ``WorkerRecord``; ``apply_outcome``, the reference of
-the settle rules, and ``to_task``, a record as the ``Task`` users see.
+ended), ``Extended``, ``WorkerRecord`` and ``RetentionRule`` (a queue's stored
+retention); ``apply_outcome``, the reference of the settle rules, and
+``to_task``, a record as the ``Task`` users see.
 ``_driver.py`` re-exports them with the ``Driver`` protocol.
 """
 
@@ -20,6 +21,7 @@ __all__ = [
     "CANCEL_REQUESTED",
     "Extended",
     "Outcome",
+    "RetentionRule",
     "StoredTask",
     "WorkerRecord",
     "apply_outcome",
@@ -89,6 +91,19 @@ class WorkerRecord:
     running: int
     started_at: float
     last_seen: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRule:
+    """A queue's retention as storage holds it: seconds each final status is kept.
+
+    None keeps that status forever; a rule of three Nones keeps everything.
+    A queue with no stored rule follows each process's default instead.
+    """
+
+    done: float | None
+    killed: float | None
+    cancelled: float | None
 
 
 def to_task(

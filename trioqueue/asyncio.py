@@ -29,6 +29,8 @@ from ._client._common import (
     check_taken,
     final_result,
     no_task,
+    retention_shown,
+    rule_to_store,
     url_kind,
 )
 from ._client._in_trio import asyncio_handler, run_asyncio
@@ -36,6 +38,7 @@ from ._client._sqlite import SqliteStore, sqlite_options
 from ._codec import Codec
 from ._driver import StoredTask
 from ._errors import PushError
+from ._lifecycle import Retention
 from ._registry import redact_url
 from ._sink import IfExists
 from ._task import Task, TaskId
@@ -238,6 +241,22 @@ class AsyncClient:
           Whether the task was cancelled or flagged (False: final or unknown).
         """
         return bool(await self._write("cancel", str(id)))
+
+    async def set_retention(self, queue: str, retention: Retention | None) -> None:
+        """Store ``queue``'s retention in the store (see ``trioqueue.sync.Client.set_retention``).
+
+        Raises:
+          TypeError, ValueError: for a wrong type, a negative period or an
+            invalid queue name (nothing is stored).
+          BackendError: storage failed.
+        """
+        name, rule = rule_to_store(queue, retention)
+        await self._write("set_retention", name, rule)
+
+    async def retention(self, queue: str | None = None) -> Retention | None:
+        """Return ``queue``'s stored retention (see ``trioqueue.sync.Client.retention``)."""
+        name = self.queue if queue is None else queue
+        return retention_shown(name, await self._call("retentions", [name]))
 
     async def aclose(self) -> None:
         """Wait for the calls still running (cancelled ones included), then close."""

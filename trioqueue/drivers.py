@@ -14,6 +14,7 @@ from ._driver import CANCEL_REQUESTED as CANCEL_REQUESTED
 from ._driver import Driver as Driver
 from ._driver import Extended as Extended
 from ._driver import Outcome as Outcome
+from ._driver import RetentionRule as RetentionRule
 from ._driver import StoredTask as StoredTask
 from ._driver import WorkerRecord as WorkerRecord
 from ._driver import apply_outcome as apply_outcome
@@ -44,6 +45,7 @@ __all__ = [
     "FlowDriver",
     "Join",
     "Outcome",
+    "RetentionRule",
     "RetryKind",
     "ScheduleRecord",
     "Status",

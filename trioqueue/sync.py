@@ -30,12 +30,15 @@ from ._client._common import (
     check_taken,
     final_result,
     no_task,
+    retention_shown,
+    rule_to_store,
     url_kind,
 )
 from ._client._sqlite import SqliteStore, sqlite_options
 from ._codec import Codec
 from ._driver import StoredTask
 from ._errors import PushError
+from ._lifecycle import Retention
 from ._registry import redact_url
 from ._sink import IfExists
 from ._task import Task, TaskId
@@ -283,6 +286,32 @@ class Client:
           Whether the task was cancelled or flagged (False: final or unknown).
         """
         return bool(self._store.cancel(str(id)))
+
+    # -- the queues' retention --
+
+    def set_retention(self, queue: str, retention: Retention | None) -> None:
+        """Store ``queue``'s retention in the store (as ``Backend.set_retention``).
+
+        Every worker of ``queue``, on every host, prunes its finished tasks by
+        this rule from its next prune on; None keeps them forever.
+
+        Raises:
+          TypeError, ValueError: for a wrong type, a negative period or an
+            invalid queue name (nothing is stored).
+          BackendError: storage failed.
+        """
+        name, rule = rule_to_store(queue, retention)
+        self._store.set_retention(name, rule)
+
+    def retention(self, queue: str | None = None) -> Retention | None:
+        """Return ``queue``'s stored retention (default: the client's queue); None: kept forever.
+
+        A queue with no stored rule shows ``Retention()``, the default of
+        ``open_backend`` and the command line (a worker opened with another
+        default applies its own).
+        """
+        name = self.queue if queue is None else queue
+        return retention_shown(name, self._store.retentions([name]))
 
     # -- resources --
 

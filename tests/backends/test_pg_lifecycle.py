@@ -231,15 +231,15 @@ async def test_prune_deletes_in_bounded_batches_per_status(pg_url: str, schema: 
             await d.register_worker(WorkerRecord(name, "h", 1, Q, 2, 0, seen))
         clock.now = finished + 10
         before = {Status.DONE: finished + 1, Status.KILLED: finished - 1}
-        assert await d.prune(before, 2, workers_before=finished - 50) == 2
+        assert await d.prune(None, before, 2, workers_before=finished - 50) == 2
         assert [w.name for w in await d.workers(0)] == ["new"]
-        assert await d.prune(before, 2, workers_before=0) == 2
-        assert await d.prune(before, 2, workers_before=0) == 1
-        assert await d.prune(before, 2, workers_before=0) == 0
+        assert await d.prune(None, before, 2, workers_before=0) == 2
+        assert await d.prune(None, before, 2, workers_before=0) == 1
+        assert await d.prune(None, before, 2, workers_before=0) == 0
         left = await d.counts(None)
         assert left == {Q: {Status.KILLED: 1, Status.CANCELLED: 1, Status.QUEUED: 1}}
-        assert await d.prune({Status.QUEUED: finished + 100}, 10, workers_before=0) == 0
-        assert await d.prune({}, 10, workers_before=0) == 0
+        assert await d.prune(None, {Status.QUEUED: finished + 100}, 10, workers_before=0) == 0
+        assert await d.prune(None, {}, 10, workers_before=0) == 0
 
 
 async def test_pause_stops_claims_and_resume_wakes_a_consumer_elsewhere(

@@ -460,15 +460,15 @@ async def test_prune_deletes_a_bounded_batch_past_each_status_cutoff(
         clock.advance(50.0)
         await driver.register_worker(WorkerRecord("alive", "h", 2, "default", 1, 0, T0))
         before = {Status.DONE: T0 - 10, Status.CANCELLED: T0 - 50}  # KILLED: kept
-        assert await driver.prune(before, 3, T0 + 10) == 3
+        assert await driver.prune(None, before, 3, T0 + 10) == 3
         assert [w.name for w in await driver.workers(0.0)] == ["alive"]
-        assert await driver.prune(before, 3, T0) == 3
-        assert await driver.prune(before, 3, T0) == 0
+        assert await driver.prune(None, before, 3, T0) == 3
+        assert await driver.prune(None, before, 3, T0) == 0
         left = {t.id for t in await driver.list_tasks(queue=None, status=None, limit=99, offset=0)}
         assert left == {"d-new", "k-old", "c-new", "p", "r"}
-        assert await driver.prune({}, 10, T0) == 0
-        assert await driver.prune({Status.KILLED: T0}, 0, T0) == 0  # limit 0: nothing
-        assert await driver.prune({Status.KILLED: T0, Status.PENDING: T0 + 99}, 10, T0) == 1
+        assert await driver.prune(None, {}, 10, T0) == 0
+        assert await driver.prune(None, {Status.KILLED: T0}, 0, T0) == 0  # limit 0: nothing
+        assert await driver.prune(None, {Status.KILLED: T0, Status.PENDING: T0 + 99}, 10, T0) == 1
         assert {t.id for t in await driver.get_many(["k-old", "p"])} == {"p"}
 
 

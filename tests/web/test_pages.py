@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from web.board_data import HOSTILE_ERROR, HOSTILE_ID, seed
 from web.conftest import BoardClient, client_of
 
+import trioqueue as tq
 from trioqueue import Status
 from trioqueue.drivers import ScheduleRecord, WorkerRecord
 from trioqueue.web import RunGraph, RunNode
@@ -144,6 +145,27 @@ async def test_queues_page_shows_paused_queues(board: BoardClient) -> None:
     row = r.text[r.text.index(">idle<") :]
     assert '<span class="badge">paused</span>' in row[:200]
     assert 'action="/queue/resume"' in row
+
+
+async def test_queues_page_shows_each_queues_retention(board: BoardClient) -> None:
+    await board.backend.push(1)
+    await board.backend.pause("audit")
+    await board.backend.set_retention("audit", None)
+    await board.backend.pause("mail")
+    await board.backend.set_retention("mail", tq.Retention(done=timedelta(hours=2)))
+    r = await board.http.get("/queues")
+    assert r.status_code == 200
+    assert "<th>retention</th>" in r.text
+
+    def row(queue: str) -> str:
+        start = r.text.index(f">{queue}<")
+        return r.text[start : r.text.index("</tr>", start)]
+
+    assert "<td>every finished task kept</td>" in row("audit")
+    assert "<td>done 2h, killed 7d, cancelled 7d</td>" in row("mail")
+    default = board.backend.retention_default
+    assert default is not None and default.done == timedelta(days=1)
+    assert "<td>default: done 1d, killed 7d, cancelled 7d</td>" in row(board.backend.queue)
 
 
 async def test_static_stylesheet_and_security_headers(board: BoardClient) -> None:

@@ -215,8 +215,8 @@ async def cmd_purge(args: argparse.Namespace) -> int:
         else:
             n = 0
             before = dict.fromkeys(statuses, cutoff)
-            while True:  # in batches, as retention does
-                got = await backend.driver.prune(before, PAGE, 0.0)  # no worker entry is that old
+            while True:  # in batches, as retention does; of every queue, asked for
+                got = await backend.driver.prune(None, before, PAGE, 0.0)  # no worker is that old
                 n += got
                 if got < PAGE:
                     break

@@ -21,7 +21,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "parse_duration"]
 #: Commands defined in modules of their own (``trioqueue._cli._name``): each
 #: module has ``NAME``, ``add_parser(sub, common)`` (``common`` is ``_common``)
 #: and ``async run(args) -> int``. A new command is one line here.
-COMMAND_MODULES: tuple[str, ...] = ("_schedules", "_web")
+COMMAND_MODULES: tuple[str, ...] = ("_schedules", "_web", "_retention")
 
 # -- the parser --
 

@@ -11,12 +11,21 @@ from typing import Any, Literal
 
 from .._admin import Administration
 from .._codec import Codec, JsonCodec
-from .._driver import StoredTask
+from .._driver import RetentionRule, StoredTask
 from .._errors import DuplicateTask, TaskCancelled, TaskFailed
+from .._lifecycle import Retention, retention_of, rule_in_effect, rule_of
 from .._sink import IfExists, TaskSink, _if_exists, check_queue_name
 from .._task import Status, Task
 
-__all__ = ["Encoder", "Held", "check_taken", "final_result", "url_kind"]
+__all__ = [
+    "Encoder",
+    "Held",
+    "check_taken",
+    "final_result",
+    "retention_shown",
+    "rule_to_store",
+    "url_kind",
+]
 
 #: The queue and status of each stored task among some ids.
 Held = Mapping[str, tuple[str, Status]]
@@ -130,6 +139,25 @@ def check_taken(records: list[StoredTask], stored: int, held: Held, if_exists: I
             if r.id in held:
                 queue, status = held[r.id]
                 raise DuplicateTask(r.id, status, queue, other_queue=queue != r.queue)
+
+
+def rule_to_store(queue: str, retention: Retention | None) -> tuple[str, RetentionRule]:
+    """Return the checked queue name and the rule a client's ``set_retention`` stores.
+
+    Raises:
+      TypeError, ValueError: as ``Backend.set_retention`` (nothing is stored).
+    """
+    rule = rule_of(retention)
+    return check_queue_name(queue), rule
+
+
+def retention_shown(queue: str, stored: dict[str, RetentionRule]) -> Retention | None:
+    """Return a client's answer to ``retention(queue)``: its stored rule, else ``Retention()``.
+
+    A client runs no worker and has no default of its own: a queue with no
+    stored rule shows the default of ``open_backend`` and the command line.
+    """
+    return retention_of(rule_in_effect(stored.get(queue), Retention()))
 
 
 def final_result(encoder: Encoder, rec: StoredTask, type: Any) -> Any:

@@ -19,7 +19,7 @@ import msgspec
 import psycopg
 from psycopg import sql as pgsql
 
-from .._driver import StoredTask
+from .._driver import RetentionRule, StoredTask
 from .._errors import BackendError, PushError
 from .._registry import redact_url
 from .._sink import IfExists
@@ -111,6 +111,20 @@ class PgOps:
     @staticmethod
     def record(rows: list[Row]) -> StoredTask | None:
         return COLUMNS.shown(rows[0]) if rows else None
+
+    def set_retention(self, queue: str, rule: RetentionRule) -> tuple[Query, Any]:
+        params = {"queue": queue, "done": rule.done, "killed": rule.killed}
+        return self.admin.set_retention, {**params, "cancelled": rule.cancelled}
+
+    def retentions(self, queues: list[str]) -> tuple[Query, Any]:
+        return self.admin.retentions, {"queues": queues}
+
+    @staticmethod
+    def rules(rows: list[Row]) -> dict[str, RetentionRule]:
+        return {
+            str(q): RetentionRule(*(None if v is None else float(v) for v in (d, k, c)))
+            for q, d, k, c in rows
+        }
 
     def cancel(self, id: str) -> tuple[Query, Any]:
         return self.admin.cancel, self.admin.cancel_params(str(id), time.time())
@@ -233,6 +247,14 @@ class PgStore:
     def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task; flag a QUEUED or RUNNING one (its worker stops it)."""
         return bool(self.fetch("cancel a task", self.ops.cancel(id))[0][0])
+
+    def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule."""
+        self.fetch("store a queue's retention", self.ops.set_retention(queue, rule))
+
+    def retentions(self, queues: list[str]) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues``, by queue."""
+        return self.ops.rules(self.fetch("read a retention", self.ops.retentions(queues)))
 
     def wait_final(self, id: str, deadline: float) -> StoredTask | None:
         """Return task ``id`` once final (None: no such task), LISTENing for its changes.

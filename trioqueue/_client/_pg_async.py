@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from .._driver import StoredTask
+from .._driver import RetentionRule, StoredTask
 from .._errors import BackendError
 from .._registry import redact_url
 from .._sink import IfExists
@@ -118,6 +118,15 @@ class AsyncPgStore:
     async def cancel(self, id: str) -> bool:
         """Cancel a PENDING or FAILED task; flag a QUEUED or RUNNING one."""
         return bool((await self.fetch("cancel a task", self.ops.cancel(id)))[0][0])
+
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule."""
+        await self.fetch("store a queue's retention", self.ops.set_retention(queue, rule))
+
+    async def retentions(self, queues: list[str]) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues``, by queue."""
+        rows = await self.fetch("read a retention", self.ops.retentions(queues))
+        return self.ops.rules(rows)
 
     async def wait_final(self, id: str) -> StoredTask | None:
         """Return task ``id`` once final (None: no such task), LISTENing for its changes."""

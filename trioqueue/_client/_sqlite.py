@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .._driver import StoredTask
+from .._driver import RetentionRule, StoredTask
 from .._durations import seconds_option
 from .._errors import BackendError, PushError
 from .._sink import IfExists
@@ -174,6 +174,21 @@ class SqliteStore:
             "cancel a task", lambda c: c.execute(sql.CANCEL, args).fetchall(), write=True
         )
         return bool(rows)
+
+    def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule."""
+        row = (queue, rule.done, rule.killed, rule.cancelled)
+        self._call(
+            "store a queue's retention", lambda c: c.execute(sql.SET_RETENTION, row), write=True
+        )
+
+    def retentions(self, queues: list[str]) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues``, by queue."""
+        arg = sql.ids_json(queues)
+        rows = self._call(
+            "read a retention", lambda c: c.execute(sql.RETENTIONS, (arg,)).fetchall(), write=False
+        )
+        return {q: RetentionRule(d, k, c) for q, d, k, c in rows}
 
     def close(self) -> None:
         """Close every connection (idempotent)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._driver import StoredTask, WorkerRecord
+from .._driver import RetentionRule, StoredTask, WorkerRecord
 from .._task import Status
 
 __all__ = ["MemoryAdministration"]
@@ -35,6 +35,7 @@ class MemoryAdministration:
         self._change = trio.Event()
         self._cancel = trio.Event()
         self._paused: set[str] = set()
+        self._retention: dict[str, RetentionRule] = {}
         self._workers: dict[str, WorkerRecord] = {}
 
     def _changed(self) -> None:
@@ -56,10 +57,18 @@ class MemoryAdministration:
         with trio.move_on_after(max_wait):
             await self._cancel.wait()
 
-    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
-        """Delete up to ``limit`` final tasks finished before their status's cutoff."""
+    async def prune(
+        self,
+        queue: str | None,
+        before: Mapping[Status, float],
+        limit: int,
+        workers_before: float,
+    ) -> int:
+        """Delete up to ``limit`` final tasks of ``queue`` finished before their status's cutoff."""
         gone = []
         for id, t in self._tasks.items():
+            if queue is not None and t.queue != queue:
+                continue
             cutoff = before.get(t.status)
             if cutoff is not None and t.finished_at is not None and t.finished_at < cutoff:
                 gone.append(id)
@@ -112,6 +121,20 @@ class MemoryAdministration:
     async def paused(self) -> list[str]:
         """Return the paused queues, sorted."""
         return sorted(self._paused)
+
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule."""
+        self._retention[queue] = rule
+
+    async def clear_retention(self, queue: str) -> None:
+        """Forget ``queue``'s stored rule."""
+        self._retention.pop(queue, None)
+
+    async def retentions(self, queues: Sequence[str] | None) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues`` (None: every queue), by queue."""
+        if queues is None:
+            return dict(sorted(self._retention.items()))
+        return {q: r for q in queues if (r := self._retention.get(q)) is not None}
 
     async def register_worker(self, worker: WorkerRecord) -> None:
         """Insert or refresh a worker's entry, ``last_seen`` now."""

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._driver import StoredTask, WorkerRecord
+from .._driver import RetentionRule, StoredTask, WorkerRecord
 from .._flow._resume import RetryKind, retry_kind, run_of
 from .._task import Status
 from ._columns import status_of
@@ -191,13 +191,20 @@ class PostgresAdministration:
         rows = await self._fetch(self._admin.finished_histogram, params, shield=False)
         return [(int(b), status_of(s), int(n)) for b, s, n in rows]
 
-    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
-        """Delete at most ``limit`` final tasks finished before their status's cutoff.
+    async def prune(
+        self,
+        queue: str | None,
+        before: Mapping[Status, float],
+        limit: int,
+        workers_before: float,
+    ) -> int:
+        """Delete at most ``limit`` final tasks of ``queue`` finished before their status's cutoff.
 
-        Also deletes the worker entries last seen before ``workers_before``.
-        Returns how many tasks were deleted.
+        Only tasks of ``queue`` (None: any queue). Also deletes the worker
+        entries last seen before ``workers_before``. Returns how many tasks
+        were deleted.
         """
-        params = self._admin.prune_params(before, limit, workers_before)
+        params = self._admin.prune_params(queue, before, limit, workers_before)
         rows = await self._fetch(self._admin.prune, params, shield=True)
         return int(rows[0][0])
 
@@ -215,6 +222,22 @@ class PostgresAdministration:
         """Return the paused queues, sorted."""
         return [str(q) for (q,) in await self._fetch(self._admin.paused, None, shield=False)]
 
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule, replacing the one stored."""
+        params = {"queue": queue, "done": rule.done, "killed": rule.killed}
+        params["cancelled"] = rule.cancelled
+        await self._fetch(self._admin.set_retention, params, shield=True)
+
+    async def clear_retention(self, queue: str) -> None:
+        """Forget ``queue``'s stored rule."""
+        await self._fetch(self._admin.clear_retention, {"queue": queue}, shield=True)
+
+    async def retentions(self, queues: Sequence[str] | None) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues`` (None: every queue), by queue."""
+        params = {"queues": None if queues is None else list(queues)}
+        rows = await self._fetch(self._admin.retentions, params, shield=False)
+        return {str(q): RetentionRule(*map(_seconds, (d, k, c))) for q, d, k, c in rows}
+
     async def register_worker(self, worker: WorkerRecord) -> None:
         """Insert or refresh (by name) a worker's entry, ``last_seen`` now."""
         params = self._admin.worker_params(worker, self.now())
@@ -231,3 +254,7 @@ class PostgresAdministration:
             WorkerRecord(str(n), str(h), int(p), str(q), int(c), int(r), float(s), float(seen))
             for n, h, p, q, c, r, s, seen in rows
         ]
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None else float(str(value))

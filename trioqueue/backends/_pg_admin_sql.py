@@ -159,13 +159,14 @@ class AdminStatements:
             f"AND finished_at < %(before)s AND {_NOT_OF_LIVE_RUN} RETURNING 1) "
             "SELECT count(*) FROM d"
         )
-        # At most ``limit`` tasks per call, each before its status's cutoff
+        # At most ``limit`` tasks of the queue (NULL: any) per call, each before its status's cutoff
         # (NULL: a status not pruned); ``finished_at < latest`` lets the scan
         # use the index of finished tasks. Stale workers go in the same statement.
         self.prune = q(
             """WITH d AS (DELETE FROM {s}.tasks WHERE id IN (
                 SELECT id FROM {s}.tasks
                 WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < %(latest)s
+                  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
                   AND finished_at < CASE status WHEN 'done' THEN %(done)s::float8
                                                 WHEN 'killed' THEN %(killed)s::float8
                                                 ELSE %(cancelled)s::float8 END
@@ -196,6 +197,17 @@ class AdminStatements:
             SELECT (SELECT count(*) FROM d), pg_notify(%(channel)s, %(queue)s)"""
         )
         self.paused = q("SELECT queue FROM {s}.paused_queues ORDER BY queue")
+        self.set_retention = q(
+            "INSERT INTO {s}.retention (queue, done, killed, cancelled) "
+            "VALUES (%(queue)s, %(done)s, %(killed)s, %(cancelled)s) "
+            "ON CONFLICT (queue) DO UPDATE SET done = EXCLUDED.done, "
+            "killed = EXCLUDED.killed, cancelled = EXCLUDED.cancelled RETURNING queue"
+        )
+        self.clear_retention = q("DELETE FROM {s}.retention WHERE queue = %(queue)s")
+        self.retentions = q(
+            "SELECT queue, done, killed, cancelled FROM {s}.retention "
+            "WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]) ORDER BY queue"
+        )
         self.register_worker = q(
             """INSERT INTO {s}.workers AS w
                 (name, host, pid, queue, concurrency, running, started_at, last_seen)
@@ -226,13 +238,14 @@ class AdminStatements:
 
     @staticmethod
     def prune_params(
-        before: Mapping[Status, float], limit: int, workers_before: float
+        queue: str | None, before: Mapping[Status, float], limit: int, workers_before: float
     ) -> dict[str, Any]:
         """Return the parameters of ``prune`` (only final statuses are pruned)."""
         cutoffs = {s.value: before.get(s) for s in FINAL}
         known = [c for c in cutoffs.values() if c is not None]
         return {
             **cutoffs,
+            "queue": queue,
             "latest": max(known, default=float("-inf")),
             "limit": max(0, limit),
             "workers_before": workers_before,

@@ -309,6 +309,17 @@ MIGRATIONS: tuple[str, ...] = (
     # 9: a join's counter that is missing (its first arrival, or the first
     # since its run resumed) starts at its inputs not DONE, read from storage.
     _flow_advance(_ARRIVAL_9),
+    # 10: each queue's retention, stored so that every process applies the
+    # same rule: seconds each final status is kept (NULL: forever). A queue
+    # without a row follows each process's default.
+    """
+    CREATE TABLE IF NOT EXISTS {s}.retention (
+        queue text COLLATE "C" PRIMARY KEY,
+        done double precision CHECK (done >= 0),
+        killed double precision CHECK (killed >= 0),
+        cancelled double precision CHECK (cancelled >= 0)
+    );
+    """,
 )
 
 #: The schema version this code writes and understands.

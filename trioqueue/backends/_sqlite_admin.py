@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from .._driver import StoredTask, WorkerRecord
+from .._driver import RetentionRule, StoredTask, WorkerRecord
 from .._task import Status
 from . import _sqlite_statements as sql
 from ._columns import status_of
@@ -240,15 +240,27 @@ class SqliteAdministration:
         )
         return [(int(b), status_of(s), int(n)) for b, s, n in rows]
 
-    async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
-        """Delete at most ``limit`` final tasks finished before their status's cutoff.
+    async def prune(
+        self,
+        queue: str | None,
+        before: Mapping[Status, float],
+        limit: int,
+        workers_before: float,
+    ) -> int:
+        """Delete at most ``limit`` final tasks of ``queue`` finished before their status's cutoff.
 
-        Only DONE, KILLED and CANCELLED in ``before`` are pruned; the worker
-        entries last seen before ``workers_before`` go in the same transaction.
+        Only DONE, KILLED and CANCELLED in ``before`` are pruned, of ``queue``
+        (None: any); the worker entries last seen before ``workers_before`` go
+        in the same transaction.
         """
         cutoffs = {s.value: before.get(s) for s in _FINAL}
         given = [c for c in cutoffs.values() if c is not None]
-        params = {**cutoffs, "oldest": max(given, default=None), "limit": max(0, limit)}
+        params = {
+            **cutoffs,
+            "queue": queue,
+            "oldest": max(given, default=None),
+            "limit": max(0, limit),
+        }
 
         def run(conn: sql.Conn) -> int:
             n = conn.execute(sql.PRUNE, params).rowcount if given and limit > 0 else 0
@@ -270,6 +282,23 @@ class SqliteAdministration:
         """Return the paused queues, sorted."""
         rows = await self.db.call(lambda c: c.execute(sql.PAUSED).fetchall())
         return [r[0] for r in rows]
+
+    # -- retention --
+
+    async def set_retention(self, queue: str, rule: RetentionRule) -> None:
+        """Store ``queue``'s retention rule, replacing the one stored."""
+        row = (queue, rule.done, rule.killed, rule.cancelled)
+        await self._tx(lambda c: c.execute(sql.SET_RETENTION, row), durable=True)
+
+    async def clear_retention(self, queue: str) -> None:
+        """Forget ``queue``'s stored rule."""
+        await self._tx(lambda c: c.execute(sql.CLEAR_RETENTION, (queue,)), durable=True)
+
+    async def retentions(self, queues: Sequence[str] | None) -> dict[str, RetentionRule]:
+        """Return the stored rules of ``queues`` (None: every queue), by queue."""
+        arg = None if queues is None else sql.ids_json(queues)
+        rows = await self.db.call(lambda c: c.execute(sql.RETENTIONS, (arg,)).fetchall())
+        return {q: RetentionRule(d, k, c) for q, d, k, c in rows}
 
     # -- the workers' registry --
 

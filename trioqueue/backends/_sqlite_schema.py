@@ -221,6 +221,17 @@ CREATE TABLE trioqueue_signals (
 INSERT INTO trioqueue_signals (name, generation) VALUES ('cancel', 0);
 DROP TRIGGER IF EXISTS trioqueue_flow_node_ended;
 {_node_ended_trigger(RUN_SEARCH, signal=True)}""",
+    # 12: each queue's retention, stored so that every process applies the
+    # same rule: seconds each final status is kept (NULL: forever). A queue
+    # without a row follows each process's default.
+    """\
+CREATE TABLE trioqueue_retention (
+            queue TEXT PRIMARY KEY NOT NULL,
+            done REAL CHECK (done >= 0),
+            killed REAL CHECK (killed >= 0),
+            cancelled REAL CHECK (cancelled >= 0)
+        ) WITHOUT ROWID;
+""",
 )
 
 #: The schema version this code writes and understands.

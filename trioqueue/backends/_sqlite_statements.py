@@ -286,12 +286,14 @@ PURGE = f"""
 DELETE FROM trioqueue_tasks
 WHERE {FINISHED} AND finished_at < ? AND {NOT_OF_LIVE_RUN}
 """
-# Retention: at most :limit rows, each past its status's cutoff (NULL: kept),
-# found through the index of finished tasks (below :oldest, the latest cutoff).
+# Retention: at most :limit rows of :queue (NULL: any queue), each past its
+# status's cutoff (NULL: kept), found through the index of finished tasks
+# (below :oldest, the latest cutoff).
 PRUNE = f"""
 DELETE FROM trioqueue_tasks WHERE rowid IN (
     SELECT rowid FROM trioqueue_tasks INDEXED BY trioqueue_tasks_finished
     WHERE {FINISHED} AND finished_at < :oldest
+      AND (:queue IS NULL OR queue = :queue)
       AND ((status = 'done' AND finished_at < :done)
            OR (status = 'killed' AND finished_at < :killed)
            OR (status = 'cancelled' AND finished_at < :cancelled))
@@ -301,6 +303,16 @@ DELETE FROM trioqueue_tasks WHERE rowid IN (
 PAUSE = "INSERT OR IGNORE INTO trioqueue_paused (queue) VALUES (?)"
 RESUME = "DELETE FROM trioqueue_paused WHERE queue = ?"
 PAUSED = "SELECT queue FROM trioqueue_paused ORDER BY queue"
+SET_RETENTION = (
+    "INSERT INTO trioqueue_retention (queue, done, killed, cancelled) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (queue) DO UPDATE SET done = excluded.done, killed = excluded.killed, "
+    "cancelled = excluded.cancelled"
+)
+CLEAR_RETENTION = "DELETE FROM trioqueue_retention WHERE queue = ?"
+RETENTIONS = (
+    "SELECT queue, done, killed, cancelled FROM trioqueue_retention "
+    "WHERE ?1 IS NULL OR queue IN (SELECT value FROM json_each(?1)) ORDER BY queue"
+)
 #: The workers' table's columns: ``WorkerRecord``'s fields, in order.
 WORKER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(WorkerRecord))
 _WORKER_COLS = ", ".join(WORKER_FIELDS)

@@ -1,13 +1,21 @@
 """Conformance checks of inspection and administration: counts, listings, batched reads,
-retries, purges, retention (``prune``) and the workers' registry."""
+retries, purges, retention (``prune`` and the queues' stored rules) and the workers' registry."""
 
 from __future__ import annotations
 
-from .._driver import Outcome, WorkerRecord
+from .._driver import Outcome, RetentionRule, WorkerRecord
 from .._task import Status
 from ._context import _Ctx
 
-__all__ = ["admin", "admin_retry", "get_many", "prune", "purge", "workers_registry"]
+__all__ = [
+    "admin",
+    "admin_retry",
+    "get_many",
+    "prune",
+    "purge",
+    "retention_rules",
+    "workers_registry",
+]
 
 
 async def admin(c: _Ctx) -> None:
@@ -108,9 +116,13 @@ async def get_many(c: _Ctx) -> None:
 
 
 async def prune(c: _Ctx) -> None:
-    """``prune`` deletes final tasks past their cutoff (at most ``limit``) and stale workers."""
+    """``prune`` deletes final tasks of its queue past their cutoff (at most ``limit``),
+    never another queue's, and stale workers."""
     t0 = c.clock.now
-    await c.insert(c.task("pr-d1"), c.task("pr-k1"))
+    other = c.queue + "-other"
+    await c.insert(c.task("pr-d1"), c.task("pr-k1"), c.task("pr-o1", queue=other))
+    [o1] = await c.driver.claim(other, 1, "tok-o", 3600.0)
+    await c.driver.settle([Outcome(o1.id, Status.DONE)], "tok-o")
     await c.claim("tok", 10, lease=3600.0)
     await c.driver.settle(
         [Outcome("pr-d1", Status.DONE), Outcome("pr-k1", Status.KILLED, error="k")], "tok"
@@ -128,8 +140,9 @@ async def prune(c: _Ctx) -> None:
     await c.insert(c.task("pr-p", run_at=t0 + 3600.0))
     c.clock.advance(10.0)
     cutoff = {Status.DONE: t0 + 15.0, Status.CANCELLED: t0 + 15.0}
-    n = await c.driver.prune(cutoff, 100, 0.0)
+    n = await c.driver.prune(c.queue, cutoff, 100, 0.0)
     c.expect(n == 2, f"prune of DONE and CANCELLED tasks finished before t0+15 deleted {n}, not 2")
+    await c.status("pr-o1", Status.DONE, f"after a prune of queue {c.queue!r} (another queue's)")
     for id in ("pr-d1", "pr-c1"):
         c.expect(await c.driver.get(id) is None, f"prune kept {id}, finished before its cutoff")
     for id, st, why in (
@@ -141,24 +154,54 @@ async def prune(c: _Ctx) -> None:
     ):
         await c.status(id, st, f"after prune {why}")
     late = t0 + 10_000.0
-    n = await c.driver.prune({s: late for s in Status if not s.is_final}, 100, 0.0)
+    n = await c.driver.prune(c.queue, {s: late for s in Status if not s.is_final}, 100, 0.0)
     c.expect(n == 0, f"prune with cutoffs for unfinished statuses deleted {n} task(s)")
     # Bounded batches: six DONE tasks, two at a time.
     await c.insert(*(c.task(f"pl-{i}") for i in range(5)))
     await c.claim("tok", 10)
     await c.driver.settle([Outcome(f"pl-{i}", Status.DONE) for i in range(5)], "tok")
     c.clock.advance(1.0)
-    batches = [await c.driver.prune({Status.DONE: c.clock.now}, 2, 0.0) for _ in range(4)]
+    done_now = {Status.DONE: c.clock.now}
+    batches = [await c.driver.prune(c.queue, done_now, 2, 0.0) for _ in range(4)]
     c.expect(batches == [2, 2, 2, 0], f"prune(limit=2) of six DONE tasks gave {batches}")
     await c.status("pr-k1", Status.KILLED, "after the DONE tasks were pruned")
+    await c.status("pr-o1", Status.DONE, f"after prunes of queue {c.queue!r} (another queue's)")
+    n = await c.driver.prune(None, done_now, 10, 0.0)
+    c.expect(n == 1, f"prune of every queue (None) deleted {n} task(s), not pr-o1 alone")
     # Workers last seen before ``workers_before`` go too.
     await c.driver.register_worker(_worker("w-old", c.queue, c.clock.now))
     c.clock.advance(10.0)
     await c.driver.register_worker(_worker("w-new", c.queue, c.clock.now))
-    n = await c.driver.prune({}, 10, c.clock.now - 5.0)
+    n = await c.driver.prune(c.queue, {}, 10, c.clock.now - 5.0)
     c.expect(n == 0, f"prune with no cutoffs deleted {n} task(s)")
     names = [w.name for w in await c.driver.workers(0.0)]
     c.expect(names == ["w-new"], f"after prune of workers seen 5 s ago, workers(0) is {names}")
+
+
+async def retention_rules(c: _Ctx) -> None:
+    """A queue's stored retention: set, replaced, read per queue, forgotten; None kept apart."""
+    other = c.queue + "-other"
+    got = await c.driver.retentions([c.queue, other])
+    c.expect(got == {}, f"retentions of a fresh store gave {got}, not {{}}")
+    rule = RetentionRule(60.0, 3600.0, None)
+    keep = RetentionRule(None, None, None)
+    await c.driver.set_retention(c.queue, rule)
+    await c.driver.set_retention(other, keep)
+    got = await c.driver.retentions([c.queue])
+    c.expect(got == {c.queue: rule}, f"retentions([{c.queue!r}]) gave {got}, not {rule}")
+    got = await c.driver.retentions(None)
+    want = {c.queue: rule, other: keep}
+    c.expect(got == want, f"retentions(None) gave {got}, not {want} (keep-all is a stored rule)")
+    got = await c.driver.retentions([other, "never-set"])
+    c.expect(got == {other: keep}, f"retentions of a queue with no rule gave {got}")
+    zero = RetentionRule(0.0, 0.5, 86400.0)
+    await c.driver.set_retention(c.queue, zero)
+    got = await c.driver.retentions([c.queue])
+    c.expect(got == {c.queue: zero}, f"after a second set_retention, {got} (not replaced)")
+    await c.driver.clear_retention(other)
+    await c.driver.clear_retention("never-set")
+    got = await c.driver.retentions(None)
+    c.expect(got == {c.queue: zero}, f"after clear_retention({other!r}), retentions gave {got}")
 
 
 def _worker(name: str, queue: str, started_at: float, running: int = 0) -> WorkerRecord:

@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from .._flow._resume import RetryKind, retry_kind, run_of
+from .._lifecycle import retention_text
 from .._retrying import retrying
 from .._schedule._record import ScheduleRecord, is_stale
 from .._task import Status, Task
@@ -42,7 +43,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def queue_rows(board: Board) -> list[dict[str, Any]]:
-    """One row per known queue: counts by status, paused or not, and its oldest ready task's age.
+    """One row per known queue: counts by status, paused or not, its retention (stored, or
+    the board's default) and its oldest ready task's age.
 
     A queue is known when it holds tasks or is paused. The age is how long
     the earliest ready (pending or failed, due) task has waited; None when
@@ -52,6 +54,8 @@ async def queue_rows(board: Board) -> list[dict[str, Any]]:
     driver = backend.driver
     counts = await backend.counts()
     paused = set(await backend.paused())
+    stored = await backend.retentions()
+    default = retention_text(backend.retention_default)
     now = driver.now()
     rows = []
     for q in sorted(set(counts) | paused):
@@ -68,6 +72,7 @@ async def queue_rows(board: Board) -> list[dict[str, Any]]:
                 "counts": [per.get(s, 0) for s in STATUSES],
                 "total": sum(per.values()),
                 "paused": q in paused,
+                "retention": retention_text(stored[q]) if q in stored else f"default: {default}",
                 "oldest": None if first is None or first > now else now - first,
             }
         )
