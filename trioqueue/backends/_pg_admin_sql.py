@@ -42,10 +42,33 @@ class AdminStatements:
     def __init__(self, schema: str, statements: Statements) -> None:
         self._st = statements
         q = composer(schema)
+        #: The advisory lock's key of ``compact_finished`` (hashed by the server).
+        self.compact_lock = f"trioqueue:{schema}:finished_counts"
         assert set(_RESET) | set(INSERTED) == set(COLUMNS.names)
+        # Depth without reading finished tasks: the unfinished ones through the
+        # two partial indexes that hold only them (waiting and held tasks), the
+        # finished ones summed from their ledger (migration 9). The last
+        # column is how many ledger rows each sum read (0 for the others).
+        of_queue = "(%(queue)s::text IS NULL OR queue = %(queue)s::text)"
         self.counts = q(
-            "SELECT queue, status, count(*) FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY queue, status"
+            "SELECT queue, status, count(*), 0 FROM {s}.tasks "
+            f"WHERE status IN ('pending', 'failed') AND {of_queue} GROUP BY queue, status "
+            "UNION ALL SELECT queue, status, count(*), 0 FROM {s}.tasks "
+            f"WHERE status IN ('queued', 'running') AND {of_queue} GROUP BY queue, status "
+            "UNION ALL SELECT queue, status, sum(n), count(*) FROM {s}.finished_counts "
+            f"WHERE {of_queue} GROUP BY queue, status"
+        )
+        # Folds the ledger into one row per queue and status (none for a sum of
+        # 0). Rows appended meanwhile are not in the delete's snapshot and stay;
+        # a second folder at the same time skips its turn (the advisory lock).
+        self.compact_finished = q(
+            """WITH l AS (SELECT pg_try_advisory_xact_lock(hashtext(%(lock)s::text)) AS ok),
+            d AS (DELETE FROM {s}.finished_counts WHERE (SELECT ok FROM l)
+                  RETURNING queue, status, n),
+            i AS (INSERT INTO {s}.finished_counts (queue, status, n)
+                  SELECT queue, status, sum(n) FROM d GROUP BY queue, status
+                  HAVING sum(n) <> 0 RETURNING 1)
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)"""
         )
         self.list_tasks = q(
             "SELECT {cols} FROM {s}.tasks "

@@ -268,6 +268,67 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS tasks_status_rare ON {s}.tasks (status, id)
         WHERE status IN ('failed', 'killed', 'cancelled');
     """,
+    # 9: the number of finished tasks per queue and final status, so that
+    # ``counts`` never counts millions of finished rows. An append-only
+    # ledger of deltas: statement-level triggers (transition tables) add one
+    # row per queue and status a statement changed (a settle batch, a prune
+    # batch), a row-level trigger one per task inserted already final (rare),
+    # and the reader sums it, folding it into one row per queue and status
+    # now and then (``AdminStatements.compact_finished``). Nothing updates a
+    # shared row: concurrent settlers never wait for each other on it.
+    # Created (and seeded) under the triggers' lock on the table: no
+    # concurrent write is missed or counted twice.
+    """
+    CREATE TABLE IF NOT EXISTS {s}.finished_counts (
+        queue text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        n bigint NOT NULL
+    );
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_update() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.finished_counts (queue, status, n)
+        SELECT queue, status, sum(d) FROM (
+            SELECT queue, status, -1 AS d FROM old_tasks
+            WHERE status IN ('done', 'killed', 'cancelled')
+            UNION ALL
+            SELECT queue, status, 1 FROM new_tasks
+            WHERE status IN ('done', 'killed', 'cancelled')) AS x
+        GROUP BY queue, status HAVING sum(d) <> 0;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_delete() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.finished_counts (queue, status, n)
+        SELECT queue, status, -count(*) FROM old_tasks
+        WHERE status IN ('done', 'killed', 'cancelled')
+        GROUP BY queue, status;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_insert() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.finished_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1);
+        RETURN NULL;
+    END $$;
+    DROP TRIGGER IF EXISTS finished_counts_update ON {s}.tasks;
+    CREATE TRIGGER finished_counts_update AFTER UPDATE ON {s}.tasks
+        REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.finished_counts_update();
+    DROP TRIGGER IF EXISTS finished_counts_delete ON {s}.tasks;
+    CREATE TRIGGER finished_counts_delete AFTER DELETE ON {s}.tasks
+        REFERENCING OLD TABLE AS old_tasks
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.finished_counts_delete();
+    DROP TRIGGER IF EXISTS finished_counts_insert ON {s}.tasks;
+    CREATE TRIGGER finished_counts_insert AFTER INSERT ON {s}.tasks
+        FOR EACH ROW WHEN (NEW.status IN ('done', 'killed', 'cancelled'))
+        EXECUTE FUNCTION {s}.finished_counts_insert();
+    DELETE FROM {s}.finished_counts;
+    INSERT INTO {s}.finished_counts (queue, status, n)
+    SELECT queue, status, count(*) FROM {s}.tasks
+    WHERE status IN ('done', 'killed', 'cancelled') GROUP BY queue, status;
+    """,
 )
 
 #: The schema version this code writes and understands.

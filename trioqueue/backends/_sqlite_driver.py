@@ -179,9 +179,9 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         statement, rows = sql.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
-            before = conn.total_changes
-            conn.executemany(statement, rows)
-            return conn.total_changes - before
+            # The statement's own rows (``total_changes`` would add the rows
+            # the finished counters' trigger writes for a task stored final).
+            return int(conn.executemany(statement, rows).rowcount)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
@@ -200,9 +200,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
 
         def run(conn: schema.Conn) -> int:
             conn.execute(sql.DELETE_FINISHED, (arg,))
-            before = conn.total_changes
-            conn.executemany(statement, rows)
-            return conn.total_changes - before
+            return int(conn.executemany(statement, rows).rowcount)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
@@ -305,6 +303,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
             applied = conn.execute(sql.SETTLE_BATCH, {**args, "outcomes": batch}).fetchall()
             for params in single:
                 applied += conn.execute(sql.SETTLE_ONE, {**args, **params}).fetchall()
+            sql.count_settled(conn, applied)
             return [(id, queue) for id, queue, _ in applied]
 
         held = dict(await self._tx(run, rows=len(outcomes)))

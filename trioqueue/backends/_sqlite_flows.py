@@ -78,7 +78,9 @@ class SqliteFlows:
             for s in steps:
                 if s.id not in held:
                     continue
-                conn.execute(sql.SETTLE, _settle_params(s, token, now))
+                sql.count_settled(
+                    conn, conn.execute(sql.SETTLE_ONE, _settle_params(s, token, now)).fetchall()
+                )
                 applied.append((s.id, held[s.id]))
                 _follow(conn, s, now)
             return applied
