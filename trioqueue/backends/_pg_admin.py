@@ -83,9 +83,13 @@ class PostgresAdministration:
                 per = out.setdefault(q, {})
                 per[status_of(st)] = per.get(status_of(st), 0) + int(n)
         if ledger > COMPACT_AFTER:
-            params = {"lock": self._admin.compact_lock}
-            await self._fetch(self._admin.compact_finished, params, shield=True, durable=False)
+            await self._compact_finished()
         return out
+
+    async def _compact_finished(self) -> None:
+        # Fold the ledger of finished counts if it holds more than COMPACT_AFTER rows.
+        params = {"lock": self._admin.compact_lock, "after": COMPACT_AFTER}
+        await self._fetch(self._admin.compact_finished, params, shield=True, durable=False)
 
     async def list_tasks(
         self,
@@ -172,11 +176,14 @@ class PostgresAdministration:
     async def prune(self, before: Mapping[Status, float], limit: int, workers_before: float) -> int:
         """Delete at most ``limit`` final tasks finished before their status's cutoff.
 
-        Also deletes the worker entries last seen before ``workers_before``.
-        Returns how many tasks were deleted.
+        Also deletes the worker entries last seen before ``workers_before``,
+        and folds the ledger of finished counts when it has grown (so that a
+        store nobody reads the depth of keeps it small). Returns how many
+        tasks were deleted.
         """
         params = self._admin.prune_params(before, limit, workers_before)
         rows = await self._fetch(self._admin.prune, params, shield=True)
+        await self._compact_finished()
         return int(rows[0][0])
 
     async def pause(self, queue: str) -> None:

@@ -59,10 +59,12 @@ class AdminStatements:
             f"WHERE {of_queue} GROUP BY queue, status"
         )
         # Folds the ledger into one row per queue and status (none for a sum of
-        # 0). Rows appended meanwhile are not in the delete's snapshot and stay;
-        # a second folder at the same time skips its turn (the advisory lock).
+        # 0) once it holds more than ``after`` rows. Rows appended meanwhile are
+        # not in the delete's snapshot and stay; a second folder at the same
+        # time skips its turn (the advisory lock).
         self.compact_finished = q(
-            """WITH l AS (SELECT pg_try_advisory_xact_lock(hashtext(%(lock)s::text)) AS ok),
+            """WITH l AS (SELECT (SELECT count(*) FROM {s}.finished_counts) > %(after)s
+                    AND pg_try_advisory_xact_lock(hashtext(%(lock)s::text)) AS ok),
             d AS (DELETE FROM {s}.finished_counts WHERE (SELECT ok FROM l)
                   RETURNING queue, status, n),
             i AS (INSERT INTO {s}.finished_counts (queue, status, n)
