@@ -269,15 +269,21 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE status IN ('failed', 'killed', 'cancelled');
     """,
     # 9: the number of finished tasks per queue and final status, so that
-    # ``counts`` never counts millions of finished rows. An append-only
-    # ledger of deltas: statement-level triggers (transition tables) add one
-    # row per queue and status a statement changed (a settle batch, a prune
-    # batch), a row-level trigger one per task inserted already final (rare),
-    # and the reader sums it, folding it into one row per queue and status
-    # now and then (``AdminStatements.compact_finished``). Nothing updates a
-    # shared row: concurrent settlers never wait for each other on it.
-    # Created (and seeded) under the triggers' lock on the table: no
-    # concurrent write is missed or counted twice.
+    # ``counts`` never counts millions of finished rows: an append-only
+    # ledger of deltas that the reader sums and now and then folds into one
+    # row per queue and status (``AdminStatements.compact_finished``).
+    # Nothing updates a shared row: concurrent settlers never wait for each
+    # other on it. Written by a row-level trigger on changes of status into
+    # or out of DONE, KILLED and CANCELLED (its WHEN is tested without
+    # calling the function: a claim or a start costs nothing more), by one on
+    # inserts of tasks already final, and by a statement-level one (a
+    # transition table) on deletes: one row per purge or prune batch. A held
+    # task made DONE, which is every successful settle, is left out by the
+    # trigger and counted once per batch by the settle statement itself (and
+    # by ``flow_advance``, recreated here to do so): a function called for
+    # every settled row would cost more than the settle's own update.
+    # Created (and seeded) under the lock CREATE TRIGGER takes on the table:
+    # no concurrent write is missed or counted twice.
     """
     CREATE TABLE IF NOT EXISTS {s}.finished_counts (
         queue text COLLATE "C" NOT NULL,
@@ -287,14 +293,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE OR REPLACE FUNCTION {s}.finished_counts_update() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO {s}.finished_counts (queue, status, n)
-        SELECT queue, status, sum(d) FROM (
-            SELECT queue, status, -1 AS d FROM old_tasks
-            WHERE status IN ('done', 'killed', 'cancelled')
-            UNION ALL
-            SELECT queue, status, 1 FROM new_tasks
-            WHERE status IN ('done', 'killed', 'cancelled')) AS x
-        GROUP BY queue, status HAVING sum(d) <> 0;
+        IF OLD.status IN ('done', 'killed', 'cancelled') THEN
+            INSERT INTO {s}.finished_counts (queue, status, n) VALUES (OLD.queue, OLD.status, -1);
+        END IF;
+        IF NEW.status IN ('done', 'killed', 'cancelled') THEN
+            INSERT INTO {s}.finished_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1);
+        END IF;
         RETURN NULL;
     END $$;
     CREATE OR REPLACE FUNCTION {s}.finished_counts_delete() RETURNS trigger
@@ -313,9 +317,101 @@ MIGRATIONS: tuple[str, ...] = (
         RETURN NULL;
     END $$;
     DROP TRIGGER IF EXISTS finished_counts_update ON {s}.tasks;
-    CREATE TRIGGER finished_counts_update AFTER UPDATE ON {s}.tasks
-        REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks
-        FOR EACH STATEMENT EXECUTE FUNCTION {s}.finished_counts_update();
+    CREATE TRIGGER finished_counts_update AFTER UPDATE OF status, queue ON {s}.tasks
+        FOR EACH ROW WHEN (NOT (NEW.status = 'done' AND OLD.lease_token IS NOT NULL)
+            AND (OLD.status <> NEW.status OR OLD.queue <> NEW.queue)
+            AND (OLD.status IN ('done', 'killed', 'cancelled')
+                 OR NEW.status IN ('done', 'killed', 'cancelled')))
+        EXECUTE FUNCTION {s}.finished_counts_update();
+    CREATE OR REPLACE FUNCTION {s}.flow_advance(
+        steps jsonb, tok text, at double precision, chan text, change text
+    ) RETURNS text[] LANGUAGE plpgsql AS $$
+    DECLARE
+        st jsonb;
+        j jsonb;
+        node_status text;
+        node_queue text;
+        run_status text;
+        run_flag boolean;
+        remaining_ integer;
+        settled text[] := ARRAY[]::text[];
+        new_tasks jsonb;
+    BEGIN
+        FOR st IN SELECT x FROM jsonb_array_elements(steps) AS x LOOP
+            UPDATE {s}.tasks SET
+                status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'done' END,
+                result = CASE WHEN cancel_requested THEN result
+                              ELSE decode(st->>'result', 'hex') END,
+                last_error = CASE
+                    WHEN cancel_requested THEN coalesce(st->>'error',
+                        'Cancelled: cancellation requested while it was claimed')
+                    ELSE coalesce(st->>'error', last_error) END,
+                traceback = CASE WHEN cancel_requested THEN NULL ELSE traceback END,
+                finished_at = at,
+                started_at = coalesce((st->>'started_at')::double precision, started_at),
+                progress = coalesce(st->>'progress', progress),
+                cancel_requested = false, lease_token = NULL, lease_expires_at = NULL
+            WHERE id = st->>'id' AND lease_token = tok AND status IN ('queued', 'running')
+            RETURNING status, queue INTO node_status, node_queue;
+            IF NOT FOUND THEN
+                CONTINUE;
+            END IF;
+            IF node_status = 'done' THEN  -- the trigger leaves a held task made DONE
+                INSERT INTO {s}.finished_counts (queue, status, n)
+                VALUES (node_queue, 'done', 1);
+            END IF;
+            settled := settled || (st->>'id');
+            IF node_status <> 'done' THEN
+                CONTINUE;
+            END IF;
+            -- A share lock: a cancel or an end of the run waits for this
+            -- transaction, then sees (and cancels) what it created.
+            SELECT status, cancel_requested INTO run_status, run_flag
+            FROM {s}.tasks WHERE id = st->>'run' FOR SHARE;
+            IF run_status IS DISTINCT FROM 'running' OR run_flag THEN
+                CONTINUE;
+            END IF;
+            new_tasks := coalesce(st->'spawn', '[]'::jsonb);
+            FOR j IN SELECT x FROM jsonb_array_elements(coalesce(st->'joins', '[]'::jsonb)) AS x
+            LOOP
+                INSERT INTO {s}.flow_joins (id, run, remaining)
+                VALUES (j->'task'->>'id', st->>'run', jsonb_array_length(j->'inputs') - 1)
+                ON CONFLICT (id) DO UPDATE SET remaining = {s}.flow_joins.remaining - 1
+                RETURNING remaining INTO remaining_;
+                IF remaining_ > 0 THEN
+                    CONTINUE;
+                END IF;
+                DELETE FROM {s}.flow_joins WHERE id = j->'task'->>'id';
+                new_tasks := new_tasks || jsonb_build_array(jsonb_set(j->'task', '{{payload}}',
+                    to_jsonb(encode(decode(j->'task'->>'payload', 'hex')
+                        || int4send(jsonb_array_length(j->'inputs'))
+                        || (SELECT string_agg(coalesce(int4send(length(t.result)) || t.result,
+                                                       int4send(-1)), ''::bytea ORDER BY x.n)
+                            FROM jsonb_array_elements_text(j->'inputs') WITH ORDINALITY
+                                 AS x(id, n)
+                            LEFT JOIN {s}.tasks t ON t.id = x.id), 'hex'))));
+            END LOOP;
+            INSERT INTO {s}.tasks (id, queue, payload, status, max_attempts, run_at, priority,
+                                   meta, created_at)
+            SELECT x->>'id', x->>'queue', decode(x->>'payload', 'hex'), 'pending',
+                   (x->>'max_attempts')::integer, (x->>'run_at')::double precision,
+                   (x->>'priority')::bigint, x->'meta', at
+            FROM jsonb_array_elements(new_tasks) AS x
+            ON CONFLICT (id) DO NOTHING;
+            PERFORM pg_notify(chan, q)
+            FROM (SELECT DISTINCT x->>'queue' AS q FROM jsonb_array_elements(new_tasks) AS x) d;
+            IF (st->>'finish')::boolean THEN
+                UPDATE {s}.tasks SET status = 'done', finished_at = at,
+                    result = decode(st->>'result', 'hex')
+                WHERE id = st->>'run' AND status = 'running';
+                PERFORM pg_notify(change, json_build_array(st->>'run')::text);
+            END IF;
+        END LOOP;
+        IF cardinality(settled) > 0 THEN
+            PERFORM pg_notify(change, '');
+        END IF;
+        RETURN settled;
+    END $$;
     DROP TRIGGER IF EXISTS finished_counts_delete ON {s}.tasks;
     CREATE TRIGGER finished_counts_delete AFTER DELETE ON {s}.tasks
         REFERENCING OLD TABLE AS old_tasks

@@ -176,12 +176,9 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        statement, rows = sql.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
-            # The statement's own rows (``total_changes`` would add the rows
-            # the finished counters' trigger writes for a task stored final).
-            return int(conn.executemany(statement, rows).rowcount)
+            return sql.insert_tasks(conn, tasks)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
@@ -195,12 +192,11 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         """
         if not tasks:
             return 0
-        statement, rows = sql.insert_rows(tasks)
         arg = sql.ids_json(t.id for t in tasks)
 
         def run(conn: schema.Conn) -> int:
             conn.execute(sql.DELETE_FINISHED, (arg,))
-            return int(conn.executemany(statement, rows).rowcount)
+            return sql.insert_tasks(conn, tasks)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)

@@ -147,7 +147,6 @@ def _follow(conn: schema.Conn, s: Transition, now: float) -> None:
         for t in new:
             if not t.created_at:
                 t.created_at = now
-        statement, rows = sql.insert_rows(new)
-        conn.executemany(statement, rows)
+        sql.insert_tasks(conn, new)
     if s.finish:
         conn.execute(_FINISH, {"now": now, "node": s.id, "run": s.run})

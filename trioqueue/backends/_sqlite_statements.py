@@ -372,6 +372,27 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
     return INSERT_FRESH, rows
 
 
+def insert_tasks(conn: Conn, tasks: Sequence[StoredTask]) -> int:
+    """Store ``tasks`` (``INSERT OR IGNORE``, in the caller's transaction); return how many.
+
+    A task stored already final is added to the finished counters here: an
+    insert trigger would cost every push (a trigger runs as a program of its
+    own for every row, whatever its ``WHEN``: about 0.8 µs a row, measured).
+    Such a batch is stored row by row, in order (a rare one: replacing
+    pushes, imported records).
+    """
+    statement, rows = insert_rows(tasks)
+    if statement == INSERT_FRESH or not any(t.status.is_final for t in tasks):
+        return int(conn.executemany(statement, rows).rowcount)
+    n = 0
+    for t, row in zip(tasks, rows, strict=True):
+        stored = int(conn.execute(statement, row).rowcount)
+        n += stored
+        if stored and t.status.is_final:
+            conn.execute(BUMP_FINISHED, (t.queue, status_text(t.status), 1))
+    return n
+
+
 def _plain(value: Any) -> str:
     # A ``str`` subclass (a ``TaskId``) as its text; anything else is an error.
     if isinstance(value, str):
