@@ -45,19 +45,11 @@ class AdminStatements:
         #: The advisory lock's key of ``compact_finished`` (hashed by the server).
         self.compact_lock = f"trioqueue:{schema}:finished_counts"
         assert set(_RESET) | set(INSERTED) == set(COLUMNS.names)
-        # Depth without reading finished tasks: the unfinished ones through the
-        # two partial indexes that hold only them (waiting and held tasks), the
-        # finished ones summed from their ledger (migration 9). The last
-        # column is how many ledger rows each sum read (0 for the others).
-        of_queue = "(%(queue)s::text IS NULL OR queue = %(queue)s::text)"
-        self.counts = q(
-            "SELECT queue, status, count(*), 0 FROM {s}.tasks "
-            f"WHERE status IN ('pending', 'failed') AND {of_queue} GROUP BY queue, status "
-            "UNION ALL SELECT queue, status, count(*), 0 FROM {s}.tasks "
-            f"WHERE status IN ('queued', 'running') AND {of_queue} GROUP BY queue, status "
-            "UNION ALL SELECT queue, status, sum(n), count(*) FROM {s}.finished_counts "
-            f"WHERE {of_queue} GROUP BY queue, status"
-        )
+        # Depth without reading finished tasks (``queue_depth``, migration 9):
+        # the unfinished ones through the partial indexes that hold only them,
+        # the finished ones summed from their ledger. The last column is how
+        # many ledger rows each sum read (0 for the others).
+        self.counts = q("SELECT queue, status, n, ledger FROM {s}.queue_depth(%(queue)s::text)")
         # Folds the ledger into one row per queue and status (none for a sum of
         # 0) once it holds more than ``after`` rows. Rows appended meanwhile are
         # not in the delete's snapshot and stay; a second folder at the same

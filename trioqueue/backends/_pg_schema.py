@@ -282,8 +282,14 @@ MIGRATIONS: tuple[str, ...] = (
     # trigger and counted once per batch by the settle statement itself (and
     # by ``flow_advance``, recreated here to do so): a function called for
     # every settled row would cost more than the settle's own update.
-    # Created (and seeded) under the lock CREATE TRIGGER takes on the table:
-    # no concurrent write is missed or counted twice.
+    # ``queue_depth`` is the read: the unfinished tasks through the partial
+    # indexes that hold only them (``enable_seqscan`` off: after much churn
+    # those indexes have many empty pages, and the planner would rather scan
+    # every task; ``jit`` off: the cost that setting gives the ledger's scan
+    # would have each read compile its plan, about 200 ms), the finished ones
+    # from the ledger. Created (and seeded)
+    # under the lock CREATE TRIGGER takes on the table: no concurrent write
+    # is missed or counted twice.
     """
     CREATE TABLE IF NOT EXISTS {s}.finished_counts (
         queue text COLLATE "C" NOT NULL,
@@ -420,6 +426,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER finished_counts_insert AFTER INSERT ON {s}.tasks
         FOR EACH ROW WHEN (NEW.status IN ('done', 'killed', 'cancelled'))
         EXECUTE FUNCTION {s}.finished_counts_insert();
+    CREATE OR REPLACE FUNCTION {s}.queue_depth(q text)
+    RETURNS TABLE (queue text, status text, n bigint, ledger bigint)
+    LANGUAGE sql STABLE SET enable_seqscan = off SET jit = off AS $$
+        SELECT t.queue, t.status, count(*), 0::bigint FROM {s}.tasks t
+        WHERE t.status IN ('pending', 'failed') AND (q IS NULL OR t.queue = q)
+        GROUP BY t.queue, t.status
+        UNION ALL
+        SELECT t.queue, t.status, count(*), 0::bigint FROM {s}.tasks t
+        WHERE t.status IN ('queued', 'running') AND (q IS NULL OR t.queue = q)
+        GROUP BY t.queue, t.status
+        UNION ALL
+        SELECT f.queue, f.status, sum(f.n)::bigint, count(*) FROM {s}.finished_counts f
+        WHERE q IS NULL OR f.queue = q
+        GROUP BY f.queue, f.status
+    $$;
     DELETE FROM {s}.finished_counts;
     INSERT INTO {s}.finished_counts (queue, status, n)
     SELECT queue, status, count(*) FROM {s}.tasks
