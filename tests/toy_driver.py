@@ -186,6 +186,29 @@ class ForgetfulJoinsDriver(MemoryDriver):
         return {}
 
 
+class UncountedPurgeDriver(MemoryDriver):
+    """Counts finished tasks with counters that a purge never takes down."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._purged: dict[tuple[str, Status], int] = {}
+
+    async def purge(self, older_than: float) -> int:
+        for t in self._tasks.values():
+            if t.status.is_final and t.finished_at is not None and t.finished_at < older_than:
+                key = (t.queue, t.status)
+                self._purged[key] = self._purged.get(key, 0) + 1
+        return await super().purge(older_than)
+
+    async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
+        out = await super().counts(queue)
+        for (q, st), n in self._purged.items():
+            if queue is None or q == queue:
+                per = out.setdefault(q, {})
+                per[st] = per.get(st, 0) + n
+        return out
+
+
 def memory_factory(
     driver_cls: type[MemoryDriver],
 ) -> Callable[..., Any]:
@@ -882,3 +905,4 @@ open_impatient = memory_factory(ImpatientDriver)
 open_rewinding_schedule = memory_factory(RewindingScheduleDriver)
 open_endless_runs = memory_factory(EndlessRunsDriver)
 open_forgetful_joins = memory_factory(ForgetfulJoinsDriver)
+open_uncounted_purge = memory_factory(UncountedPurgeDriver)

@@ -60,6 +60,7 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
         (toy_driver.open_impatient, "signal.change", "returned at once 4 times in a row"),
         (toy_driver.open_endless_runs, "flow.end_rule", "task r4 is running after its node a"),
         (toy_driver.open_forgetful_joins, "flow.fan_in", "task r2/j was lost"),
+        (toy_driver.open_uncounted_purge, "admin.counts_every_path", "after a purge"),
     ],
     ids=[
         "forgets-release",
@@ -72,6 +73,7 @@ async def test_file_toy_driver_passes(tmp_path: os.PathLike[str]) -> None:
         "never-waits",
         "endless-runs",
         "forgetful-joins",
+        "uncounted-purge",
     ],
 )
 async def test_broken_drivers_fail_naming_the_promise(

@@ -135,15 +135,12 @@ class SqliteStore:
 
     def insert(self, records: list[StoredTask], if_exists: IfExists) -> tuple[int, Held]:
         """Store ``records`` in one transaction; return how many and the ids found taken."""
-        statement, rows = sql.insert_rows(records)
         ids = sql.ids_json(r.id for r in records)
 
         def run(conn: sqlite3.Connection) -> tuple[int, Held]:
             if if_exists == "replace_finished":
                 conn.execute(sql.DELETE_FINISHED, (ids,))
-            before = conn.total_changes
-            conn.executemany(statement, rows)
-            n = conn.total_changes - before
+            n = sql.insert_tasks(conn, records)
             if n >= len(records):
                 return n, {}
             found = conn.execute(sql.QUEUES_OF, (ids,)).fetchall()
@@ -159,8 +156,7 @@ class SqliteStore:
                 f"the connection is to {file or 'a memory database'!r}, not the "
                 f"client's {self._file!r}"
             )
-        statement, rows = sql.insert_rows([record])
-        conn.execute(statement, rows[0])
+        sql.insert_tasks(conn, [record])
 
     def get(self, id: str) -> StoredTask | None:
         """Return one task, or None."""

@@ -18,7 +18,10 @@ from ._pg_native import Row
 from ._pg_schema import COLUMNS
 from ._pg_statements import Statements
 
-__all__ = ["PostgresAdministration"]
+__all__ = ["COMPACT_AFTER", "PostgresAdministration"]
+
+#: Ledger rows of finished counts past which a read of ``counts`` folds them.
+COMPACT_AFTER = 200
 
 
 def _meta(text: str | None) -> dict[str, Any] | None:
@@ -77,12 +80,28 @@ class PostgresAdministration:
         return n
 
     async def counts(self, queue: str | None) -> dict[str, dict[Status, int]]:
-        """Count tasks per queue and status."""
+        """Count tasks per queue and status.
+
+        Unfinished tasks are counted through their partial indexes; finished
+        ones are summed from the ledger the triggers of schema version 11 keep.
+        Once a read has summed more than ``COMPACT_AFTER`` ledger rows, it
+        folds them into one per queue and status.
+        """
         out: dict[str, dict[Status, int]] = {}
-        for q, st, n in await self._fetch(self._admin.counts, {"queue": queue}, shield=False):
-            per = out.setdefault(q, {})
-            per[status_of(st)] = per.get(status_of(st), 0) + int(n)
+        ledger = 0
+        for q, st, n, rows in await self._fetch(self._admin.counts, {"queue": queue}, shield=False):
+            ledger += int(rows)
+            if int(n):
+                per = out.setdefault(q, {})
+                per[status_of(st)] = per.get(status_of(st), 0) + int(n)
+        if ledger > COMPACT_AFTER:
+            await self._compact_finished()
         return out
+
+    async def _compact_finished(self) -> None:
+        # Fold the ledger of finished counts if it holds more than COMPACT_AFTER rows.
+        params = {"lock": self._admin.compact_lock, "after": COMPACT_AFTER}
+        await self._fetch(self._admin.compact_finished, params, shield=True, durable=False)
 
     async def list_tasks(
         self,
@@ -201,11 +220,13 @@ class PostgresAdministration:
         """Delete at most ``limit`` final tasks of ``queue`` finished before their status's cutoff.
 
         Only tasks of ``queue`` (None: any queue). Also deletes the worker
-        entries last seen before ``workers_before``. Returns how many tasks
-        were deleted.
+        entries last seen before ``workers_before``, and folds the ledger of
+        finished counts when it has grown (so that a store nobody reads the
+        depth of keeps it small). Returns how many tasks were deleted.
         """
         params = self._admin.prune_params(queue, before, limit, workers_before)
         rows = await self._fetch(self._admin.prune, params, shield=True)
+        await self._compact_finished()
         return int(rows[0][0])
 
     async def pause(self, queue: str) -> None:

@@ -49,10 +49,27 @@ class AdminStatements:
     def __init__(self, schema: str, statements: Statements) -> None:
         self._st = statements
         q = composer(schema)
+        #: The advisory lock's key of ``compact_finished`` (hashed by the server).
+        self.compact_lock = f"trioqueue:{schema}:finished_counts"
         assert set(_RESET) | set(INSERTED) == set(COLUMNS.names)
-        self.counts = q(
-            "SELECT queue, status, count(*) FROM {s}.tasks "
-            "WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY queue, status"
+        # Depth without reading finished tasks (``queue_depth``, migration 11):
+        # the unfinished ones through the partial indexes that hold only them,
+        # the finished ones summed from their ledger. The last column is how
+        # many ledger rows each sum read (0 for the others).
+        self.counts = q("SELECT queue, status, n, ledger FROM {s}.queue_depth(%(queue)s::text)")
+        # Folds the ledger into one row per queue and status (none for a sum of
+        # 0) once it holds more than ``after`` rows. Rows appended meanwhile are
+        # not in the delete's snapshot and stay; a second folder at the same
+        # time skips its turn (the advisory lock).
+        self.compact_finished = q(
+            """WITH l AS (SELECT (SELECT count(*) FROM {s}.finished_counts) > %(after)s
+                    AND pg_try_advisory_xact_lock(hashtext(%(lock)s::text)) AS ok),
+            d AS (DELETE FROM {s}.finished_counts WHERE (SELECT ok FROM l)
+                  RETURNING queue, status, n),
+            i AS (INSERT INTO {s}.finished_counts (queue, status, n)
+                  SELECT queue, status, sum(n) FROM d GROUP BY queue, status
+                  HAVING sum(n) <> 0 RETURNING 1)
+            SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)"""
         )
         self.list_tasks = q(
             "SELECT {cols} FROM {s}.tasks "

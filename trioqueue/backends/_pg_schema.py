@@ -34,10 +34,11 @@ log = logging.getLogger("trioqueue.backends.postgres")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def _flow_advance(arrival: str) -> str:
-    # ``flow_advance`` (migrations 6 and 9) with ``arrival``: the statements
-    # that leave a join's remaining count in ``remaining_`` as its input arrives.
-    return """
+def _flow_advance(arrival: str, count_done: str = "") -> str:
+    # ``flow_advance`` (migrations 6, 9 and 11) with ``arrival``: the statements
+    # that leave a join's remaining count in ``remaining_`` as its input arrives;
+    # ``count_done``: those that count a node made DONE in the finished ledger.
+    body = """
     CREATE OR REPLACE FUNCTION {s}.flow_advance(
         steps jsonb, tok text, at double precision, chan text, change text
     ) RETURNS text[] LANGUAGE plpgsql AS $$
@@ -70,7 +71,7 @@ def _flow_advance(arrival: str) -> str:
             IF NOT FOUND THEN
                 CONTINUE;
             END IF;
-            settled := settled || (st->>'id');
+<count_done>            settled := settled || (st->>'id');
             IF node_status <> 'done' THEN
                 CONTINUE;
             END IF;
@@ -119,6 +120,16 @@ def _flow_advance(arrival: str) -> str:
         RETURN settled;
     END $$;
 """.replace("<arrival>", arrival)
+    if not count_done:
+        return body.replace("<count_done>", "")
+    return (
+        body.replace("<count_done>", count_done)
+        .replace("node_status text;\n", "node_status text;\n        node_queue text;\n")
+        .replace(
+            "RETURNING status INTO node_status;",
+            "RETURNING status, queue INTO node_status, node_queue;",
+        )
+    )
 
 
 #: The join arrival of migration 6: a counter starts at the inputs' count.
@@ -149,6 +160,15 @@ _ARRIVAL_9 = """\
                         RETURNING remaining INTO remaining_;
                     END IF;
                 END IF;
+"""
+
+#: Migration 11's count of a node made DONE: the ledger's trigger leaves out a
+#: held task made DONE (every settle), so ``flow_advance`` counts it itself.
+_COUNT_DONE = """\
+            IF node_status = 'done' THEN
+                INSERT INTO {s}.finished_counts (queue, status, n)
+                VALUES (node_queue, 'done', 1);
+            END IF;
 """
 
 
@@ -319,6 +339,98 @@ MIGRATIONS: tuple[str, ...] = (
         killed double precision CHECK (killed >= 0),
         cancelled double precision CHECK (cancelled >= 0)
     );
+    """,
+    # 11: the number of finished tasks per queue and final status, so that
+    # ``counts`` never counts millions of finished rows: an append-only
+    # ledger of deltas that the reader sums and now and then folds into one
+    # row per queue and status (``AdminStatements.compact_finished``).
+    # Nothing updates a shared row: concurrent settlers never wait for each
+    # other on it. Written by a row-level trigger on changes of status into
+    # or out of DONE, KILLED and CANCELLED (its WHEN is tested without
+    # calling the function: a claim or a start costs nothing more), by one on
+    # inserts of tasks already final, and by a statement-level one (a
+    # transition table) on deletes: one row per purge or prune batch. A held
+    # task made DONE, which is every successful settle, is left out by the
+    # trigger and counted once per batch by the settle statement itself (and
+    # by ``flow_advance``, recreated here to do so): a function called for
+    # every settled row would cost more than the settle's own update.
+    # ``queue_depth`` is the read: the unfinished tasks through the partial
+    # indexes that hold only them (``enable_seqscan`` off: after much churn
+    # those indexes have many empty pages, and the planner would rather scan
+    # every task; ``jit`` off: the cost that setting gives the ledger's scan
+    # would have each read compile its plan, about 200 ms), the finished ones
+    # from the ledger. Created (and seeded)
+    # under the lock CREATE TRIGGER takes on the table: no concurrent write
+    # is missed or counted twice.
+    """
+    CREATE TABLE IF NOT EXISTS {s}.finished_counts (
+        queue text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        n bigint NOT NULL
+    );
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_update() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF OLD.status IN ('done', 'killed', 'cancelled') THEN
+            INSERT INTO {s}.finished_counts (queue, status, n) VALUES (OLD.queue, OLD.status, -1);
+        END IF;
+        IF NEW.status IN ('done', 'killed', 'cancelled') THEN
+            INSERT INTO {s}.finished_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_delete() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.finished_counts (queue, status, n)
+        SELECT queue, status, -count(*) FROM old_tasks
+        WHERE status IN ('done', 'killed', 'cancelled')
+        GROUP BY queue, status;
+        RETURN NULL;
+    END $$;
+    CREATE OR REPLACE FUNCTION {s}.finished_counts_insert() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.finished_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1);
+        RETURN NULL;
+    END $$;
+    DROP TRIGGER IF EXISTS finished_counts_update ON {s}.tasks;
+    CREATE TRIGGER finished_counts_update AFTER UPDATE OF status, queue ON {s}.tasks
+        FOR EACH ROW WHEN (NOT (NEW.status = 'done' AND OLD.lease_token IS NOT NULL)
+            AND (OLD.status <> NEW.status OR OLD.queue <> NEW.queue)
+            AND (OLD.status IN ('done', 'killed', 'cancelled')
+                 OR NEW.status IN ('done', 'killed', 'cancelled')))
+        EXECUTE FUNCTION {s}.finished_counts_update();
+    """
+    + _flow_advance(_ARRIVAL_9, _COUNT_DONE)
+    + """
+    DROP TRIGGER IF EXISTS finished_counts_delete ON {s}.tasks;
+    CREATE TRIGGER finished_counts_delete AFTER DELETE ON {s}.tasks
+        REFERENCING OLD TABLE AS old_tasks
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.finished_counts_delete();
+    DROP TRIGGER IF EXISTS finished_counts_insert ON {s}.tasks;
+    CREATE TRIGGER finished_counts_insert AFTER INSERT ON {s}.tasks
+        FOR EACH ROW WHEN (NEW.status IN ('done', 'killed', 'cancelled'))
+        EXECUTE FUNCTION {s}.finished_counts_insert();
+    CREATE OR REPLACE FUNCTION {s}.queue_depth(q text)
+    RETURNS TABLE (queue text, status text, n bigint, ledger bigint)
+    LANGUAGE sql STABLE SET enable_seqscan = off SET jit = off AS $$
+        SELECT t.queue, t.status, count(*), 0::bigint FROM {s}.tasks t
+        WHERE t.status IN ('pending', 'failed') AND (q IS NULL OR t.queue = q)
+        GROUP BY t.queue, t.status
+        UNION ALL
+        SELECT t.queue, t.status, count(*), 0::bigint FROM {s}.tasks t
+        WHERE t.status IN ('queued', 'running') AND (q IS NULL OR t.queue = q)
+        GROUP BY t.queue, t.status
+        UNION ALL
+        SELECT f.queue, f.status, sum(f.n)::bigint, count(*) FROM {s}.finished_counts f
+        WHERE q IS NULL OR f.queue = q
+        GROUP BY f.queue, f.status
+    $$;
+    DELETE FROM {s}.finished_counts;
+    INSERT INTO {s}.finished_counts (queue, status, n)
+    SELECT queue, status, count(*) FROM {s}.tasks
+    WHERE status IN ('done', 'killed', 'cancelled') GROUP BY queue, status;
     """,
 )
 

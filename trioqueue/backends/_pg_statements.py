@@ -236,6 +236,9 @@ class Statements:
             + """) FROM ids WHERE j IS NOT NULL)
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
         )
+        # ``l``: the tasks made DONE, per queue, to the ledger of finished
+        # counts (the trigger leaves a held task made DONE to this statement:
+        # one row a batch, not a trigger call a row).
         # Params: ``settle_params(outcomes, ...)``: the outcomes travel as one JSON
         # array (results in hex), far cheaper to send than eight arrays. The
         # rules are ``apply_outcome``'s: ``r`` (a cancellation was requested:
@@ -290,6 +293,8 @@ class Statements:
                 FROM o WHERE t.id = o.id AND t.id = ANY(ARRAY(SELECT id FROM o))
                   AND t.lease_token = %(token)s AND t.status IN ('queued', 'running')
                 RETURNING t.id, t.queue, t.status),
+            l AS (INSERT INTO {s}.finished_counts (queue, status, n)
+                  SELECT queue, 'done', count(*) FROM u WHERE status = 'done' GROUP BY queue),
             n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u
                   WHERE status IN ('failed', 'pending')) d),
             ids AS (SELECT json_agg(id) AS j FROM u),

@@ -176,12 +176,9 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         """Store new tasks (``INSERT OR IGNORE``), synced to disk before returning."""
         if not tasks:
             return 0
-        statement, rows = sql.insert_rows(tasks)
 
         def run(conn: schema.Conn) -> int:
-            before = conn.total_changes
-            conn.executemany(statement, rows)
-            return conn.total_changes - before
+            return sql.insert_tasks(conn, tasks)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
@@ -195,14 +192,11 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
         """
         if not tasks:
             return 0
-        statement, rows = sql.insert_rows(tasks)
         arg = sql.ids_json(t.id for t in tasks)
 
         def run(conn: schema.Conn) -> int:
             conn.execute(sql.DELETE_FINISHED, (arg,))
-            before = conn.total_changes
-            conn.executemany(statement, rows)
-            return conn.total_changes - before
+            return sql.insert_tasks(conn, tasks)
 
         n = await self._tx(run, durable=True, rows=len(tasks))
         self._waker.wake(t.queue for t in tasks)
@@ -305,6 +299,7 @@ class SqliteDriver(SqliteFlows, SqliteAdministration, SqliteSchedules):
             applied = conn.execute(sql.SETTLE_BATCH, {**args, "outcomes": batch}).fetchall()
             for params in single:
                 applied += conn.execute(sql.SETTLE_ONE, {**args, **params}).fetchall()
+            sql.count_settled(conn, applied)
             return [(id, queue) for id, queue, _ in applied]
 
         held = dict(await self._tx(run, rows=len(outcomes)))

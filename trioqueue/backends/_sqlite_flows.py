@@ -142,7 +142,9 @@ class SqliteFlows:
             for s in steps:
                 if s.id not in held:
                     continue
-                conn.execute(sql.SETTLE, _settle_params(s, token, now))
+                sql.count_settled(
+                    conn, conn.execute(sql.SETTLE_ONE, _settle_params(s, token, now)).fetchall()
+                )
                 applied.append((s.id, held[s.id]))
                 _follow(conn, s, now)
             return applied
@@ -227,7 +229,6 @@ def _follow(conn: schema.Conn, s: Transition, now: float) -> None:
         for t in new:
             if not t.created_at:
                 t.created_at = now
-        statement, rows = sql.insert_rows(new)
-        conn.executemany(statement, rows)
+        sql.insert_tasks(conn, new)
     if s.finish:
         conn.execute(_FINISH, {"now": now, "node": s.id, "run": s.run})

@@ -84,6 +84,27 @@ END;
 """
 
 
+#: The statuses counted by their indexes, not by ``FINISHED_COUNTS``.
+_INDEXED = "(status = 'pending' OR status = 'queued' OR status = 'running' OR status = 'failed')"
+
+
+def _fin(row: str) -> str:
+    # A task of the trigger row ``row`` (``old`` or ``new``) the counters count:
+    # a final status, or one this code does not know (read back as KILLED).
+    return "NOT " + _INDEXED.replace("status", f"{row}.status")
+
+
+#: The finished-task counters, per queue and final status (migration 13).
+FINISHED_COUNTS = "trioqueue_finished_counts"
+_BUMP = (
+    f"INSERT INTO {FINISHED_COUNTS} (queue, status, n) {{rows}} "
+    "ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n;"
+)
+#: Adds ``?3`` to the counter of (queue ``?1``, status ``?2``): for the writes
+#: the triggers leave out (held tasks settled DONE, tasks inserted final).
+BUMP_FINISHED = _BUMP.format(rows="VALUES (?1, ?2, ?3)")
+
+
 #: The migrations, in order; the schema's version is how many were applied.
 #: Each is a script of statements run in one transaction. Never edit one that
 #: shipped: append a new one.
@@ -231,6 +252,40 @@ CREATE TABLE trioqueue_retention (
             killed REAL CHECK (killed >= 0),
             cancelled REAL CHECK (cancelled >= 0)
         ) WITHOUT ROWID;
+""",
+    # 13: the number of finished tasks per queue and final status (or a
+    # status this code does not know), so that ``counts`` reads them instead
+    # of counting millions of rows. Triggers keep them on every delete and
+    # change of status into or out of those, but for two writes: a held task
+    # (a lease token) that becomes DONE, which is every successful settle, is
+    # counted once per batch by the settle (``count_settled``), and a task
+    # stored already final by its insert (``insert_tasks``): a trigger runs
+    # as a program of its own for every row, and these are the hottest
+    # writes. The update trigger tests the settle's case first, the cheapest
+    # way out. SQLite runs one writer at a time: a counter row per queue and
+    # status holds no one up.
+    f"""\
+CREATE TABLE {FINISHED_COUNTS} (
+            queue TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (queue, status)
+        ) WITHOUT ROWID;
+INSERT INTO {FINISHED_COUNTS} (queue, status, n)
+SELECT queue, status, count(*) FROM trioqueue_tasks WHERE NOT {_INDEXED}
+GROUP BY queue, status;
+CREATE TRIGGER trioqueue_finished_delete AFTER DELETE ON trioqueue_tasks
+WHEN {_fin("old")}
+BEGIN
+    {_BUMP.format(rows="VALUES (old.queue, old.status, -1)")}
+END;
+CREATE TRIGGER trioqueue_finished_update AFTER UPDATE OF status ON trioqueue_tasks
+WHEN NOT (new.status = 'done' AND old.lease_token IS NOT NULL) AND old.status <> new.status
+    AND ({_fin("old")} OR {_fin("new")})
+BEGIN
+    {_BUMP.format(rows=f"SELECT old.queue, old.status, -1 WHERE {_fin('old')}")}
+    {_BUMP.format(rows=f"SELECT new.queue, new.status, 1 WHERE {_fin('new')}")}
+END;
 """,
 )
 

@@ -18,7 +18,7 @@ import msgspec
 from .._driver import CANCEL_REQUESTED, Outcome, StoredTask, WorkerRecord
 from .._task import Status
 from ._columns import TEXT_COLUMNS, meta_json, status_text
-from ._sqlite_schema import FINISHED, NOT_EMPTY_META, RARE
+from ._sqlite_schema import BUMP_FINISHED, FINISHED, FINISHED_COUNTS, NOT_EMPTY_META, RARE
 
 Conn = sqlite3.Connection
 
@@ -117,10 +117,13 @@ WHERE trioqueue_tasks.id = o.o_id AND lease_token = :token AND +status IN ('queu
 # The outcome row's columns, in the order of a ``settle_rows`` row.
 _OUTCOME = ("id", "status", "result", "error", "traceback", "delay", "started_at", "progress")
 #: One outcome, bound by name: the fields of ``_OUTCOME``, now and token.
-SETTLE = _APPLY.format(
-    outcomes="(SELECT " + ", ".join(f":{name} AS o_{name}" for name in _OUTCOME) + ")"
+#: Gives the id, queue and new status of the task if it settled it.
+SETTLE_ONE = (
+    _APPLY.format(
+        outcomes="(SELECT " + ", ".join(f":{name} AS o_{name}" for name in _OUTCOME) + ")"
+    )
+    + "RETURNING id, queue, status\n"
 )
-SETTLE_ONE = SETTLE + "RETURNING id, queue, status\n"
 # The batch's rows, each read once from the JSON text (MATERIALIZED: not once
 # per use in the rules). A result travels as JSON text, stored as its UTF-8 bytes.
 # json_extract, not the ->> operator: SQLite 3.35 (the oldest supported) lacks it.
@@ -137,6 +140,24 @@ SETTLE_BATCH = (
     _APPLY.format(outcomes=f"MATERIALIZED (SELECT {_ROWS} FROM json_each(:outcomes))")
     + "RETURNING id, queue, status\n"
 )
+
+
+def count_settled(conn: Conn, applied: Iterable[Sequence[str]]) -> None:
+    """Count the tasks a settle made DONE, given its rows ``(id, queue, status)``.
+
+    Every statement that settles held tasks (``SETTLE_BATCH``, ``SETTLE_ONE``)
+    must be followed by this in its transaction: the finished counters'
+    trigger leaves a held task becoming DONE to it (one statement a batch
+    instead of one a row). KILLED and CANCELLED ones are the trigger's.
+    """
+    done: dict[str, int] = {}
+    for row in applied:
+        if row[2] == "done":
+            done[row[1]] = done.get(row[1], 0) + 1
+    for queue, n in done.items():
+        conn.execute(BUMP_FINISHED, (queue, "done", n))
+
+
 # Binds (now, ids, token).
 RELEASE = f"""
 UPDATE trioqueue_tasks SET
@@ -190,10 +211,20 @@ FROM levels
 WHERE levels.priority IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM trioqueue_paused AS p WHERE p.queue = ?1)
 """
-COUNTS = """
-SELECT queue, status, count(*) FROM trioqueue_tasks
-WHERE (:queue IS NULL OR queue = :queue)
+# Depth without reading finished tasks: the unfinished ones through the two
+# partial indexes that hold only them (small: waiting and held tasks), the
+# finished ones from their counters (migration 13).
+_OF_QUEUE = "(:queue IS NULL OR queue = :queue)"
+COUNTS = f"""
+SELECT queue, status, count(*) FROM trioqueue_tasks INDEXED BY trioqueue_tasks_claim
+WHERE status IN ('pending', 'failed') AND {_OF_QUEUE}
 GROUP BY queue, status
+UNION ALL
+SELECT queue, status, count(*) FROM trioqueue_tasks INDEXED BY trioqueue_tasks_lease
+WHERE status IN ('queued', 'running') AND {_OF_QUEUE}
+GROUP BY queue, status
+UNION ALL
+SELECT queue, status, n FROM {FINISHED_COUNTS} WHERE n <> 0 AND {_OF_QUEUE}
 """
 LIST_TASKS = f"""
 SELECT {_COLS} FROM trioqueue_tasks
@@ -365,6 +396,27 @@ def insert_rows(tasks: Sequence[StoredTask]) -> tuple[str, list[Sequence[Any]]]:
         meta = t.meta
         append((*head(t), meta_json(meta), t.created_at))
     return INSERT_FRESH, rows
+
+
+def insert_tasks(conn: Conn, tasks: Sequence[StoredTask]) -> int:
+    """Store ``tasks`` (``INSERT OR IGNORE``, in the caller's transaction); return how many.
+
+    A task stored already final is added to the finished counters here: an
+    insert trigger would cost every push (a trigger runs as a program of its
+    own for every row, whatever its ``WHEN``: about 0.8 µs a row, measured).
+    Such a batch is stored row by row, in order (a rare one: replacing
+    pushes, imported records).
+    """
+    statement, rows = insert_rows(tasks)
+    if statement == INSERT_FRESH or not any(t.status.is_final for t in tasks):
+        return int(conn.executemany(statement, rows).rowcount)
+    n = 0
+    for t, row in zip(tasks, rows, strict=True):
+        stored = int(conn.execute(statement, row).rowcount)
+        n += stored
+        if stored and t.status.is_final:
+            conn.execute(BUMP_FINISHED, (t.queue, status_text(t.status), 1))
+    return n
 
 
 def _plain(value: Any) -> str:

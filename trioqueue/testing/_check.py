@@ -21,6 +21,8 @@ from .._task import Status
 from ._check_admin import (
     admin,
     admin_retry,
+    counts_agree,
+    counts_every_path,
     get_many,
     prune,
     purge,
@@ -348,6 +350,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("settle.failure_texts", failure_texts),
     ("cancel", cancel),
     ("admin.counts_and_list", admin),
+    ("admin.counts_every_path", counts_every_path),
     ("admin.retry", admin_retry),
     ("admin.purge", purge),
     ("push.idempotent", _idempotent),
@@ -389,7 +392,9 @@ async def check_backend(
     (``signal.change``, ``signal.cancel``) also read Trio's clock: a
     ``wait_for_change`` or ``wait_for_cancel`` given a minute must return
     within half a second of a change made by another task (run them on a
-    real clock, as pytest-trio does by default).
+    real clock, as pytest-trio does by default). After every check, whatever
+    it left in the store, ``counts`` must agree with the tasks ``list_tasks``
+    gives by status, in every queue.
 
     Args:
       open_backend: A factory; ``open_backend(queue=q, clock=c)`` returns an
@@ -416,7 +421,9 @@ async def check_backend(
         failure: AssertionError | None = None
         async with open_backend(queue=queue, clock=clock) as backend:
             try:
-                await check(_Ctx(name, clock, backend))
+                ctx = _Ctx(name, clock, backend)
+                await check(ctx)
+                await counts_agree(ctx)
             except AssertionError as exc:
                 failure = exc  # raised once the backend closed, not inside its nursery
         if failure is not None:

@@ -10,6 +10,8 @@ from ._context import _Ctx
 __all__ = [
     "admin",
     "admin_retry",
+    "counts_agree",
+    "counts_every_path",
     "get_many",
     "prune",
     "purge",
@@ -48,6 +50,73 @@ async def admin(c: _Ctx) -> None:
     allq = await c.driver.list_tasks(queue=None, status=Status.PENDING, limit=50, offset=0)
     c.expect(len(allq) == 6, f"list_tasks(queue=None, pending) gave {len(allq)} tasks, not 6")
     c.expect(await c.driver.get("missing") is None, "get of a missing id did not return None")
+
+
+async def counts_agree(c: _Ctx, after: str = "") -> None:
+    """``counts(None)`` and ``counts(queue)`` equal the tasks ``list_tasks`` gives by status."""
+    listed: dict[str, dict[Status, int]] = {}
+    for st in Status:
+        for t in await c.driver.list_tasks(queue=None, status=st, limit=100_000, offset=0):
+            per = listed.setdefault(t.queue, {})
+            per[st] = per.get(st, 0) + 1
+    got = {
+        q: {st: n for st, n in per.items() if n} for q, per in (await c.driver.counts(None)).items()
+    }
+    got = {q: per for q, per in got.items() if per}
+    c.expect(got == listed, f"counts(None) {after}is {got}, but the listed tasks are {listed}")
+    for q, want in listed.items():
+        one = {st: n for st, n in (await c.driver.counts(q)).get(q, {}).items() if n}
+        c.expect(one == want, f"counts({q!r}) {after}is {one}, but its listed tasks are {want}")
+
+
+async def counts_every_path(c: _Ctx) -> None:
+    """Counts stay exact through every change into or out of a final status, in two queues."""
+    other = c.queue + "-other"
+    now = c.clock.now
+    await c.insert(
+        *(c.task(f"ce-{i}", max_attempts=1 if i in (1, 5) else 25) for i in range(8)),
+        c.task("ce-b", queue=other),
+        c.task("ce-f1", status=Status.DONE, finished_at=now),
+        c.task("ce-f2", queue=other, status=Status.KILLED, finished_at=now),
+    )
+    await counts_agree(c, "after inserting pending and final tasks ")
+    got = await c.claim("tok", 7)
+    await c.driver.start(got[:3], "tok")
+    await c.claim("tok-b", 1, queue=other)
+    await counts_agree(c, "after claims and starts ")
+    await c.driver.settle(
+        [
+            Outcome("ce-0", Status.DONE),
+            Outcome("ce-1", Status.FAILED, error="last attempt"),
+            Outcome("ce-2", Status.CANCELLED, error="stop"),
+        ],
+        "tok",
+    )
+    await c.driver.settle([Outcome("ce-b", Status.DONE)], "tok-b")
+    await counts_agree(c, "after settles DONE, KILLED and CANCELLED ")
+    await c.driver.cancel("ce-3")
+    await c.driver.cancel("ce-4")
+    await c.driver.cancel("ce-6")
+    await c.driver.settle([Outcome("ce-3", Status.DONE)], "tok")
+    await c.driver.release(["ce-4"], "tok")
+    await counts_agree(c, "after a flagged task settled DONE and one released ")
+    c.clock.advance(60.0)
+    await c.driver.rescue(None)  # ce-5 KILLED (its only attempt), ce-6 CANCELLED (flagged)
+    await c.driver.cancel("ce-7")
+    await counts_agree(c, "after a rescue and a cancel of a pending task ")
+    c.expect(await c.driver.retry("ce-1"), "retry of a KILLED task refused")
+    await c.driver.replace(
+        [c.task("ce-0"), c.task("ce-2", status=Status.DONE, finished_at=c.clock.now)]
+    )
+    await counts_agree(c, "after a retry and replacing pushes ")
+    delete = getattr(c.driver, "delete", None)  # not part of the protocol: the CLI's
+    if delete is not None:
+        await delete(["ce-5", "ce-f1"])
+        await counts_agree(c, "after a delete ")
+    await c.driver.prune(None, {Status.DONE: c.clock.now + 1.0}, 1, 0.0)
+    await counts_agree(c, "after a prune ")
+    await c.driver.purge(c.clock.now + 1.0)
+    await counts_agree(c, "after a purge ")
 
 
 async def admin_retry(c: _Ctx) -> None:
