@@ -29,6 +29,10 @@ class MemoryAdministration:
 
         def _q(self, name: str) -> Any: ...
 
+        async def retry(self, id: str) -> bool: ...
+
+        async def cancel(self, id: str) -> bool: ...
+
     def _init_administration(self) -> None:
         self._change = trio.Event()
         self._cancel = trio.Event()
@@ -68,6 +72,20 @@ class MemoryAdministration:
         for name in [n for n, w in self._workers.items() if w.last_seen < workers_before]:
             del self._workers[name]
         return len(gone)
+
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the FAILED and KILLED tasks among ``ids`` as ``retry`` does; returns how many."""
+        n = 0
+        for id in ids:
+            n += await self.retry(id)
+        return n
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel the tasks among ``ids`` as ``cancel`` does; returns how many."""
+        n = 0
+        for id in ids:
+            n += await self.cancel(id)
+        return n
 
     async def delete(self, ids: Sequence[str]) -> int:
         """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""

@@ -179,6 +179,46 @@ class SqliteAdministration:
         self._waker.changed()
         return True
 
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the FAILED and KILLED tasks among ``ids`` (one transaction); returns how many."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        args = (self.now(), sql.ids_json(ids))
+        rows = await self._tx(
+            lambda c: c.execute(sql.RETRY_MANY, args).fetchall(), durable=True, rows=len(ids)
+        )
+        if rows:
+            self._waker.changed()
+        self._waker.wake({r[0] for r in rows})
+        return len(rows)
+
+    def _cancel_in(self, conn: sql.Conn, ids: Sequence[str], now: float) -> tuple[int, bool]:
+        """Cancel or flag the unfinished tasks among ``ids``: how many, and whether any flagged."""
+        n, flagged = 0, False
+        for id in ids:
+            row = conn.execute(sql.CANCEL, (now, id)).fetchone()
+            if row is not None:
+                n += 1
+                flagged = flagged or row[0] != Status.CANCELLED.value
+        return n, flagged
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel the tasks among ``ids`` as ``cancel`` does, in one transaction."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        now = self.now()
+        n, flagged = await self._tx(
+            lambda c: self._cancel_in(c, ids, now), durable=True, rows=len(ids)
+        )
+        if flagged:
+            self._cancel.set()
+            self._cancel = trio.Event()
+        if n:
+            self._waker.changed()
+        return n
+
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``."""
         rows = await self._tx(

@@ -108,6 +108,20 @@ class SqliteFlows:
         plain: bool = await super().cancel(id)  # type: ignore[misc]
         return plain
 
+    def _cancel_in(self, conn: schema.Conn, ids: Sequence[str], now: float) -> tuple[int, bool]:
+        """``cancel_many``'s transaction: a RUNNING run record ends with its tasks."""
+        runs, plain = 0, []
+        for id in ids:
+            params = {"run": id, "now": now}
+            if conn.execute(_CANCEL_RUN, params).fetchone() is None:
+                plain.append(id)
+                continue
+            conn.execute(_CASCADE, params)
+            conn.execute(_DROP_JOINS, params)
+            runs += 1
+        n, flagged = super()._cancel_in(conn, plain, now)  # type: ignore[misc]
+        return runs + n, bool(runs) or flagged
+
 
 def _settle_params(s: Transition, token: str, now: float) -> dict[str, Any]:
     return {

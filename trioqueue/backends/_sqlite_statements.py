@@ -253,6 +253,12 @@ UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
     max_attempts = max(max_attempts, attempts + 1)
 WHERE id = ? AND status IN ('failed', 'killed') RETURNING queue
 """
+# ``retry`` of many: binds (now, ids as JSON).
+RETRY_MANY = f"""
+UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
+    max_attempts = max(max_attempts, attempts + 1)
+WHERE {_IDS} AND status IN ('failed', 'killed') RETURNING queue
+"""
 # PENDING or FAILED: CANCELLED at once; QUEUED or RUNNING: flagged. Binds (now, id).
 CANCEL = """
 UPDATE trioqueue_tasks SET

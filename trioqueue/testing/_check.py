@@ -18,7 +18,15 @@ import trio
 
 from .._driver import Outcome
 from .._task import Status
-from ._check_admin import admin, admin_retry, get_many, prune, purge, workers_registry
+from ._check_admin import (
+    admin,
+    admin_retry,
+    bulk_writes,
+    get_many,
+    prune,
+    purge,
+    workers_registry,
+)
 from ._check_cancel import (
     cancel,
     cancel_flagged,
@@ -320,6 +328,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("settle.snooze", snooze),
     ("progress", progress),
     ("admin.prune", prune),
+    ("admin.bulk_writes", bulk_writes),
     ("queues.pause", pause),
     ("workers.registry", workers_registry),
     ("signal.change", signal_change),
