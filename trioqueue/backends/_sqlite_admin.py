@@ -195,13 +195,8 @@ class SqliteAdministration:
 
     def _cancel_in(self, conn: sql.Conn, ids: Sequence[str], now: float) -> tuple[int, bool]:
         """Cancel or flag the unfinished tasks among ``ids``: how many, and whether any flagged."""
-        n, flagged = 0, False
-        for id in ids:
-            row = conn.execute(sql.CANCEL, (now, id)).fetchone()
-            if row is not None:
-                n += 1
-                flagged = flagged or row[0] != Status.CANCELLED.value
-        return n, flagged
+        rows = conn.execute(sql.CANCEL_MANY, (now, sql.ids_json(ids))).fetchall()
+        return len(rows), any(r[0] != Status.CANCELLED.value for r in rows)
 
     async def cancel_many(self, ids: Sequence[str]) -> int:
         """Cancel the tasks among ``ids`` as ``cancel`` does, in one transaction."""

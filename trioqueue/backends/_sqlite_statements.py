@@ -268,6 +268,15 @@ UPDATE trioqueue_tasks SET
 WHERE id = ? AND status IN ('pending', 'failed', 'queued', 'running')
 RETURNING status
 """
+# ``cancel`` of many: binds (now, ids as JSON).
+CANCEL_MANY = f"""
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status IN ('pending', 'failed') THEN ? ELSE finished_at END,
+    cancel_requested = status IN ('queued', 'running')
+WHERE {_IDS} AND status IN ('pending', 'failed', 'queued', 'running')
+RETURNING status
+"""
 # ``replace``: the final tasks among the ids go, in the insert's transaction.
 DELETE_FINISHED = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND {FINISHED}"
 DELETE = f"DELETE FROM trioqueue_tasks WHERE {_IDS} AND status NOT IN ('queued', 'running')"

@@ -34,7 +34,13 @@ from ._check_cancel import (
     signal_cancel,
     signal_change,
 )
-from ._check_flows import flow_end_rule, flow_fan_in, flow_run_cancel, flow_transition
+from ._check_flows import (
+    flow_end_rule,
+    flow_fan_in,
+    flow_run_cancel,
+    flow_run_cancel_many,
+    flow_transition,
+)
 from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
 from ._check_schedules import schedules_record
 from ._check_texts import failure_texts, store_wide_ids
@@ -338,6 +344,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("flow.fan_in", flow_fan_in),
     ("flow.end_rule", flow_end_rule),
     ("flow.run_cancel", flow_run_cancel),
+    ("flow.run_cancel_many", flow_run_cancel_many),
 )
 
 
