@@ -189,3 +189,24 @@ async def test_a_million_tasks_on_postgres() -> None:
 
         times = await _every_operation_on_a_million(backend, set_all, analyze)
     print(f"\npostgres, {MILLION} tasks:", {k: round(v, 1) for k, v in times.items()})
+
+
+async def test_sqlite_pages_below_an_id_search_their_index(tmp_path: Path) -> None:
+    # A walk's page reads from its bound down, never again every entry above
+    # it: the id bound is a range of the index each listing reads.
+    from trioqueue.backends import _sqlite_statements as statements
+
+    async with SqliteBackend.open(f"sqlite:///{tmp_path}/t.db", queue="bulk") as backend:
+        await _killed(backend, 10)
+        conn = sqlite3.connect(tmp_path / "t.db")
+        try:
+            params = {"queue": "bulk", "before": "x", "limit": 500, "offset": 0}
+            # (The other indexes hold at most ``LIST_PROBE`` tasks of their status.)
+            ordered = ("INDEXED BY sqlite_autoindex", "INDEXED BY trioqueue_tasks_status_rare")
+            for query, below in statements.BELOW.items():
+                if "INDEXED BY" in query and not any(i in query for i in ordered):
+                    continue
+                plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + below, params)]
+                assert any("SEARCH" in step and "id<?" in step for step in plan), (query, plan)
+        finally:
+            conn.close()

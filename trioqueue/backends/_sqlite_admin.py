@@ -129,6 +129,8 @@ class SqliteAdministration:
             probe = sql.LIST_PROBES.get(status) if status is not None else None
             if probe is not None and c.execute(probe).fetchone()[0] > sql.LIST_PROBE:
                 query = sql.LIST_TASKS_OF_STATUS_BY_ID[status]  # type: ignore[index]
+            if before is not None:
+                query = sql.BELOW[query]
             return c.execute(query, params).fetchall()
 
         rows = await self.db.call(listing, offload=True)

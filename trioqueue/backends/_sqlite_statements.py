@@ -195,10 +195,11 @@ SELECT queue, status, count(*) FROM trioqueue_tasks
 WHERE (:queue IS NULL OR queue = :queue)
 GROUP BY queue, status
 """
+_ANY_BEFORE = "(:before IS NULL OR id < :before)"
 LIST_TASKS = f"""
 SELECT {_COLS} FROM trioqueue_tasks
 WHERE (:queue IS NULL OR queue = :queue)
-  AND (:before IS NULL OR id < :before)
+  AND {_ANY_BEFORE}
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 
@@ -226,7 +227,7 @@ def _list_of(status: Status, index: str) -> str:
     return f"""
 SELECT {_COLS} FROM trioqueue_tasks INDEXED BY {index}
 WHERE {among} AND status = '{status.value}' AND (:queue IS NULL OR queue = :queue)
-  AND (:before IS NULL OR id < :before)
+  AND {_ANY_BEFORE}
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 
@@ -237,6 +238,17 @@ LIST_TASKS_OF_STATUS = {st: _list_of(st, index) for st, (index, _) in _STATUS_IN
 #: The same, walking the ids from the newest (PENDING and DONE past ``LIST_PROBE``).
 LIST_TASKS_OF_STATUS_BY_ID = {
     st: _list_of(st, "sqlite_autoindex_trioqueue_tasks_1") for st in (Status.PENDING, Status.DONE)
+}
+#: Each listing with ``before`` given: its bound a range of the index read
+#: (``(:before IS NULL OR id < :before)`` is no range for SQLite's planner, so
+#: each page of a walk would read again every entry above it).
+BELOW = {
+    query: query.replace(_ANY_BEFORE, "id < :before")
+    for query in (
+        LIST_TASKS,
+        *LIST_TASKS_OF_STATUS.values(),
+        *LIST_TASKS_OF_STATUS_BY_ID.values(),
+    )
 }
 #: How many entries (up to ``LIST_PROBE`` + 1) the index of PENDING or DONE holds.
 LIST_PROBES = {
