@@ -705,27 +705,48 @@ class FileDriver:
             t.max_attempts = max(t.max_attempts, t.attempts + 1)
             return True
 
-        ok: bool = await self._run(op)
-        return ok
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        def op(store: _Store, now: float) -> int:
+            n = 0
+            for id in dict.fromkeys(ids):
+                t = store.tasks.get(id)
+                if t is None or t.status not in (Status.FAILED, Status.KILLED):
+                    continue
+                if run_of(t.id, t.meta) is not None:  # a run's: retried by id, resumed
+                    continue
+                t.status = Status.PENDING
+                t.run_at = now
+                t.finished_at = None
+                t.max_attempts = max(t.max_attempts, t.attempts + 1)
+                n += 1
+            return n
+
+        n: int = await self._run(op)
+        return n
 
     async def cancel(self, id: str) -> bool:
-        def op(store: _Store, now: float) -> bool:
-            t = store.tasks.get(id)
-            if t is None or t.status.is_final:
-                return False
-            if t.meta.get(META_RUN) == t.id and META_NODE not in t.meta:  # a run record
-                t.status, t.last_error, t.finished_at = Status.CANCELLED, RUN_CANCELLED, now
-                _cancel_run_tasks(store, t.id, now)
-                return True
-            if t.status in _LEASED:
-                t.cancel_requested = True
-            else:
-                t.status = Status.CANCELLED
-                t.finished_at = now
-            return True
+        return await self.cancel_many([id]) == 1
 
-        ok: bool = await self._run(op)
-        return ok
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        def op(store: _Store, now: float) -> int:
+            n = 0
+            for id in dict.fromkeys(ids):
+                t = store.tasks.get(id)
+                if t is None or t.status.is_final:
+                    continue
+                n += 1
+                if t.meta.get(META_RUN) == t.id and META_NODE not in t.meta:  # a run record
+                    t.status, t.last_error, t.finished_at = Status.CANCELLED, RUN_CANCELLED, now
+                    _cancel_run_tasks(store, t.id, now)
+                elif t.status in _LEASED:
+                    t.cancel_requested = True
+                else:
+                    t.status = Status.CANCELLED
+                    t.finished_at = now
+            return n
+
+        n: int = await self._run(op)
+        return n
 
     async def delete(self, ids: Sequence[str]) -> int:
         def op(store: _Store, now: float) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._bulk import FINAL, purge_finished
 from ._codec import Codec
 from ._driver import Driver, RetentionRule, StoredTask, to_task
 from ._durations import seconds
@@ -137,13 +138,15 @@ class Administration:
     async def purge(self, *, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished over ``older_than`` seconds ago.
 
+        Deletes in batches of ``BULK_PAGE`` tasks, each its own bounded
+        statement (as retention does): any number of tasks is purged in
+        bounded memory, and workers go on meanwhile.
+
         Returns:
           How many were deleted.
         """
         cutoff = self.driver.now() - seconds("older_than", older_than)
-        return await retrying(
-            "purge tasks", self.driver.purge, cutoff, transient=self.transient, attempts=3
-        )
+        return await purge_finished(self, dict.fromkeys(FINAL, cutoff))
 
     async def rescue(self) -> int:
         """Recover tasks of any queue whose lease expired; returns how many."""

@@ -236,6 +236,26 @@ class Driver(Protocol):
         """
         ...
 
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the tasks among ``ids`` as ``retry`` does, in one bounded write; how many.
+
+        A bulk operation's page: the caller bounds ``ids`` (``BULK_PAGE``).
+        The tasks of workflow runs (their records and nodes) are left out:
+        ``retry`` of one by id resumes its run.
+        """
+        ...
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel the tasks among ``ids`` as ``cancel`` does, in one bounded write; how many.
+
+        The workers holding the flagged ones are signalled as by ``cancel``.
+        """
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many."""
+        ...
+
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.
 

@@ -358,6 +358,45 @@ async def test_wait_for_cancel_is_woken_at_once_by_another_backend(
         assert scope.cancelled_caught
 
 
+async def test_batch_writes_past_one_payload_wake_workers_and_waiters_at_once(
+    pg_url: str, schema: str
+) -> None:
+    # 60 ids of 200 bytes: more than one NOTIFY's 8,000 bytes, in each batch.
+    async with driver(pg_url, schema) as worker, driver(pg_url, schema) as admin:
+        held = [f"{'h' * 200}{i:03}" for i in range(60)]
+        idle = [f"{'i' * 200}{i:03}" for i in range(60)]
+        await admin.insert([new(i, now=admin.now()) for i in held])
+        await admin.insert([new(i, now=admin.now() + 100) for i in idle])
+        assert len(await worker.claim(Q, 60, "tok", 30)) == 60
+        assert await returns_within(10, lambda: worker.wait_for_cancel(60)) < 10  # listens
+        assert await returns_within(10, lambda: worker.wait_for_change(60)) < 10
+        async with trio.open_nursery() as nursery:
+
+            async def cancel() -> None:
+                assert await admin.cancel_many(held + idle) == 120
+
+            nursery.start_soon(cancel)
+            took = await returns_within(5, lambda: worker.wait_for_cancel(60))
+        assert took < 0.5
+        assert sorted((await worker.extend(held, "tok", 30)).cancel) == sorted(held)
+        failed = [f"{'f' * 200}{i:03}" for i in range(60)]
+        await admin.insert([new(i, now=admin.now()) for i in failed])
+        assert len(await worker.claim(Q, 60, "tok2", 30)) == 60
+        await worker.settle([Outcome(i, Status.KILLED, error="k") for i in failed], "tok2")
+        writes: list[Callable[[], Awaitable[int]]] = [
+            lambda: admin.retry_many(failed),
+            lambda: admin.delete(idle),
+        ]
+        for write in writes:
+            async with trio.open_nursery() as nursery:
+
+                async def run(write: Callable[[], Awaitable[int]] = write) -> None:
+                    assert await write() == 60
+
+                nursery.start_soon(run)
+                assert await returns_within(5, lambda: worker.wait_for_change(60)) < 5
+
+
 async def _listen_connections(url: str, app: str) -> list[tuple[Any, ...]]:
     def read() -> list[tuple[Any, ...]]:
         with psycopg.connect(url, autocommit=True) as conn:

@@ -9,9 +9,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import trio
 from cli.cli_project import Cli
 
+from trioqueue import Status
 from trioqueue._cli._backends import install_hint
+from trioqueue._driver import Outcome
+from trioqueue.backends.postgres import PostgresBackend
 
 STATEFUL = textwrap.dedent(
     """
@@ -166,7 +170,7 @@ def test_purge_with_filters(cli: Cli) -> None:
     assert out == "would purge 1 task (killed) in queue 'jobs:send'\n"
     assert cli("purge", "--queue", "other", "--yes").out == "purged 0 tasks in queue 'other'\n"
     out = cli("purge", "--status", "killed", "--queue", "jobs:send", "--yes").out
-    assert out == "purged 1 task\n"
+    assert out == "purged 1 task in queue 'jobs:send'\n"
     assert cli.status() == {"done": 2}
     assert cli("purge", "--status", "running", code=2).err.endswith(
         "cannot purge running tasks: only done, killed, cancelled\n"
@@ -242,3 +246,40 @@ def test_postgres_options_flags_url_and_sql(
     assert cli.json("show", task_id, "--schema", "jobs_dba")["status"] == "done"
     err = cli("push", "jobs:send", '{"to": "a"}', "--no-migrate", "--schema", "other", code=3).err
     assert "run `trioqueue migrate`" in err
+
+
+def _store_finished(url: str, queue: str, n: int, status: Status) -> None:
+    """Store ``n`` tasks of ``queue`` that ended in ``status`` (a final one)."""
+
+    async def fill() -> None:
+        async with PostgresBackend.open(url, queue=queue) as backend:
+            ids = await backend.push_bulk([{"to": f"u{i}"} for i in range(n)])
+            claimed = await backend.driver.claim(queue, n, "tok", 3600.0)
+            assert len(claimed) == n
+            await backend.driver.settle([Outcome(str(id), status) for id in ids], "tok")
+
+    trio.run(fill)
+
+
+@pytest.mark.postgres
+@pytest.mark.seconds
+def test_postgres_purge_and_retry_of_a_queue_past_one_notification(
+    cli: Cli, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,000 ids are far more than one NOTIFY's 8,000 bytes: the commands work in pages.
+    url = f"{pg_url}?schema=bulk_ops"
+    monkeypatch.setenv("TRIOQUEUE_BACKEND", url)
+    _store_finished(url, "jobs:send", 2000, Status.DONE)
+    _store_finished(url, "jobs:other", 1200, Status.KILLED)
+    out = cli("purge", "--queue", "jobs:send", "--older-than", "0", "--dry-run").out
+    assert out == "would purge 2000 tasks (done, killed, cancelled) in queue 'jobs:send'\n"
+    out = cli("purge", "--queue", "jobs:send", "--older-than", "0", "--yes").out
+    assert out == "purged 2000 tasks in queue 'jobs:send'\n"
+    assert cli.status() == {"killed": 1200}
+    out = cli("retry", "--queue", "jobs:other", "--yes").out
+    assert out == "retried 1200 tasks in queue 'jobs:other'\n"
+    out = cli("cancel", "--status", "pending", "--yes").out
+    assert out == "cancelled 1200 tasks\n"
+    out = cli("purge", "--status", "cancelled", "--older-than", "0", "--yes").out
+    assert out == "purged 1200 tasks\n"
+    assert cli.status() == {}

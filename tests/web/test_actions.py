@@ -105,6 +105,21 @@ async def test_bulk_cancel_by_status_across_queues(open_backend) -> None:  # typ
         assert (await backend.get_task(a.of(Status.DONE)[0])).status is Status.DONE  # type: ignore[union-attr]
 
 
+async def test_bulk_actions_on_thousands_of_tasks(open_backend) -> None:  # type: ignore[no-untyped-def]
+    # 2,000 ids take far more than one PostgreSQL NOTIFY's 8,000 bytes.
+    async with open_backend(queue="big") as backend, client_of(backend) as http:
+        board = BoardClient(backend, await seed(backend, queue="small"), http)
+        ids = await backend.push_bulk([{"n": n} for n in range(2000)])
+        r = await board.post("/bulk", action="cancel", queue="big", confirm=2000)
+        assert "n=2000" in r.headers["location"]
+        r = await board.post("/bulk", action="delete", queue="big")
+        assert '<strong id="bulk-count">2000</strong>' in r.text
+        r = await board.post("/bulk", action="delete", queue="big", confirm=2000)
+        assert "n=2000" in r.headers["location"]
+        assert await backend.get_task(str(ids[0])) is None
+        assert (await backend.counts(queue="big")).get("big", {}) == {}
+
+
 async def test_purge_by_age_deletes_only_finished_tasks_that_old(board: BoardClient) -> None:
     r = await board.post("/purge", older_than="1h")
     assert "n=0" in r.headers["location"]

@@ -9,6 +9,7 @@ without a second call, and ``resumed`` says how many runs went on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._task import Task
@@ -45,10 +46,14 @@ class BulkRetry:
 
     def keep(self, task: Task[Any]) -> bool:
         """Whether to retry ``task``: every task but a run record (its nodes resume it)."""
-        of = run_of(str(task.id), task.meta)
+        return self.keep_id(str(task.id), task.meta)
+
+    def keep_id(self, id: str, meta: Mapping[str, Any] | None) -> bool:
+        """``keep`` of a stored task, by its id and meta."""
+        of = run_of(id, meta)
         if of is None:
             return True
-        self._runs[str(task.id)] = of[0]
+        self._runs[id] = of[0]
         return not of[1]
 
     async def retry(self, id: str) -> bool:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._driver import RetentionRule, StoredTask, WorkerRecord
+from .._flow._resume import run_of
 from .._task import Status
 
 __all__ = ["MemoryAdministration"]
@@ -30,6 +31,9 @@ class MemoryAdministration:
         def _q(self, name: str) -> Any: ...
 
         def _of_live_run(self, t: StoredTask) -> bool: ...
+        async def retry(self, id: str) -> bool: ...
+
+        async def cancel(self, id: str) -> bool: ...
 
     def _init_administration(self) -> None:
         self._change = trio.Event()
@@ -79,6 +83,25 @@ class MemoryAdministration:
         for name in [n for n, w in self._workers.items() if w.last_seen < workers_before]:
             del self._workers[name]
         return len(gone)
+
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the FAILED and KILLED tasks among ``ids`` as ``retry`` does; returns how many.
+
+        The tasks of workflow runs are left out (``retry`` by id resumes a run).
+        """
+        n = 0
+        for id in ids:
+            t = self._tasks.get(id)
+            if t is not None and run_of(t.id, t.meta) is None:
+                n += await self.retry(id)
+        return n
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel the tasks among ``ids`` as ``cancel`` does; returns how many."""
+        n = 0
+        for id in ids:
+            n += await self.cancel(id)
+        return n
 
     async def delete(self, ids: Sequence[str]) -> int:
         """Delete the tasks among ``ids`` that are not QUEUED or RUNNING; returns how many.

@@ -31,6 +31,7 @@ class MemoryFlows:
     """``advance``, the end rule, the run cancel and resume of ``MemoryDriver``."""
 
     _tasks: dict[str, StoredTask]
+    _inserts: int
     _leased: set[str]
 
     if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class MemoryFlows:
         if not t.created_at:
             t.created_at = now
         self._tasks[t.id] = t
+        self._inserts += 1
         self._schedule(t, now)
 
     async def advance(self, steps: Sequence[Transition], token: str) -> list[str]:

@@ -183,6 +183,44 @@ class PostgresAdministration:
         self._signal_change()
         return True
 
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the FAILED and KILLED tasks among ``ids`` (one statement); returns how many."""
+        if not ids:
+            return 0
+        params = {
+            "ids": list(ids),
+            "now": self.now(),
+            "channel": self._sql.channel,
+            "change": self._sql.change_channel,
+        }
+        n = int((await self._fetch(self._admin.retry_many, params, shield=True))[0][0])
+        if n:
+            self._signal_change()
+        return n
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel or flag the unfinished tasks among ``ids`` as ``cancel`` does (one statement).
+
+        The flagged ones go to the cancel channel in one notification, the
+        others to the change channel in one: the workers holding the flagged
+        tasks stop them at once.
+        """
+        if not ids:
+            return 0
+        params = {
+            "ids": list(ids),
+            "now": self.now(),
+            "change": self._sql.change_channel,
+            "cancel": self._sql.cancel_channel,
+        }
+        rows = await self._fetch(self._admin.cancel_many, params, shield=True)
+        n, flagged = int(rows[0][0]), int(rows[0][1])
+        if flagged:
+            self._signal_cancel()  # this process's workers need not wait for the round trip
+        if n:
+            self._signal_change()
+        return n
+
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.
 

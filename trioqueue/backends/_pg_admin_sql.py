@@ -13,7 +13,7 @@ from typing import Any
 from .._driver import StoredTask, WorkerRecord
 from .._task import Status
 from ._pg_schema import COLUMNS
-from ._pg_statements import INSERTED, Statements, composer
+from ._pg_statements import INSERTED, PAYLOAD, Statements, composer
 
 __all__ = ["AdminStatements"]
 
@@ -171,6 +171,42 @@ class AdminStatements:
                                    json_build_array(id)::text) FROM u)
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM c)"""
         )
+        # The batched forms of ``retry`` and ``cancel`` (a bulk operation's
+        # page): one notification per channel, its payload the ids while they
+        # fit in PostgreSQL's 8000 bytes, else '' (``PAYLOAD``).
+        self.retry_many = q(
+            """WITH u AS (UPDATE {s}.tasks SET status = 'pending', run_at = %(now)s,
+                finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+                WHERE id = ANY(%(ids)s::text[]) AND status IN ('failed', 'killed')
+                    AND NOT meta ? 'trioqueue_run'  -- a run's tasks: retried by id, resumed
+                RETURNING id, queue),
+            n AS (SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM u) d),
+            ids AS (SELECT json_agg(id) AS j FROM u),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n), (SELECT count(*) FROM c)"""
+        )
+        self.cancel_many = q(
+            """WITH u AS (UPDATE {s}.tasks SET
+                status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END,
+                finished_at = CASE WHEN status IN ('pending', 'failed')
+                                   THEN %(now)s ELSE finished_at END,
+                cancel_requested = status IN ('queued', 'running')
+                WHERE id = ANY(%(ids)s::text[])
+                  AND status IN ('pending', 'failed', 'queued', 'running')
+                RETURNING id, cancel_requested),
+            f AS (SELECT json_agg(id) AS j FROM u WHERE cancel_requested),
+            e AS (SELECT json_agg(id) AS j FROM u WHERE NOT cancel_requested),
+            cf AS (SELECT pg_notify(%(cancel)s, """
+            + PAYLOAD
+            + """) FROM f WHERE j IS NOT NULL),
+            ce AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM e WHERE j IS NOT NULL)
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM cf),
+                   (SELECT count(*) FROM ce)"""
+        )
         self.purge = q(
             "WITH d AS (DELETE FROM {s}.tasks AS t WHERE status IN ('done', 'killed', 'cancelled') "
             f"AND finished_at < %(before)s AND {_NOT_OF_LIVE_RUN} RETURNING 1) "
@@ -197,7 +233,10 @@ class AdminStatements:
                 AND status NOT IN ('queued', 'running') AND """
             + _NOT_OF_LIVE_RUN
             + """ RETURNING id),
-            c AS (SELECT pg_notify(%(change)s, json_agg(id)::text) FROM d HAVING count(*) > 0)
+            ids AS (SELECT json_agg(id) AS j FROM d),
+            c AS (SELECT pg_notify(%(change)s, """
+            + PAYLOAD
+            + """) FROM ids WHERE j IS NOT NULL)
             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c)"""
         )
         self.finished_histogram = q(

@@ -146,6 +146,8 @@ class SqliteAdministration:
             probe = sql.LIST_PROBES.get(status) if status is not None else None
             if probe is not None and c.execute(probe).fetchone()[0] > sql.LIST_PROBE:
                 query = sql.LIST_TASKS_OF_STATUS_BY_ID[status]  # type: ignore[index]
+            if before is not None:
+                query = sql.BELOW[query]
             return c.execute(query, params).fetchall()
 
         rows = await self.db.call(listing, offload=True)
@@ -201,6 +203,43 @@ class SqliteAdministration:
         self._cancel.set()
         self._cancel = trio.Event()
         self._waker.poke()
+
+    async def retry_many(self, ids: Sequence[str]) -> int:
+        """Retry the FAILED and KILLED tasks among ``ids`` (one transaction); returns how many."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        args = (self.now(), sql.ids_json(ids))
+        rows = await self._tx(
+            lambda c: c.execute(sql.RETRY_MANY, args).fetchall(), durable=True, rows=len(ids)
+        )
+        if rows:
+            self._waker.changed()
+        self._waker.wake({r[0] for r in rows})
+        return len(rows)
+
+    def _cancel_in(self, conn: sql.Conn, ids: Sequence[str], now: float) -> tuple[int, bool]:
+        """Cancel or flag the unfinished tasks among ``ids``: how many, and whether any flagged."""
+        rows = conn.execute(sql.CANCEL_MANY, (now, sql.ids_json(ids))).fetchall()
+        flagged = any(r[0] != Status.CANCELLED.value for r in rows)
+        if flagged:
+            conn.execute(sql.SIGNAL_CANCEL)  # the other processes' workers look again
+        return len(rows), flagged
+
+    async def cancel_many(self, ids: Sequence[str]) -> int:
+        """Cancel the tasks among ``ids`` as ``cancel`` does, in one transaction."""
+        if not ids:
+            await trio.lowlevel.checkpoint()
+            return 0
+        now = self.now()
+        n, flagged = await self._tx(
+            lambda c: self._cancel_in(c, ids, now), durable=True, rows=len(ids)
+        )
+        if flagged:
+            self._signal_cancel()
+        if n:
+            self._waker.changed()
+        return n
 
     async def purge(self, older_than: float) -> int:
         """Delete DONE, KILLED and CANCELLED tasks finished before ``older_than``.

@@ -46,6 +46,11 @@ WHERE id = :run AND status = 'running' AND {_RUN} = id
     AND CASE WHEN json_valid(meta) THEN json_extract(meta, '$.trioqueue_node') END IS NULL
 RETURNING id
 """
+# The RUNNING tasks among some ids (JSON) that may be run records (``_CANCEL_RUN`` tells).
+_RUNS_AMONG = f"""
+SELECT id FROM trioqueue_tasks
+WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND {_RUN} = id
+"""
 # The end rule's cascade (the trigger's second statement), for the run cancel.
 _CASCADE = f"""
 UPDATE trioqueue_tasks SET
@@ -186,6 +191,19 @@ class SqliteFlows:
             return True
         plain: bool = await super().cancel(id)  # type: ignore[misc]
         return plain
+
+    def _cancel_in(self, conn: schema.Conn, ids: Sequence[str], now: float) -> tuple[int, bool]:
+        """``cancel_many``'s transaction: a RUNNING run record ends with its tasks."""
+        runs = 0
+        for (id,) in conn.execute(_RUNS_AMONG, (sql.ids_json(ids),)).fetchall():
+            params = {"run": id, "now": now}
+            if conn.execute(_CANCEL_RUN, params).fetchone() is not None:
+                conn.execute(_CASCADE, params)
+                conn.execute(_DROP_JOINS, params)
+                runs += 1
+        # The run records just cancelled are final: the plain cancel skips them.
+        n, flagged = super()._cancel_in(conn, ids, now)  # type: ignore[misc]
+        return runs + n, bool(runs) or flagged
 
 
 def _settle_params(s: Transition, token: str, now: float) -> dict[str, Any]:

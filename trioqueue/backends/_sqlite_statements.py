@@ -226,10 +226,11 @@ GROUP BY queue, status
 UNION ALL
 SELECT queue, status, n FROM {FINISHED_COUNTS} WHERE n <> 0 AND {_OF_QUEUE}
 """
+_ANY_BEFORE = "(:before IS NULL OR id < :before)"
 LIST_TASKS = f"""
 SELECT {_COLS} FROM trioqueue_tasks
 WHERE (:queue IS NULL OR queue = :queue)
-  AND (:before IS NULL OR id < :before)
+  AND {_ANY_BEFORE}
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 
@@ -257,7 +258,7 @@ def _list_of(status: Status, index: str) -> str:
     return f"""
 SELECT {_COLS} FROM trioqueue_tasks INDEXED BY {index}
 WHERE {among} AND status = '{status.value}' AND (:queue IS NULL OR queue = :queue)
-  AND (:before IS NULL OR id < :before)
+  AND {_ANY_BEFORE}
 ORDER BY id DESC LIMIT :limit OFFSET :offset
 """
 
@@ -268,6 +269,17 @@ LIST_TASKS_OF_STATUS = {st: _list_of(st, index) for st, (index, _) in _STATUS_IN
 #: The same, walking the ids from the newest (PENDING and DONE past ``LIST_PROBE``).
 LIST_TASKS_OF_STATUS_BY_ID = {
     st: _list_of(st, "sqlite_autoindex_trioqueue_tasks_1") for st in (Status.PENDING, Status.DONE)
+}
+#: Each listing with ``before`` given: its bound a range of the index read
+#: (``(:before IS NULL OR id < :before)`` is no range for SQLite's planner, so
+#: each page of a walk would read again every entry above it).
+BELOW = {
+    query: query.replace(_ANY_BEFORE, "id < :before")
+    for query in (
+        LIST_TASKS,
+        *LIST_TASKS_OF_STATUS.values(),
+        *LIST_TASKS_OF_STATUS_BY_ID.values(),
+    )
 }
 #: How many entries (up to ``LIST_PROBE`` + 1) the index of PENDING or DONE holds.
 LIST_PROBES = {
@@ -284,6 +296,16 @@ UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
     max_attempts = max(max_attempts, attempts + 1)
 WHERE id = ? AND status IN ('failed', 'killed') RETURNING queue
 """
+# ``retry`` of many, leaving the tasks of workflow runs out (a retry by id
+# resumes their run): binds (now, ids as JSON).
+RETRY_MANY = f"""
+UPDATE trioqueue_tasks SET status = 'pending', run_at = ?, finished_at = NULL,
+    max_attempts = max(max_attempts, attempts + 1)
+WHERE {_IDS} AND status IN ('failed', 'killed')
+    AND NOT ({NOT_EMPTY_META} AND json_valid(meta)
+             AND json_extract(meta, '$.trioqueue_run') IS NOT NULL)
+RETURNING queue
+"""
 # PENDING or FAILED: CANCELLED at once; QUEUED or RUNNING: flagged. Binds (now, id).
 CANCEL = """
 UPDATE trioqueue_tasks SET
@@ -291,6 +313,15 @@ UPDATE trioqueue_tasks SET
     finished_at = CASE WHEN status IN ('pending', 'failed') THEN ? ELSE finished_at END,
     cancel_requested = status IN ('queued', 'running')
 WHERE id = ? AND status IN ('pending', 'failed', 'queued', 'running')
+RETURNING status
+"""
+# ``cancel`` of many: binds (now, ids as JSON).
+CANCEL_MANY = f"""
+UPDATE trioqueue_tasks SET
+    status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status IN ('pending', 'failed') THEN ? ELSE finished_at END,
+    cancel_requested = status IN ('queued', 'running')
+WHERE {_IDS} AND status IN ('pending', 'failed', 'queued', 'running')
 RETURNING status
 """
 # ``replace``: the final tasks among the ids go, in the insert's transaction.

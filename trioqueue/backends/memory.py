@@ -6,6 +6,7 @@ delayed by an hour runs after an hour of virtual time, instantly.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -80,6 +81,10 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
         self._trio_time = trio.lowlevel.current_clock().current_time
         self._epoch = time.time() - self._trio_time()
         self._tasks: dict[str, StoredTask] = {}
+        #: The ids sorted (for listings), as of ``_sorted_at`` inserts; deleted
+        #: ids stay in it until the next insert (a listing skips them).
+        self._sorted: list[str] = []
+        self._sorted_at = self._inserts = 0
         self._queues: dict[str, _Queue] = {}
         self._leased: set[str] = set()
         self._init_administration()
@@ -128,6 +133,7 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
             self._tasks[t.id] = t
             self._schedule(t, now)
             n += 1
+        self._inserts += 1
         return n
 
     async def replace(self, tasks: Sequence[StoredTask]) -> int:
@@ -331,15 +337,24 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
         before: str | None = None,
     ) -> list[StoredTask]:
         """List tasks, newest id first (ids below ``before`` when given)."""
-        sel = [
-            t
-            for t in self._tasks.values()
-            if (queue is None or t.queue == queue)
-            and (status is None or t.status is status)
-            and (before is None or t.id < before)
-        ]
-        sel.sort(key=lambda t: t.id, reverse=True)
-        return [_copy(t) for t in sel[offset : offset + limit]]
+        if self._sorted_at != self._inserts:
+            self._sorted, self._sorted_at = sorted(self._tasks), self._inserts
+        ids, tasks = self._sorted, self._tasks
+        # Down from ``before`` like an index: a page reads only what it passes.
+        i = len(ids) if before is None else bisect.bisect_left(ids, before)
+        skip, out = max(0, offset), list[StoredTask]()
+        while i > 0 and len(out) < limit:
+            i -= 1
+            t = tasks.get(ids[i])
+            if t is None or (queue is not None and t.queue != queue):
+                continue
+            if status is not None and t.status is not status:
+                continue
+            if skip:
+                skip -= 1
+            else:
+                out.append(_copy(t))
+        return out
 
     async def get(self, id: str) -> StoredTask | None:
         """Return a copy of one task, or None."""

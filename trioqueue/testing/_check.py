@@ -21,6 +21,7 @@ from .._task import Status
 from ._check_admin import (
     admin,
     admin_retry,
+    bulk_writes,
     counts_agree,
     counts_every_path,
     get_many,
@@ -42,6 +43,7 @@ from ._check_flows import (
     flow_live_nodes_kept,
     flow_resume,
     flow_run_cancel,
+    flow_run_cancel_many,
     flow_transition,
 )
 from ._check_lifecycle import claim_worker, pause, progress, replace, snooze, timestamps
@@ -366,6 +368,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("progress", progress),
     ("admin.prune", prune),
     ("admin.retention", retention_rules),
+    ("admin.bulk_writes", bulk_writes),
     ("queues.pause", pause),
     ("workers.registry", workers_registry),
     ("signal.change", signal_change),
@@ -378,6 +381,7 @@ CHECKS: Sequence[tuple[str, Check]] = (
     ("flow.run_cancel", flow_run_cancel),
     ("flow.resume", flow_resume),
     ("flow.live_nodes_kept", flow_live_nodes_kept),
+    ("flow.run_cancel_many", flow_run_cancel_many),
 )
 
 

@@ -7,9 +7,13 @@ from .._driver import Outcome, RetentionRule, WorkerRecord
 from .._task import Status
 from ._context import _Ctx
 
+#: Ids in one call of a batch write: theirs take over 8000 bytes as JSON.
+BIG_PAGE = 800
+
 __all__ = [
     "admin",
     "admin_retry",
+    "bulk_writes",
     "counts_agree",
     "counts_every_path",
     "get_many",
@@ -160,6 +164,39 @@ async def purge(c: _Ctx) -> None:
     c.expect(n == 2, f"purge(older_than=0) deleted {n}, expected 2 (pu-1 and pu-3)")
     for id, st in (("pu-2", Status.QUEUED), ("pu-4", Status.PENDING)):
         await c.status(id, st, "after purge (unfinished tasks are never purged)")
+
+
+async def bulk_writes(c: _Ctx) -> None:
+    """``retry_many``, ``cancel_many`` and ``delete`` act on a page of ids as one by one.
+
+    The page's ids take more than PostgreSQL's 8000 bytes of a notification.
+    """
+    ids = [f"bulk-write-{i:04d}" for i in range(BIG_PAGE)]
+    await c.insert(*(c.task(id) for id in ids))
+    got = await c.driver.claim(c.queue, BIG_PAGE, "tok", 3600.0)
+    c.expect(len(got) == BIG_PAGE, f"claimed {len(got)} of {BIG_PAGE} tasks")
+    killed = [Outcome(id, Status.KILLED, error="k") for id in ids[:-2]]
+    await c.driver.settle([*killed, Outcome(ids[-2], Status.DONE)], "tok")
+    n = await c.driver.retry_many([*ids, "bulk-missing"])
+    c.expect(n == BIG_PAGE - 2, f"retry_many of {BIG_PAGE - 2} KILLED tasks retried {n}")
+    await c.status(ids[0], Status.PENDING, "after retry_many")
+    await c.status(ids[-2], Status.DONE, "after retry_many (a DONE task is not retried)")
+    c.expect(await c.driver.retry_many([]) == 0, "retry_many([]) did not return 0")
+    again = await c.driver.claim(c.queue, 2, "tok2", 3600.0)
+    n = await c.driver.cancel_many(ids)
+    want = BIG_PAGE - 1  # all but the DONE one; the RUNNING and two QUEUED ones flagged
+    c.expect(n == want, f"cancel_many of {want} unfinished tasks gave {n}")
+    for id in [ids[-1], *(r.id for r in again)]:
+        rec = await c.status(id, Status.QUEUED, "after cancel_many of a claimed task")
+        c.expect(rec.cancel_requested, f"cancel_many did not flag the claimed task {id}")
+    pending = [id for id in ids[:-2] if id not in {r.id for r in again}]
+    await c.status(pending[0], Status.CANCELLED, "after cancel_many")
+    c.expect(await c.driver.cancel_many(pending) == 0, "cancel_many of CANCELLED tasks counted")
+    n = await c.driver.delete(ids)
+    want = BIG_PAGE - 3  # the three claimed tasks stay
+    c.expect(n == want, f"delete of {BIG_PAGE} ids, three of them claimed, deleted {n}")
+    left = sorted(t.id for t in await c.driver.get_many(ids))
+    c.expect(left == sorted([ids[-1], *(r.id for r in again)]), f"after delete, {left} remain")
 
 
 async def get_many(c: _Ctx) -> None:

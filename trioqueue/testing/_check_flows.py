@@ -32,6 +32,7 @@ __all__ = [
     "flow_live_nodes_kept",
     "flow_resume",
     "flow_run_cancel",
+    "flow_run_cancel_many",
     "flow_transition",
 ]
 
@@ -159,6 +160,22 @@ async def flow_end_rule(c: _Ctx) -> None:
     run = await c.status("r6", Status.KILLED, "after a rescue killed its node")
     want = "node 'e' ended killed: lease expired on attempt 1 of 1"
     c.expect(run.last_error == want, f"the run's last_error is {run.last_error!r}, not {want!r}")
+
+
+async def flow_run_cancel_many(c: _Ctx) -> None:
+    """``cancel_many`` cancels a run among other ids as ``cancel`` does: with its tasks."""
+    a, b = _node(c, "r6", "a"), _node(c, "r6", "b", run_at=c.clock.now + 60)
+    plain = c.task("r6-plain", run_at=c.clock.now + 60)
+    await c.insert(_run(c, "r6"), a, b, plain)
+    c.expect(await c.claim("tok", 5) == [a.id], "the node was not claimable")
+    n = await c.driver.cancel_many(["r6", plain.id])
+    c.expect(n == 2, f"cancel_many of a running run and a PENDING task gave {n}, not 2")
+    run = await c.status("r6", Status.CANCELLED, "after cancel_many")
+    c.expect(run.last_error == RUN_CANCELLED, f"a cancelled run's last_error {run.last_error!r}")
+    await c.status(b.id, Status.CANCELLED, "(PENDING) after its run was cancelled by cancel_many")
+    await c.status(plain.id, Status.CANCELLED, "after cancel_many")
+    ext = await c.driver.extend([a.id], "tok", 30.0)
+    c.expect(ext.cancel == [a.id], f"the running node was not flagged: extend gave {ext}")
 
 
 async def flow_run_cancel(c: _Ctx) -> None:

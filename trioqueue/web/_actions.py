@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from .._flow._admin import BulkRetry
+from .._bulk import BULK_PAGE, BulkAction
+from .._bulk import bulk_apply as apply
 from .._retrying import retrying
 from .._task import Status
 from ._board import Board, board_url
 from ._security import CSRF_COOKIE, MAX_FORM_BYTES, csrf_ok, parse_form
 
-__all__ = ["BULK_STATUSES", "bulk_apply", "bulk_count", "routes"]
+__all__ = ["BULK_PAGE", "BULK_STATUSES", "bulk_apply", "bulk_count", "routes"]
 
 log = logging.getLogger("trioqueue.web")
 
@@ -36,8 +37,6 @@ BULK_STATUSES = {
     "delete": (Status.PENDING, Status.FAILED, Status.DONE, Status.KILLED, Status.CANCELLED),
 }
 
-#: Tasks read per page while a bulk action walks its filter.
-BULK_PAGE = 500
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -60,8 +59,10 @@ async def bulk_apply(
 ) -> int:
     """Apply ``action`` to the tasks of the filter, newest first, to ``at_most`` of them.
 
-    Walks the filter by keyset pages, so tasks pushed meanwhile are left
-    alone, and a confirmation never covers more tasks than it was shown.
+    Walks the filter by keyset pages of ``BULK_PAGE`` tasks, each one bounded
+    write (``trioqueue._bulk``), so tasks pushed meanwhile are left alone, a
+    confirmation never covers more tasks than it was shown, and any number of
+    tasks is handled in bounded memory.
 
     A retry leaves workflow run records out: the retry of a node of a
     killed run resumes the run (as ``trioqueue retry`` does).
@@ -70,35 +71,17 @@ async def bulk_apply(
       How many tasks were retried, cancelled or deleted (a task that changed
       state meanwhile and no longer allows it is not counted).
     """
-    backend = board.backend
-    retry = BulkRetry(backend)
-    done = seen = 0
-    for status_ in _statuses(action, status):
-        before: str | None = None
-        while seen < at_most:
-            page = await backend.list_tasks(
-                queue=queue, status=status_, limit=min(BULK_PAGE, at_most - seen), before=before
-            )
-            if not page:
-                break
-            seen += len(page)
-            before = page[-1].id
-            if action == "delete":
-                done += await _delete(board, [str(t.id) for t in page])
-            elif action == "retry":  # run records left out: their nodes' retry resumes them
-                for t in page:
-                    if retry.keep(t):
-                        done += await retry.retry(str(t.id))
-            else:
-                for t in page:
-                    done += await backend.cancel_task(str(t.id))
-    return done
+    if action not in BULK_STATUSES:
+        raise ValueError(f"unknown bulk action {action!r}")
+    verb: BulkAction = (
+        "retry" if action == "retry" else "cancel" if action == "cancel" else "delete"
+    )
+    statuses = _statuses(action, status)
+    return await apply(board.backend, verb, queue=queue, statuses=statuses, at_most=at_most)
 
 
 async def _delete(board: Board, ids: list[str]) -> int:
-    delete = getattr(board.backend.driver, "delete", None)
-    if delete is None:
-        raise _Refused(501, "this backend cannot delete single tasks")
+    delete = board.backend.driver.delete
     n: int = await retrying("delete tasks", delete, ids, transient=board.backend.transient)
     return n
 
