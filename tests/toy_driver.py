@@ -705,6 +705,9 @@ class FileDriver:
             t.max_attempts = max(t.max_attempts, t.attempts + 1)
             return True
 
+        ok: bool = await self._run(op)
+        return ok
+
     async def retry_many(self, ids: Sequence[str]) -> int:
         def op(store: _Store, now: float) -> int:
             n = 0
