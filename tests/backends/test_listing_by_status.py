@@ -18,6 +18,7 @@ from pg_support import pg_url, random_name
 from psycopg import sql as pgsql
 
 from trioqueue import Status, StoredTask
+from trioqueue.backends import _sqlite_listing
 from trioqueue.backends import _sqlite_statements as sql
 from trioqueue.backends._sqlite_schema import RARE
 from trioqueue.backends.postgres import PostgresBackend
@@ -108,7 +109,7 @@ async def test_sqlite_listings_read_an_index_and_pushes_add_no_status_entry(
 
     def check(conn: Any) -> None:
         for status, query in sql.LIST_TASKS_OF_STATUS.items():
-            index = sql._STATUS_INDEX[status][0]
+            index = _sqlite_listing._STATUS_INDEX[status][0]
             plan = _plan(conn, query)
             assert any(f"USING INDEX {index}" in step for step in plan), (status, plan)
         for query in sql.LIST_TASKS_OF_STATUS_BY_ID.values():

@@ -37,6 +37,7 @@ def test_every_flag_has_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
             argv = [name, *(["m:h"] if name == "worker" else [])]
             argv += ["m:h", "1"] if name == "push" else []
             argv += ["ID"] if name in ("show", "wait") else []
+            argv += ["Q"] if name == "retention" else []
             if name == "metrics" and flag != "--port":
                 argv += ["--port", "9"]
             got = getattr(build_parser().parse_args(argv), action.dest)

@@ -10,13 +10,10 @@ without a second call, and ``resumed`` says how many runs went on.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._task import Task
 from ._resume import RESUMABLE, run_of
-
-if TYPE_CHECKING:
-    from .._backend import Backend
 
 __all__ = ["BulkRetry", "is_run_record", "refusal"]
 
@@ -25,6 +22,14 @@ def is_run_record(task: Task[Any]) -> bool:
     """Whether ``task`` is a workflow's run record (a run, not a task)."""
     of = run_of(str(task.id), task.meta)
     return of is not None and of[1]
+
+
+class Backend(Protocol):
+    """What a bulk retry needs of a backend: a retry by id, and a read of a task."""
+
+    async def retry_task(self, id: str) -> bool: ...
+
+    async def get_task(self, id: str) -> Task[Any] | None: ...
 
 
 class BulkRetry:

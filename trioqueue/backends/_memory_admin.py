@@ -31,6 +31,7 @@ class MemoryAdministration:
         def _q(self, name: str) -> Any: ...
 
         def _of_live_run(self, t: StoredTask) -> bool: ...
+
         async def retry(self, id: str) -> bool: ...
 
         async def cancel(self, id: str) -> bool: ...
@@ -82,6 +83,20 @@ class MemoryAdministration:
             del self._tasks[id]
         for name in [n for n, w in self._workers.items() if w.last_seen < workers_before]:
             del self._workers[name]
+        return len(gone)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete finished tasks finished before ``older_than`` (not the nodes of a RUNNING run)."""
+        gone = [
+            id
+            for id, t in self._tasks.items()
+            if t.status.is_final
+            and t.finished_at is not None
+            and t.finished_at < older_than
+            and not self._of_live_run(t)
+        ]
+        for id in gone:
+            del self._tasks[id]
         return len(gone)
 
     async def retry_many(self, ids: Sequence[str]) -> int:

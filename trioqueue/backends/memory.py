@@ -405,20 +405,6 @@ class MemoryDriver(MemoryFlows, MemoryAdministration, MemorySchedules):
         self._changed()
         return True
 
-    async def purge(self, older_than: float) -> int:
-        """Delete finished tasks finished before ``older_than`` (not the nodes of a RUNNING run)."""
-        gone = [
-            id
-            for id, t in self._tasks.items()
-            if t.status.is_final
-            and t.finished_at is not None
-            and t.finished_at < older_than
-            and not self._of_live_run(t)
-        ]
-        for id in gone:
-            del self._tasks[id]
-        return len(gone)
-
     async def aclose(self) -> None:
         """Nothing to release."""
 
