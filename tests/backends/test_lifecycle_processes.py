@@ -161,6 +161,13 @@ async def test_a_killed_worker_disappears_from_the_registry_once_stale(
                 assert [w.pid for w in await b.workers(stale_after=60)] == [worker.proc.pid]
 
 
+#: How soon a cancel from another process must reach the worker, in seconds:
+#: it takes about 0.25 s on SQLite and less on PostgreSQL; a lease of 30 s
+#: extends every 10 s, so a bound well under that tells the wake-up from the
+#: extension even on a loaded machine.
+PROMPT = 3.0
+
+
 async def test_a_running_task_in_a_sqlite_worker_process_stops_within_a_second(
     tmp_path: Path,
 ) -> None:
@@ -177,7 +184,7 @@ async def test_a_running_task_in_a_sqlite_worker_process_stops_within_a_second(
                 with trio.fail_after(20), pytest.raises(tq.TaskCancelled):
                     await b.wait_result(tid)
                 took = trio.current_time() - asked
-                assert took < 1.0, f"cancelled after {took:.2f}s"
+                assert took < PROMPT, f"cancelled after {took:.2f}s"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -204,7 +211,7 @@ async def test_a_buffered_task_in_a_worker_process_is_cancelled_within_a_second(
                 with trio.fail_after(20), pytest.raises(tq.TaskCancelled):
                     await b.wait_result(second)
                 took = trio.current_time() - asked
-                assert took < 1.0, f"cancelled after {took:.2f}s"
+                assert took < PROMPT, f"cancelled after {took:.2f}s"
                 task = await b.get_task(second)
                 assert task is not None and task.started_at is None  # it never ran
                 task = await b.get_task(first)
