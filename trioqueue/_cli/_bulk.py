@@ -51,6 +51,25 @@ async def confirm(args: argparse.Namespace, question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+async def _ask(
+    args: argparse.Namespace,
+    would: str,
+    do: str,
+    count: int,
+    statuses: list[Status],
+    where: str,
+) -> int | None:
+    """Say what a dry run would do, or ask before ``do``: the exit code to stop with, or None."""
+    what = f"{_plural(count)} ({', '.join(s.value for s in statuses)}){where}"
+    if args.dry_run:
+        print(f"would {would} {what}")
+        return EXIT_OK
+    if count and not await confirm(args, f"{do} {what}?"):
+        print("nothing changed")
+        return EXIT_FAILED
+    return None
+
+
 def _statuses(args: argparse.Namespace, allowed: tuple[Status, ...], verb: str) -> list[Status]:
     chosen: list[Status] = list(dict.fromkeys(args.status or allowed))
     wrong = [s.value for s in chosen if s not in allowed]
@@ -96,13 +115,9 @@ async def _each(
         if args.dry_run or _asks(args):
             counts = await backend.counts(queue=args.queue)
             at_most = sum(per.get(s, 0) for per in counts.values() for s in statuses)
-            what = f"{_plural(at_most)} ({', '.join(s.value for s in statuses)}){where}"
-            if args.dry_run:
-                print(f"would have {verb} {what}")
-                return EXIT_OK
-            if at_most and not await confirm(args, f"{do} {what}?"):
-                print("nothing changed")
-                return EXIT_FAILED
+            stop = await _ask(args, f"have {verb}", do, at_most, statuses, where)
+            if stop is not None:
+                return stop
         # In pages (``bulk_apply``); after a question, no more tasks than it named.
         runs = BulkRetry(backend) if do == "retry" else None
         n = await bulk_apply(
@@ -158,13 +173,9 @@ async def cmd_purge(args: argparse.Namespace) -> int:
         where = f" in queue {args.queue!r}" if args.queue else ""
         if args.dry_run or _asks(args):
             count = await bulk_count(backend, old, queue=args.queue, statuses=statuses)
-            what = f"{_plural(count)} ({', '.join(s.value for s in statuses)}){where}"
-            if args.dry_run:
-                print(f"would purge {what}")
-                return EXIT_OK
-            if count and not await confirm(args, f"purge {what}?"):
-                print("nothing changed")
-                return EXIT_FAILED
+            stop = await _ask(args, "purge", "purge", count, statuses, where)
+            if stop is not None:
+                return stop
         if args.queue is not None:
             # One queue: its final tasks, page by page (a task retried or
             # claimed since its page was read is no longer final and is kept).

@@ -31,6 +31,7 @@ __all__ = [
     "Columns",
     "json_object",
     "meta_json",
+    "meta_or_none",
     "nullable",
     "status_of",
     "status_text",
@@ -52,6 +53,17 @@ status_text: Convert = {s: s.value for s in Status}.__getitem__
 def meta_json(meta: Mapping[str, Any]) -> str:
     """Return ``meta`` as JSON text (the empty one, most tasks', without encoding)."""
     return msgspec.json.encode(dict(meta)).decode() if meta else "{}"
+
+
+def meta_or_none(text: str | None) -> dict[str, Any] | None:
+    """Return a stored ``meta`` text as a dict; None when empty or not a JSON object."""
+    if not text or text == "{}":
+        return None
+    try:
+        meta = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def nullable(convert: Convert) -> Convert:

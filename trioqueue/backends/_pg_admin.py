@@ -5,14 +5,13 @@ inherits them). Each call is one statement (``_pg_admin_sql``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._driver import RetentionRule, StoredTask, WorkerRecord
 from .._flow._resume import RetryKind, retry_kind, run_of
 from .._task import Status
-from ._columns import status_of
+from ._columns import meta_or_none, status_of
 from ._pg_admin_sql import AdminStatements
 from ._pg_native import Row
 from ._pg_schema import COLUMNS
@@ -22,16 +21,6 @@ __all__ = ["COMPACT_AFTER", "PostgresAdministration"]
 
 #: Ledger rows of finished counts past which a read of ``counts`` folds them.
 COMPACT_AFTER = 200
-
-
-def _meta(text: str | None) -> dict[str, Any] | None:
-    if not text or text == "{}":
-        return None
-    try:
-        meta = json.loads(text)
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) else None
 
 
 class PostgresAdministration:
@@ -149,7 +138,7 @@ class PostgresAdministration:
         if not rows:
             return False
         status, meta_text, run_status = rows[0]
-        meta = _meta(meta_text)
+        meta = meta_or_none(meta_text)
         run = None if run_status is None else status_of(run_status)
         kind = retry_kind(id, status_of(status), meta, run)
         of = run_of(id, meta)

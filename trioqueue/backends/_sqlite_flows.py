@@ -7,7 +7,6 @@ resume the run. See ``FlowDriver`` for the contract.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,7 @@ from .._flow._resume import RetryKind, is_record_of, retry_kind, run_of
 from .._task import Status
 from . import _sqlite_schema as schema
 from . import _sqlite_statements as sql
-from ._columns import status_of
+from ._columns import meta_or_none, status_of
 
 __all__ = ["SqliteFlows"]
 
@@ -81,16 +80,6 @@ WHERE id = :run AND status IN ('killed', 'cancelled')
 """
 
 
-def _meta(text: str) -> dict[str, Any] | None:
-    if text == "{}":
-        return None
-    try:
-        meta = json.loads(text)
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def retry_in(conn: schema.Conn, id: str, now: float) -> list[str] | None:
     """Retry the task ``id`` in the open transaction: the queues woken, or None if refused.
 
@@ -100,11 +89,11 @@ def retry_in(conn: schema.Conn, id: str, now: float) -> list[str] | None:
     row = conn.execute(_READ, (id,)).fetchone()
     if row is None:
         return None
-    meta = _meta(row[1])
+    meta = meta_or_none(row[1])
     of = run_of(id, meta)
     run_status = None
     if of is not None and (r := conn.execute(_READ, (of[0],)).fetchone()) is not None:
-        if is_record_of(of[0], _meta(r[1])):
+        if is_record_of(of[0], meta_or_none(r[1])):
             run_status = status_of(r[0])
     kind = retry_kind(id, status_of(row[0]), meta, run_status)
     if kind is RetryKind.TASK:
