@@ -100,14 +100,18 @@ async def _shutdown_release(c: _Ctx) -> None:
         with trio.fail_after(10):
             first = await con.receive()
         c.expect(first.id in ids, f"the consumer received unknown task {first.id}")
+    await _all_released(c, ids, "shutdown did not release prefetched task", "the consumer closed")
+
+
+async def _all_released(c: _Ctx, ids: Sequence[str], failed: str, after: str) -> None:
+    # Each of ``ids`` PENDING, unleased, its attempt uncounted, claimable at once.
     for id in ids:
         rec = await c.get(id)
         c.expect(
             rec.status is Status.PENDING,
-            f"shutdown did not release prefetched task {id}: it is {rec.status.value}, "
-            f"expected pending",
+            f"{failed} {id}: it is {rec.status.value}, expected pending",
         )
-        c.leased(rec, None, "after the consumer closed")
+        c.leased(rec, None, f"after {after}")
         c.expect(rec.attempts == 0, f"released task {id} kept attempts={rec.attempts}")
     again = await c.claim("tok-b", 10)
     c.expect(sorted(again) == sorted(ids), f"released tasks not claimable at once: {again}")
@@ -126,17 +130,12 @@ async def _outer_cancel(c: _Ctx) -> None:
             outer.deadline = trio.current_time()
             await trio.sleep_forever()
     c.expect(outer.cancelled_caught, "the outer deadline did not cancel the consumer")
-    for id in ids:
-        rec = await c.get(id)
-        c.expect(
-            rec.status is Status.PENDING,
-            f"a consumer cancelled from outside did not release task {id}: it is "
-            f"{rec.status.value}, expected pending",
-        )
-        c.leased(rec, None, "after the consumer was cancelled from outside")
-        c.expect(rec.attempts == 0, f"released task {id} kept attempts={rec.attempts}")
-    again = await c.claim("tok-b", 10)
-    c.expect(sorted(again) == sorted(ids), f"released tasks not claimable at once: {again}")
+    await _all_released(
+        c,
+        ids,
+        "a consumer cancelled from outside did not release task",
+        "the consumer was cancelled from outside",
+    )
 
 
 async def _order(c: _Ctx) -> None:
