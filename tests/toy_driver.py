@@ -812,6 +812,7 @@ class FileDriver:
                 and t.status.is_final
                 and t.finished_at is not None
                 and t.finished_at < before[t.status]
+                and not _of_live_run(store, t)
             ][:limit]
             for id in gone:
                 del store.tasks[id]

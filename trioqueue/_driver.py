@@ -274,8 +274,10 @@ class Driver(Protocol):
 
         Only the statuses in ``before`` are pruned, and only tasks of ``queue``
         (None: of every queue, for an operator's purge; a worker's retention
-        always names its own queue). Also deletes the worker entries last seen
-        before ``workers_before``. Returns how many tasks were deleted.
+        always names its own queue). A driver that runs workflows keeps the
+        nodes of a RUNNING run, as ``purge`` does. Also deletes the worker
+        entries last seen before ``workers_before``. Returns how many tasks
+        were deleted.
         """
         ...
 

@@ -69,13 +69,21 @@ class MemoryAdministration:
         limit: int,
         workers_before: float,
     ) -> int:
-        """Delete up to ``limit`` final tasks of ``queue`` finished before their status's cutoff."""
+        """Delete up to ``limit`` final tasks of ``queue`` finished before their status's cutoff.
+
+        The nodes of a RUNNING workflow run are kept (its joins read their results).
+        """
         gone = []
         for id, t in self._tasks.items():
             if queue is not None and t.queue != queue:
                 continue
             cutoff = before.get(t.status)
-            if cutoff is not None and t.finished_at is not None and t.finished_at < cutoff:
+            if (
+                cutoff is not None
+                and t.finished_at is not None
+                and t.finished_at < cutoff
+                and not self._of_live_run(t)
+            ):
                 gone.append(id)
                 if len(gone) >= limit:
                     break

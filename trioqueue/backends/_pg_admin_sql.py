@@ -217,12 +217,15 @@ class AdminStatements:
         # use the index of finished tasks. Stale workers go in the same statement.
         self.prune = q(
             """WITH d AS (DELETE FROM {s}.tasks WHERE id IN (
-                SELECT id FROM {s}.tasks
+                SELECT id FROM {s}.tasks AS t
                 WHERE status IN ('done', 'killed', 'cancelled') AND finished_at < %(latest)s
                   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
                   AND finished_at < CASE status WHEN 'done' THEN %(done)s::float8
                                                 WHEN 'killed' THEN %(killed)s::float8
                                                 ELSE %(cancelled)s::float8 END
+                  AND """
+            + _NOT_OF_LIVE_RUN
+            + """
                 LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
                 RETURNING 1),
             w AS (DELETE FROM {s}.workers WHERE last_seen < %(workers_before)s RETURNING 1)

@@ -303,6 +303,7 @@ DELETE FROM trioqueue_tasks WHERE rowid IN (
       AND ((status = 'done' AND finished_at < :done)
            OR (status = 'killed' AND finished_at < :killed)
            OR (status = 'cancelled' AND finished_at < :cancelled))
+      AND {NOT_OF_LIVE_RUN}
     LIMIT :limit
 )
 """

@@ -261,13 +261,16 @@ async def flow_resume(c: _Ctx) -> None:
 
 
 async def flow_live_nodes_kept(c: _Ctx) -> None:
-    """Purge and delete leave the nodes of a RUNNING run; an ended run's go."""
+    """Purge, prune and delete leave the nodes of a RUNNING run; an ended run's go."""
     a, b = _node(c, "r10", "a"), _node(c, "r10", "b", max_attempts=1)
     await c.insert(_run(c, "r10"), a, b)
     c.expect(len(await c.claim("tok", 5)) == 2, "the nodes were not claimable")
     await c.driver.settle([Outcome(a.id, Status.DONE, result=b"1")], "tok")
     c.clock.advance(10.0)
     c.expect(await c.driver.purge(c.clock.now) == 0, "purge deleted a node of a running run")
+    every = dict.fromkeys((Status.DONE, Status.KILLED, Status.CANCELLED), c.clock.now)
+    n = await c.driver.prune(None, every, 10, 0.0)
+    c.expect(n == 0, "prune (retention) deleted a node of a running run")
     delete = getattr(c.driver, "delete", None)  # optional: the board's and CLI's delete
     if delete is not None:
         c.expect(await delete([a.id]) == 0, "delete took a node of a running run")
