@@ -3,6 +3,7 @@ group commit failures and the wake-up on other connections' commits."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import trio.testing
 
 from trioqueue import Outcome, PushError, Status, StoredTask
 from trioqueue.backends import _sqlite_driver as sqlite_module
-from trioqueue.backends._sqlite_wake import FileWatch
+from trioqueue.backends._sqlite_wake import FileWatch, Waker
 from trioqueue.backends.sqlite import SqliteBackend, SqliteDriver
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
@@ -309,3 +310,41 @@ async def test_file_watch_wakes_every_waiter_and_hands_over_the_reading(tmp_path
 
 async def test_file_watch_of_a_missing_file_is_none(tmp_path: Path) -> None:
     assert FileWatch.open(str(tmp_path / "missing")) is None
+
+
+@linux_only
+async def test_a_signal_that_shows_a_while_after_its_write_is_still_seen(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # A commit shows once its writer has updated the WAL index, after its last
+    # write to the WAL file (the write the watch reports); a loaded machine can
+    # pause the writer between the two. A waiter that read the count in that
+    # gap must read it again, not sleep until a next write that never comes.
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    watch = FileWatch.open(str(path))
+    assert watch is not None
+    waker = Waker(watch, poll_min=0.001, poll_max=0.1)
+    shows_at = math.inf
+
+    async def count() -> int:
+        await trio.lowlevel.checkpoint()
+        return int(trio.current_time() >= shows_at)
+
+    async def commit_late() -> None:
+        nonlocal shows_at
+        await trio.sleep(1.0)
+        with path.open("ab") as f:  # the writer's last write to the WAL file...
+            f.write(b"x")
+        shows_at = trio.current_time() + 0.5  # ...and its commit shows half a second later
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commit_late)
+            start = trio.current_time()
+            got = await waker.wait_signal(trio.Event(), 0, count, 60.0, every=0.25)
+            took = trio.current_time() - start
+    finally:
+        watch.close()
+    assert got == 1, "the waiter slept past a commit that showed late"
+    assert took < 2.0

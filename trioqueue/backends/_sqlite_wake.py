@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["FileWatch", "Waker"]
+__all__ = ["SIGNAL_SETTLE", "FileWatch", "Waker"]
 
 log = logging.getLogger("trioqueue.backends.sqlite")
 
@@ -164,6 +164,15 @@ class FileWatch:
         return f"<FileWatch {self.path!r} {state} generation={self.generation}>"
 
 
+#: Seconds after the latest reported write during which ``wait_signal`` goes
+#: on reading (every ``every`` seconds) before it sleeps until the next write.
+#: A commit shows only once its writer has updated the WAL index, after its
+#: last write to the WAL file: on a loaded machine the writer can be paused
+#: between the two for much longer than ``poll_max``, and a read in that gap
+#: sees the old count while the write's wake-up has already been spent.
+SIGNAL_SETTLE = 2.0
+
+
 class Waker:
     """Where a driver's waiters wait: its own writes, and other connections' commits.
 
@@ -281,7 +290,7 @@ class Waker:
                     not ev.is_set()
                     and watch is not None
                     and watch.alive
-                    and watch.last_event < read_at - self.poll_max
+                    and watch.last_event < read_at - max(self.poll_max, SIGNAL_SETTLE)
                 ):
                     # The read saw every commit and nothing was written since
                     # (a commit shows a moment after its last write): asleep
